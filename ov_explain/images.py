@@ -1,0 +1,103 @@
+"""Image loading: any common file kind becomes an upright RGB uint8 array, or a clear ImageReadError."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import ImageReadError
+
+logger = logging.getLogger(__name__)
+
+#: Images with more pixels than this are refused (a 16k x 12k photo is ~200 MP); override per call.
+DEFAULT_MAX_PIXELS = 200_000_000
+
+_JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Read an image file as an upright (EXIF-rotated) RGB uint8 array of shape (H, W, 3).
+
+    Greyscale is replicated to three channels, alpha is composited over white, 16-bit and float
+    images are scaled to 8 bits, CMYK JPEGs are converted by the decoder.
+    """
+    path = Path(path)
+    try:
+        data = np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise ImageReadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a directory, expected an image file") from None
+    except OSError as exc:
+        raise ImageReadError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return decode_image(data.tobytes(), source=str(path), max_pixels=max_pixels)
+
+
+def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode encoded image bytes (JPEG, PNG, TIFF, WebP, BMP, ...) like :func:`read_image`."""
+    if not data:
+        raise ImageReadError(f"{source}: empty file, expected an image")
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    # JPEG carries EXIF orientation and never alpha: decode it upright. Other formats keep alpha
+    # and bit depth (IMREAD_UNCHANGED), which skips EXIF orientation; they rarely carry it.
+    is_jpeg = data[:3] == _JPEG_MAGIC
+    flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
+    try:
+        decoded = cv2.imdecode(buffer, flags)
+    except cv2.error as exc:
+        # OpenCV refuses images above its own pixel limit with an exception rather than None.
+        raise ImageReadError(f"{source}: cannot decode ({_first_line(str(exc))})") from None
+    if decoded is None:
+        raise ImageReadError(f"{source}: not a readable image (corrupt, truncated or unsupported format)")
+    height, width = decoded.shape[:2]
+    if height * width > max_pixels:
+        raise ImageReadError(
+            f"{source}: image is {width}x{height} = {height * width / 1e6:.0f} MP, "
+            f"larger than the limit of {max_pixels / 1e6:.0f} MP (raise max_pixels to allow it)"
+        )
+    return _to_rgb_uint8(decoded, source)
+
+
+def _first_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1] if lines else text
+
+
+def _to_rgb_uint8(decoded: np.ndarray, source: str) -> np.ndarray:
+    image = _to_uint8(decoded, source)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 2:  # grey + alpha
+        grey = _composite_over_white(image[:, :, :1].astype(np.float32), image[:, :, 1])
+        return cv2.cvtColor(grey[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 3:
+        return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if channels == 4:
+        rgb = _composite_over_white(image[:, :, 2::-1].astype(np.float32), image[:, :, 3])
+        return np.ascontiguousarray(rgb)
+    raise ImageReadError(f"{source}: {channels} channels, expected 1 (grey), 3 (colour) or 4 (with alpha)")
+
+
+def _to_uint8(image: np.ndarray, source: str) -> np.ndarray:
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return np.round(image.astype(np.float32) / 257.0).astype(np.uint8)
+    if image.dtype in (np.float32, np.float64):
+        if not np.all(np.isfinite(image)):
+            raise ImageReadError(f"{source}: floating-point image contains NaN or infinity")
+        return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise ImageReadError(f"{source}: pixel type {image.dtype} not supported, expected 8/16-bit or float")
+
+
+def _composite_over_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    weight = (alpha.astype(np.float32) / 255.0)[:, :, None]
+    blended = colour * weight + 255.0 * (1.0 - weight)
+    return np.round(blended).astype(np.uint8)

@@ -1,0 +1,376 @@
+"""The classifier wrapper: read IR/ONNX, compile with device fallback, preprocess, infer, top-k."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from . import resources
+from .devices import CompiledModel, compile_with_fallback
+from .errors import ImageReadError, LabelsError, ModelLoadError, OvExplainError, PreprocessError, \
+    one_line
+from .images import read_image
+from .labels import check_labels, read_labels
+from .preprocess import Geometry, PreprocessFn, PreprocessSpec, load_preprocess_function, read_spec_from_model, \
+    run_custom
+
+logger = logging.getLogger(__name__)
+
+ImageInput = Union[str, os.PathLike, np.ndarray]
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    """One class of a prediction: index, name (if the model has labels) and probability."""
+
+    index: int
+    name: str | None
+    probability: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "name": self.name, "probability": round(float(self.probability), 6)}
+
+
+@dataclass
+class Prediction:
+    """Top-k classes for one image, the full probability vector and where/how it was computed."""
+
+    source: str
+    top: list[ClassScore]
+    probabilities: np.ndarray = field(repr=False)
+    device: str
+    output_kind: str  # how the raw output was read: "logits" (softmax applied) or "probabilities"
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    geometry: Geometry | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        probabilities = np.asarray(self.probabilities)
+        if probabilities.ndim != 1:
+            raise ValueError(f"probabilities: expected shape (num_classes,), got {probabilities.shape}")
+        if not self.top:
+            raise ValueError("top: expected at least one class")
+        if any(a.probability < b.probability for a, b in zip(self.top, self.top[1:])):
+            raise ValueError("top: classes must be sorted by decreasing probability")
+        self.probabilities = probabilities
+
+    @property
+    def label(self) -> str:
+        best = self.top[0]
+        return best.name if best.name is not None else str(best.index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "device": self.device, "output_kind": self.output_kind,
+                "top": [c.to_dict() for c in self.top],
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A model file and the sidecar files found beside it."""
+
+    model: Path
+    preprocess: Path | None
+    labels: Path | None
+
+    @classmethod
+    def locate(cls, path: str | os.PathLike | None) -> "ModelFiles":
+        """Find the model (a file, or the single .xml/.onnx in a folder) and its sidecars.
+
+        Sidecars: ``<stem>.preprocess.json`` / ``<stem>.labels.txt``, else ``preprocess.json`` /
+        ``labels.txt`` in the same folder.
+        """
+        path = Path(path) if path is not None else resources.default_model_path()
+        if path.is_dir():
+            found = sorted(path.glob("*.xml")) or sorted(path.glob("*.onnx"))
+            if len(found) != 1:
+                raise ModelLoadError(f"{path}: expected exactly one .xml or .onnx model in the folder, "
+                                     f"found {len(found)}")
+            path = found[0]
+        if not path.is_file():
+            raise ModelLoadError(f"{path}: model file not found")
+        if path.suffix.lower() not in (".xml", ".onnx"):
+            raise ModelLoadError(f"{path}: expected an OpenVINO IR (.xml) or ONNX (.onnx) model")
+        stem = path.name[: -len(path.suffix)]
+
+        def sidecar(*names: str) -> Path | None:
+            return next((path.parent / n for n in names if (path.parent / n).is_file()), None)
+
+        return cls(path, sidecar(f"{stem}.preprocess.json", "preprocess.json"),
+                   sidecar(f"{stem}.labels.txt", "labels.txt"))
+
+
+class Classifier:
+    """An image classifier on OpenVINO.
+
+    ``preprocess`` is a :class:`PreprocessSpec`, a path to a spec JSON, a ``"pkg.mod:function"``
+    reference, or a callable taking an RGB uint8 (H, W, 3) image. Without it the spec embedded in
+    the IR or stored beside the model is used. ``output`` says whether the model returns logits
+    (softmax is applied) or probabilities; ``auto`` decides from the graph and then the values.
+    """
+
+    def __init__(self, model_path: str | os.PathLike | None = None, *, device: str = "AUTO",
+                 preprocess: PreprocessSpec | PreprocessFn | str | os.PathLike | None = None,
+                 labels: Sequence[str] | str | os.PathLike | None = None, output: str = "auto",
+                 hint: str = "LATENCY", cache_dir: Path | str | None = "default", core: Any = None) -> None:
+        import openvino as ov
+
+        if output not in OUTPUT_KINDS:
+            raise OvExplainError(f"output must be one of {list(OUTPUT_KINDS)}, got {output!r}")
+        self.files = ModelFiles.locate(model_path)
+        self.core = core if core is not None else ov.Core()
+        started = time.perf_counter()
+        try:
+            self.model = self.core.read_model(str(self.files.model))
+        except Exception as exc:  # OpenVINO raises RuntimeError with the parser's text
+            raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
+        self.output_port = _classification_output(self.model, self.files.model)
+        self.num_classes = int(self.output_port.get_partial_shape()[-1].get_length())
+        self.spec, self.embedded, self.custom_fn = self._resolve_preprocess(preprocess)
+        self.labels = self._resolve_labels(labels)
+        self.output_kind = output if output != "auto" else _graph_output_kind(self.output_port)
+        self.hint = hint
+        self._compiled: CompiledModel = compile_with_fallback(self.core, self.model, device, hint=hint,
+                                                              cache_dir=cache_dir)
+        self.load_ms = (time.perf_counter() - started) * 1000.0
+        self._out_index = _output_index(self.model, self.output_port)
+        logger.info("loaded %s on %s in %.0f ms", self.files.model.name, self.device, self.load_ms)
+
+    # ----- properties --------------------------------------------------------------------------
+    @property
+    def device(self) -> str:
+        """The device OpenVINO reports as executing the model (e.g. ``CPU`` or ``GPU.0``)."""
+        return ",".join(self._compiled.execution_devices)
+
+    @property
+    def compiled(self) -> Any:
+        return self._compiled.compiled
+
+    @property
+    def compile_info(self) -> CompiledModel:
+        return self._compiled
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        return self.spec.size
+
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch one request takes: None when the batch dimension is dynamic."""
+        dim = self.compiled.inputs[0].get_partial_shape()[0]
+        return None if dim.is_dynamic else int(dim.get_length())
+
+    # ----- preprocessing -----------------------------------------------------------------------
+    def prepare(self, image: ImageInput) -> tuple[np.ndarray, Geometry, str]:
+        """Load (if a path) and preprocess one image: model input without batch axis, geometry, source."""
+        source = str(image) if not isinstance(image, np.ndarray) else "<array>"
+        pixels = read_image(image) if not isinstance(image, np.ndarray) else image
+        if self.custom_fn is not None:
+            tensor, geometry = run_custom(self.custom_fn, pixels, self.spec.size)
+        elif self.embedded:
+            tensor, geometry = self.spec.embedded_input(pixels)
+        else:
+            tensor, geometry = self.spec(pixels)
+        return tensor, geometry, source
+
+    # ----- inference ---------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model output (N, num_classes) for a preprocessed batch, split if the device needs it."""
+        batch = np.asarray(batch)
+        limit = self.max_batch
+        if limit is not None and batch.shape[0] != limit:
+            if limit != 1:
+                raise OvExplainError(f"model compiled for batch {limit}, got a batch of {batch.shape[0]}")
+            return np.concatenate([self.infer(batch[i:i + 1]) for i in range(batch.shape[0])])
+        result = self.compiled(batch)
+        return np.asarray(result[self.compiled.outputs[self._out_index]]).reshape(batch.shape[0], -1)
+
+    def to_probabilities(self, raw: np.ndarray) -> tuple[np.ndarray, str]:
+        """Probabilities from raw outputs, and how the output was read (logits or probabilities)."""
+        raw = np.asarray(raw, dtype=np.float32)
+        kind = self.output_kind if self.output_kind != "auto" else _value_output_kind(raw)
+        if kind == "logits":
+            shifted = raw - raw.max(axis=-1, keepdims=True)
+            exp = np.exp(shifted)
+            return exp / exp.sum(axis=-1, keepdims=True), kind
+        return raw, kind
+
+    def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[ClassScore]:
+        k = max(1, min(int(k), probabilities.shape[-1]))
+        order = np.argsort(-probabilities, kind="stable")[:k]
+        return [ClassScore(int(i), self.class_name(int(i)), float(probabilities[i])) for i in order]
+
+    def class_name(self, index: int) -> str | None:
+        return self.labels[index] if self.labels is not None else None
+
+    def predict(self, image: ImageInput, *, top_k: int = 5) -> Prediction:
+        """Predict one image (a path or an RGB uint8 array)."""
+        started = time.perf_counter()
+        tensor, geometry, source = self.prepare(image)
+        prepared = time.perf_counter()
+        raw = self.infer(tensor[None])
+        inferred = time.perf_counter()
+        return self._prediction(raw[0], source, geometry, top_k,
+                                {"preprocess": (prepared - started) * 1000, "infer": (inferred - prepared) * 1000})
+
+    def predict_many(self, images: Iterable[ImageInput], *, top_k: int = 5,
+                     on_error: Callable[[str, OvExplainError], None] | None = None) -> Iterator[Prediction]:
+        """Predict a stream of images through OpenVINO's async queue, in input order.
+
+        A bad image calls ``on_error(source, error)`` (or raises if no callback) and the rest go on.
+        """
+        import openvino as ov
+
+        queue = ov.AsyncInferQueue(self.compiled, self._queue_size())
+        pending: dict[int, tuple[str, Geometry, float, float]] = {}
+        results: dict[int, Any] = {}
+
+        def done(request: Any, job: int) -> None:
+            results[job] = (np.array(request.get_output_tensor(self._out_index).data).reshape(-1),
+                            time.perf_counter())
+
+        queue.set_callback(done)
+        order: list[int] = []
+        next_out = 0
+        for job, image in enumerate(images):
+            started = time.perf_counter()
+            try:
+                tensor, geometry, source = self.prepare(image)
+            except (ImageReadError, PreprocessError) as exc:
+                if on_error is None:
+                    raise
+                on_error(str(image), exc)
+                continue
+            prepared = time.perf_counter()
+            pending[job] = (source, geometry, (prepared - started) * 1000, prepared)
+            order.append(job)
+            queue.start_async({0: tensor[None]}, job)
+            # Hand back finished results in input order while the queue keeps working.
+            while next_out < len(order) and order[next_out] in results:
+                yield self._finish(order[next_out], pending, results, top_k)
+                next_out += 1
+        queue.wait_all()
+        while next_out < len(order):
+            yield self._finish(order[next_out], pending, results, top_k)
+            next_out += 1
+
+    # ----- internals ---------------------------------------------------------------------------
+    def _finish(self, job: int, pending: dict, results: dict, top_k: int) -> Prediction:
+        source, geometry, prep_ms, submitted = pending.pop(job)
+        raw, finished = results.pop(job)
+        return self._prediction(raw, source, geometry, top_k,
+                                {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
+
+    def _prediction(self, raw: np.ndarray, source: str, geometry: Geometry, top_k: int,
+                    timings: dict[str, float]) -> Prediction:
+        probabilities, kind = self.to_probabilities(raw[None])
+        return Prediction(source, self.top_k(probabilities[0], top_k), probabilities[0], self.device, kind,
+                          timings, geometry)
+
+    def _queue_size(self) -> int:
+        try:
+            return max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:
+            return 2
+
+    def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None]:
+        embedded_spec, embedded = read_spec_from_model(self.model)
+        if callable(preprocess) and not isinstance(preprocess, PreprocessSpec):
+            return self._fallback_spec(embedded_spec), False, preprocess
+        if isinstance(preprocess, (str, os.PathLike)):
+            text = str(preprocess)
+            if text.endswith(".json") or Path(text).is_file():
+                preprocess = PreprocessSpec.from_json(text)
+            else:
+                return self._fallback_spec(embedded_spec), False, load_preprocess_function(text)
+        if isinstance(preprocess, PreprocessSpec):
+            if embedded:
+                raise PreprocessError(f"{self.files.model}: preprocessing is embedded in this IR; "
+                                      "a different spec cannot be applied on top of it")
+            return preprocess, False, None
+        if preprocess is not None:
+            raise PreprocessError(f"preprocess: expected a spec, a .json path, 'pkg.mod:function' or a callable, "
+                                  f"got {type(preprocess).__name__}")
+        if embedded_spec is not None:
+            return embedded_spec, embedded, None
+        if self.files.preprocess is not None:
+            return PreprocessSpec.from_json(self.files.preprocess), False, None
+        spec = self._fallback_spec(None)
+        logger.warning("%s: no preprocessing spec found (beside the model or in it); using a plain %dx%d "
+                       "resize with no normalisation — pass a spec for correct results",
+                       self.files.model, *spec.size)
+        return spec, False, None
+
+    def _fallback_spec(self, spec: PreprocessSpec | None) -> PreprocessSpec:
+        if spec is not None:
+            return spec
+        shape = self.model.inputs[0].get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+            raise ModelLoadError(f"{self.files.model}: expected one image input of rank 4, got {shape}")
+        dims = [d.get_length() if d.is_static else -1 for d in shape]
+        layout = "NHWC" if dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
+        height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
+        if height < 1 or width < 1:
+            raise ModelLoadError(f"{self.files.model}: input {shape} has no static size; pass a preprocessing spec")
+        return PreprocessSpec(size=(height, width), layout=layout)
+
+    def _resolve_labels(self, labels: Any) -> list[str] | None:
+        if labels is None and self.files.labels is not None:
+            labels = self.files.labels
+        if labels is None:
+            return None
+        if isinstance(labels, (str, os.PathLike)):
+            return check_labels(read_labels(labels), self.num_classes, str(labels))
+        return check_labels([str(n) for n in labels], self.num_classes, "labels")
+
+
+def _classification_output(model: Any, path: Path) -> Any:
+    """The output holding class scores: shape (N, C) or (N, C, 1, 1); never a saliency map."""
+    candidates = []
+    for port in model.outputs:
+        names = port.get_names()
+        shape = port.get_partial_shape()
+        if "saliency_map" in names or shape.rank.is_dynamic:
+            continue
+        dims = list(shape)[1:]
+        if dims and dims[0].is_static and all(d.is_static and d.get_length() == 1 for d in dims[1:]):
+            candidates.append(port)
+    if not candidates:
+        shapes = ", ".join(str(p.get_partial_shape()) for p in model.outputs)
+        raise ModelLoadError(f"{path}: no classification output of shape (N, num_classes) (outputs: {shapes})")
+    if len(model.inputs) != 1:
+        raise ModelLoadError(f"{path}: expected a single image input, the model has {len(model.inputs)}")
+    return candidates[0]
+
+
+def _output_index(model: Any, port: Any) -> int:
+    for i, candidate in enumerate(model.outputs):
+        if candidate.get_names() == port.get_names() and candidate.get_node() == port.get_node():
+            return i
+    return 0
+
+
+def _graph_output_kind(port: Any) -> str:
+    """Probabilities if the output is produced by a Softmax, else decided from values at run time."""
+    node = port.get_node()
+    for _ in range(4):  # walk up through Result / Reshape / Convert to the producing op
+        kind = node.get_type_name()
+        if kind in ("Softmax", "SoftMax"):
+            return "probabilities"
+        if kind not in ("Result", "Reshape", "Squeeze", "Convert", "Unsqueeze"):
+            return "auto"
+        node = node.input_value(0).get_node()
+    return "auto"
+
+
+def _value_output_kind(raw: np.ndarray) -> str:
+    in_range = bool(np.all(raw >= 0) and np.all(raw <= 1))
+    sums_to_one = bool(np.allclose(raw.sum(axis=-1), 1.0, atol=1e-3))
+    return "probabilities" if in_range and sums_to_one else "logits"
