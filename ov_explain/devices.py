@@ -46,9 +46,9 @@ class DeviceRequest:
     @classmethod
     def parse(cls, text: str | None) -> "DeviceRequest":
         text = (text or "AUTO").strip()
-        head, _, tail = text.partition(":")
+        head, colon, tail = text.partition(":")
         if head.upper() == "AUTO":
-            names = tuple(n.strip().upper() for n in tail.split(",") if n.strip()) if tail else DEFAULT_PRIORITY
+            names = tuple(n.strip().upper() for n in tail.split(",") if n.strip()) if colon else DEFAULT_PRIORITY
             if not names:
                 raise DeviceError(f"device {text!r}: AUTO: needs a device list such as AUTO:GPU,CPU")
             return cls(names, auto=True)

@@ -45,6 +45,9 @@ def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFA
     # JPEG carries EXIF orientation and never alpha: decode it upright. Other formats keep alpha
     # and bit depth (IMREAD_UNCHANGED), which skips EXIF orientation; they rarely carry it.
     is_jpeg = data[:3] == _JPEG_MAGIC
+    if is_jpeg and b"\xff\xd9" not in data[-4096:]:
+        # libjpeg decodes a cut-off file into a half-grey picture with only a stderr warning.
+        raise ImageReadError(f"{source}: truncated JPEG (no end-of-image marker)")
     flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
     try:
         decoded = cv2.imdecode(buffer, flags)

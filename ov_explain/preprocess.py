@@ -191,32 +191,37 @@ class PreprocessSpec:
         return self.normalize(fitted), geometry
 
     # ----- embedded path -------------------------------------------------------------------------
-    def embed(self, model: "Any") -> "Any":
-        """Return a copy-free rebuild of ``model`` whose input takes uint8 RGB NHWC pixels.
+    @property
+    def embeds_resize(self) -> bool:
+        """Whether :meth:`embed` puts the resize in the graph: only ``stretch`` with linear or cubic.
 
-        The graph does the colour order, mean/std and layout, and for ``stretch`` also the resize
-        from any input size. For ``center_crop`` / ``letterbox`` the host still runs :meth:`fit`
-        (the crop window depends on each image's size), so the embedded input is ``size``.
+        OpenVINO's nearest-neighbour resize picks different source pixels than OpenCV's, and
+        crop windows depend on each image's size, so those stay on the host.
+        """
+        return self.resize == "stretch" and self.interpolation in ("linear", "cubic")
+
+    def embed(self, model: "Any") -> "Any":
+        """A copy of ``model`` whose input takes uint8 RGB NHWC pixels (``model`` is not changed).
+
+        The graph does the colour order, mean/std and layout, and (see :attr:`embeds_resize`) the
+        resize from any input size; otherwise the host still runs :meth:`fit` and the embedded
+        input has the model's ``size``.
         """
         import openvino as ov
         from openvino.preprocess import ColorFormat, PrePostProcessor, ResizeAlgorithm
 
         if len(model.inputs) != 1:
             raise PreprocessError(f"embedding needs a single-input model, this one has {len(model.inputs)}")
-        ppp = PrePostProcessor(model)
+        ppp = PrePostProcessor(model.clone())
         stage = ppp.input()
         stage.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_color_format(
             ColorFormat.RGB)
         stage.model().set_layout(ov.Layout(self.layout))
         steps = stage.preprocess()
-        if self.resize == "stretch":
+        if self.embeds_resize:
             stage.tensor().set_spatial_dynamic_shape()
-            algorithm = {"nearest": ResizeAlgorithm.RESIZE_NEAREST, "cubic": ResizeAlgorithm.RESIZE_CUBIC}.get(
-                self.interpolation, ResizeAlgorithm.RESIZE_LINEAR)
-            if self.interpolation not in ("nearest", "linear", "cubic"):
-                logger.warning("interpolation %r has no graph equivalent; embedding uses linear",
-                               self.interpolation)
-            steps.resize(algorithm)
+            steps.resize(ResizeAlgorithm.RESIZE_CUBIC if self.interpolation == "cubic"
+                         else ResizeAlgorithm.RESIZE_LINEAR)
         if self.color == "BGR":
             steps.convert_color(ColorFormat.BGR)
         steps.convert_element_type(ov.Type.f32)
@@ -227,9 +232,9 @@ class PreprocessSpec:
         return built
 
     def embedded_input(self, image: np.ndarray) -> tuple[np.ndarray, Geometry]:
-        """Host-side input for an embedded model: uint8 RGB (H, W, 3), fitted unless ``stretch``."""
+        """Host-side input for an embedded model: uint8 RGB (H, W, 3), fitted unless the graph resizes."""
         _check_image(image)
-        if self.resize == "stretch":
+        if self.embeds_resize:
             return np.ascontiguousarray(image), Geometry.stretch(image.shape[:2], self.size)
         return self.fit(image)
 
