@@ -1,0 +1,136 @@
+"""Explanation results, target selection and the small base every method builds on."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Sequence, Union
+
+import cv2
+import numpy as np
+
+from ..errors import OvExplainError
+from ..labels import resolve_class
+from ..model import Prediction
+from ..preprocess import Geometry
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "whitebox", "blackbox")
+Targets = Union[str, int, Sequence[Union[int, str]]]
+
+
+class ExplainError(OvExplainError):
+    """An explanation request that cannot be served (bad targets, options or method)."""
+
+
+class WhiteboxUnsupportedError(ExplainError):
+    """The model's graph has no place for a white-box method (the only error ``mode='auto'`` falls back on)."""
+
+
+@dataclass
+class SaliencyMap:
+    """One map: ``raw`` at the method's own resolution, ``on_image`` on the original image's pixels.
+
+    ``target`` is a class index, or None for a class-agnostic map (ActivationMap).
+    """
+
+    target: int | None
+    name: str | None
+    probability: float | None
+    raw: np.ndarray = field(repr=False)
+    on_image: np.ndarray = field(repr=False)
+
+    def __post_init__(self) -> None:
+        self.raw = np.asarray(self.raw, dtype=np.float32)
+        self.on_image = np.asarray(self.on_image, dtype=np.float32)
+        for label, array in (("raw", self.raw), ("on_image", self.on_image)):
+            if array.ndim != 2:
+                raise ValueError(f"{label}: expected a 2-D map (H, W), got shape {array.shape}")
+
+    @property
+    def label(self) -> str:
+        if self.target is None:
+            return "all_classes"
+        return self.name if self.name is not None else str(self.target)
+
+
+@dataclass
+class Explanation:
+    """Maps for one image plus where they came from: method, mode, layer, device, inferences, time."""
+
+    source: str
+    image_size: tuple[int, int]
+    prediction: Prediction
+    maps: list[SaliencyMap]
+    method: str
+    mode: str
+    device: str
+    target_layer: str | None = None
+    backend: str = "native"
+    inferences: int = 0
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    geometry: Geometry | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("whitebox", "blackbox"):
+            raise ValueError(f"mode: expected 'whitebox' or 'blackbox', got {self.mode!r}")
+        for saliency in self.maps:
+            if saliency.on_image.shape != tuple(self.image_size):
+                raise ValueError(f"map for {saliency.label}: on_image shape {saliency.on_image.shape} does not "
+                                 f"match the image size {tuple(self.image_size)}")
+
+    def map_for(self, target: int | str) -> SaliencyMap:
+        for saliency in self.maps:
+            if saliency.target == target or (saliency.name is not None and saliency.name == target):
+                return saliency
+        raise KeyError(f"no map for {target!r}; maps: {[m.label for m in self.maps]}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "image_size": list(self.image_size), "method": self.method,
+                "mode": self.mode, "backend": self.backend, "target_layer": self.target_layer,
+                "device": self.device, "inferences": self.inferences,
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+                "prediction": self.prediction.to_dict(),
+                "maps": [{"target": m.target, "name": m.name,
+                          "probability": None if m.probability is None else round(m.probability, 6),
+                          "raw_shape": list(m.raw.shape)} for m in self.maps]}
+
+
+def select_targets(targets: Targets, probabilities: np.ndarray, names: Sequence[str] | None, *,
+                   top_k: int = 3, threshold: float = 0.1) -> list[int]:
+    """Class indices to explain.
+
+    ``"predicted"``: the top class plus others with probability >= ``threshold``, at most ``top_k``;
+    ``"all"``: every class; an index, a name, or a list of them: exactly those (unknown names list
+    close matches).
+    """
+    num_classes = probabilities.shape[-1]
+    if isinstance(targets, str) and targets in ("predicted", "all"):
+        if targets == "all":
+            return list(range(num_classes))
+        order = np.argsort(-probabilities, kind="stable")[:max(1, top_k)]
+        return [int(order[0])] + [int(i) for i in order[1:] if probabilities[i] >= threshold]
+    items = [targets] if isinstance(targets, (str, int, np.integer)) else list(targets)
+    if not items:
+        raise ExplainError("targets: empty list; give class indices, names, 'predicted' or 'all'")
+    resolved: list[int] = []
+    for item in items:
+        index = resolve_class(int(item) if isinstance(item, np.integer) else item, names, num_classes)
+        if index not in resolved:
+            resolved.append(index)
+    return resolved
+
+
+def to_original(raw: np.ndarray, input_size: tuple[int, int], geometry: Geometry) -> np.ndarray:
+    """Resize a map from method resolution to the model input, then undo crop/letterbox."""
+    height, width = input_size
+    resized = raw if raw.shape == (height, width) else cv2.resize(
+        raw.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    return geometry.input_to_original(resized, fill=float(np.min(raw)))
+
+
+def check_mode(mode: str) -> str:
+    if mode not in MODES:
+        raise ExplainError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    return mode
