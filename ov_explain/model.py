@@ -162,6 +162,11 @@ class Classifier:
         return self.spec.size
 
     @property
+    def output_index(self) -> int:
+        """Position of the class-score output among the compiled model's outputs."""
+        return self._out_index
+
+    @property
     def max_batch(self) -> int | None:
         """Largest batch one request takes: None when the batch dimension is dynamic."""
         dim = self.compiled.inputs[0].get_partial_shape()[0]
@@ -217,8 +222,8 @@ class Classifier:
         prepared = time.perf_counter()
         raw = self.infer(tensor[None])
         inferred = time.perf_counter()
-        return self._prediction(raw[0], source, geometry, top_k,
-                                {"preprocess": (prepared - started) * 1000, "infer": (inferred - prepared) * 1000})
+        return self.prediction_from_raw(raw[0], source, geometry, top_k,
+                                        {"preprocess": (prepared - started) * 1000, "infer": (inferred - prepared) * 1000})
 
     def predict_many(self, images: Iterable[ImageInput], *, top_k: int = 5,
                      on_error: Callable[[str, OvExplainError], None] | None = None) -> Iterator[Prediction]:
@@ -265,11 +270,12 @@ class Classifier:
     def _finish(self, job: int, pending: dict, results: dict, top_k: int) -> Prediction:
         source, geometry, prep_ms, submitted = pending.pop(job)
         raw, finished = results.pop(job)
-        return self._prediction(raw, source, geometry, top_k,
-                                {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
+        return self.prediction_from_raw(raw, source, geometry, top_k,
+                                        {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
 
-    def _prediction(self, raw: np.ndarray, source: str, geometry: Geometry, top_k: int,
-                    timings: dict[str, float]) -> Prediction:
+    def prediction_from_raw(self, raw: np.ndarray, source: str, geometry: Geometry, top_k: int,
+                            timings: dict[str, float]) -> Prediction:
+        """A :class:`Prediction` from one image's raw model output."""
         probabilities, kind = self.to_probabilities(raw[None])
         return Prediction(source, self.top_k(probabilities[0], top_k), probabilities[0], self.device, kind,
                           timings, geometry)

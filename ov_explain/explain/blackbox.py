@@ -1,0 +1,245 @@
+"""Black-box methods: RISE and AISE perturb the preprocessed input and only read class probabilities.
+
+Both keep the device busy: RISE sends chunks of masked inputs through OpenVINO's async infer queue;
+AISE runs its independent DIRECT searches (one per target and kernel width) in threads, each with its
+own infer request, and evaluates the preserve/delete pair of every probe as one batch of two. Memory is
+bounded: RISE holds only the masks of in-flight chunks and one float32 accumulator per target.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import cv2
+import numpy as np
+
+from .base import ExplainError
+
+logger = logging.getLogger(__name__)
+
+#: Same meaning as openvino-xai's presets.
+RISE_PRESETS = {"speed": (1000, 4), "balance": (5000, 8), "quality": (10000, 12)}
+AISE_PRESETS = {"speed": (20, np.linspace(0.1, 0.25, 3)), "balance": (50, np.linspace(0.1, 0.25, 3)),
+                "quality": (50, np.linspace(0.075, 0.25, 5))}
+
+#: Called with (done, total) after each unit of work; return True to cancel.
+Progress = Callable[[int, int], "bool | None"]
+
+
+class Cancelled(ExplainError):
+    """The progress callback asked to stop."""
+
+
+@dataclass
+class ScoreFunction:
+    """Class probabilities for a batch of preprocessed inputs, on a compiled model.
+
+    ``to_probabilities`` turns raw outputs into probabilities (softmax for logits).
+    """
+
+    compiled: Any
+    output_index: int
+    to_probabilities: Callable[[np.ndarray], np.ndarray]
+    max_batch: int | None  # None: dynamic batch
+    calls: int = 0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def count(self, n: int) -> None:
+        with self._lock:
+            self.calls += n
+
+    def request(self) -> Any:
+        return self.compiled.create_infer_request()
+
+    def run(self, request: Any, batch: np.ndarray) -> np.ndarray:
+        """Probabilities (N, K) for one batch on one request (split if the model takes batch 1)."""
+        if self.max_batch is not None and batch.shape[0] != self.max_batch:
+            return np.concatenate([self.run(request, batch[i:i + 1]) for i in range(batch.shape[0])])
+        request.infer({0: batch})
+        self.count(1)
+        raw = np.array(request.get_output_tensor(self.output_index).data).reshape(batch.shape[0], -1)
+        return self.to_probabilities(raw)
+
+
+def _mask_axes(layout: str) -> tuple[int, ...]:
+    """Where to broadcast an (H, W) mask over a (N, ...) input batch."""
+    return (slice(None), None, slice(None), slice(None)) if layout == "NCHW" else \
+        (slice(None), slice(None), slice(None), None)
+
+
+# ----- RISE -------------------------------------------------------------------------------------------
+def rise_masks(rng: np.random.Generator, count: int, input_size: tuple[int, int], cells: int,
+               probability: float) -> np.ndarray:
+    """``count`` smooth random masks (count, H, W) in [0, 1]: a cells x cells binary grid, upsampled
+    (cubic) to one cell more than the input and cropped at a random shift."""
+    height, width = input_size
+    cell_h, cell_w = math.ceil(height / cells), math.ceil(width / cells)
+    up_h, up_w = (cells + 1) * cell_h, (cells + 1) * cell_w
+    masks = np.empty((count, height, width), np.float32)
+    for i in range(count):
+        grid = (rng.random((cells, cells)) < probability).astype(np.float32)
+        dy, dx = int(rng.integers(0, cell_h)), int(rng.integers(0, cell_w))
+        upsampled = cv2.resize(grid, (up_w, up_h), interpolation=cv2.INTER_CUBIC)
+        masks[i] = upsampled[dy:dy + height, dx:dx + width]
+    np.clip(masks, 0.0, 1.0, out=masks)
+    return masks
+
+
+def rise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequence[int], *, num_masks: int,
+         num_cells: int, probability: float = 0.5, seed: int = 0, chunk: int = 8, requests: int = 4,
+         progress: Progress | None = None) -> np.ndarray:
+    """RISE maps (T, H, W) at model-input resolution: sum over masks of score[target] * mask / (N * p).
+
+    Masks are drawn in a fixed order from ``seed`` and accumulated in that order, so the result does
+    not depend on how the async queue finishes.
+    """
+    import openvino as ov
+
+    if num_masks < 1 or num_cells < 1 or not 0 < probability < 1:
+        raise ExplainError(f"RISE needs num_masks >= 1, num_cells >= 1 and 0 < prob < 1; got {num_masks}, "
+                           f"{num_cells}, {probability}")
+    input_size = tensor.shape[1:3] if layout == "NCHW" else tensor.shape[0:2]
+    rng = np.random.default_rng(seed)
+    targets = list(targets)
+    accumulator = np.zeros((len(targets), input_size[0] * input_size[1]), np.float64)
+    queue = ov.AsyncInferQueue(score.compiled, max(1, requests))
+    pending: dict[int, np.ndarray] = {}
+    finished: dict[int, np.ndarray] = {}
+    errors: list[BaseException] = []
+    axes = _mask_axes(layout)
+
+    def on_done(request: Any, job: int) -> None:
+        try:
+            raw = np.array(request.get_output_tensor(score.output_index).data)
+            finished[job] = score.to_probabilities(raw.reshape(raw.shape[0], -1))[:, targets]  # padded rows too
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+
+    queue.set_callback(on_done)
+    batch_size = chunk if score.max_batch is None else score.max_batch
+    jobs = math.ceil(num_masks / batch_size)
+    next_to_add = 0
+
+    def drain(block: bool) -> None:
+        nonlocal next_to_add
+        while next_to_add in pending:
+            if next_to_add not in finished:
+                if not block:
+                    return
+                queue.wait_all()
+                continue
+            masks = pending.pop(next_to_add)
+            scores = finished.pop(next_to_add)[: len(masks)]
+            accumulator[:] += scores.T.astype(np.float64) @ masks.reshape(len(masks), -1)
+            next_to_add += 1
+
+    for job in range(jobs):
+        count = min(batch_size, num_masks - job * batch_size)
+        masks = rise_masks(rng, count, input_size, num_cells, probability)
+        batch = (tensor[None] * masks[axes]).astype(np.float32)
+        if count < batch_size and score.max_batch is not None:
+            batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
+        pending[job] = masks
+        queue.start_async({0: batch}, job)
+        score.count(1)
+        drain(block=False)
+        if errors:
+            raise errors[0]
+        if progress is not None and progress(job + 1, jobs):
+            queue.wait_all()
+            raise Cancelled("RISE cancelled")
+    queue.wait_all()
+    if errors:
+        raise errors[0]
+    drain(block=True)
+    maps = accumulator / (num_masks * probability)
+    return maps.reshape(len(targets), *input_size).astype(np.float32)
+
+
+# ----- AISE -------------------------------------------------------------------------------------------
+class GaussianKernels:
+    """2-D Gaussian bumps on the unit square, sampled on the model-input grid, peak 1."""
+
+    def __init__(self, input_size: tuple[int, int]) -> None:
+        self.ys = np.linspace(0, 1, input_size[0], dtype=np.float32)[:, None]
+        self.xs = np.linspace(0, 1, input_size[1], dtype=np.float32)[None, :]
+
+    def __call__(self, centre_y: float, centre_x: float, width: float) -> np.ndarray:
+        exponent = ((self.ys - centre_y) ** 2 + (self.xs - centre_x) ** 2) / (2.0 * width * width)
+        return np.exp(-exponent).astype(np.float32)
+
+
+def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequence[int], *,
+         iterations: int, kernel_widths: Sequence[float], solver_epsilon: float = 0.1, workers: int = 8,
+         progress: Progress | None = None) -> np.ndarray:
+    """AISE maps (T, H, W) at model-input resolution.
+
+    For each target and kernel width, SciPy's DIRECT searches the kernel centre that maximises
+    p(target | image * kernel) - p(target | image * (1 - kernel)); every probed kernel, weighted by
+    that score, is summed (per width, normalised by its max), the widths added and normalised again.
+    """
+    from scipy.optimize import Bounds, direct
+
+    if iterations < 1 or not len(kernel_widths):
+        raise ExplainError(f"AISE needs iterations >= 1 and at least one kernel width; got {iterations}, "
+                           f"{list(kernel_widths)}")
+    input_size = tensor.shape[1:3] if layout == "NCHW" else tensor.shape[0:2]
+    kernels = GaussianKernels(input_size)
+    axes = _mask_axes(layout)
+    jobs = [(t, float(w)) for t in range(len(targets)) for w in kernel_widths]
+    local = threading.local()
+    done = [0]
+    cancel = threading.Event()
+    lock = threading.Lock()
+
+    def search(job: tuple[int, float]) -> tuple[int, np.ndarray]:
+        target_pos, width = job
+        target = targets[target_pos]
+        if not hasattr(local, "request"):
+            local.request = score.request()
+        probes: list[tuple[float, float, float]] = []
+
+        def objective(point: np.ndarray) -> float:
+            if cancel.is_set():
+                raise Cancelled("AISE cancelled")
+            kernel = kernels(float(point[0]), float(point[1]), width)
+            pair = np.stack([tensor * kernel[axes[1:]], tensor * (1.0 - kernel)[axes[1:]]]).astype(np.float32)
+            probabilities = score.run(local.request, pair)
+            value = float(probabilities[0, target] - probabilities[1, target])
+            probes.append((float(point[0]), float(point[1]), value))
+            return -value
+
+        direct(objective, Bounds([0.0, 0.0], [1.0, 1.0]), eps=solver_epsilon, maxfun=iterations,
+               locally_biased=False)
+        weighted = np.zeros(input_size, np.float32)
+        for centre_y, centre_x, value in probes[:iterations]:
+            weighted += kernels(centre_y, centre_x, width) * value
+        peak = weighted.max()
+        if peak > 0:
+            weighted /= peak
+        with lock:
+            done[0] += 1
+            if progress is not None and progress(done[0], len(jobs)):
+                cancel.set()
+        return target_pos, weighted
+
+    maps = np.zeros((len(targets),) + tuple(input_size), np.float32)
+    # More searches in flight than device streams: while one thread runs Python (DIRECT, kernels),
+    # another's inference keeps the device busy.
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs)))) as pool:
+        for target_pos, weighted in pool.map(search, jobs):
+            maps[target_pos] += weighted
+    if cancel.is_set():
+        raise Cancelled("AISE cancelled")
+    for i in range(len(targets)):
+        peak = maps[i].max()
+        if peak > 0:
+            maps[i] /= peak
+    return maps

@@ -1,0 +1,240 @@
+"""The Explainer: one object per (model, mode, method) that turns images into :class:`Explanation` s."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..devices import compile_with_fallback
+from ..model import Classifier, ImageInput
+from ..preprocess import Geometry
+from . import blackbox
+from .base import ExplainError, Explanation, SaliencyMap, Targets, WhiteboxUnsupportedError, check_mode, \
+    select_targets, to_original
+from .whitebox import SALIENCY_OUTPUT, build_xai_model, read_xai_info
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    mode: str
+    summary: str
+
+
+#: The registry the CLI and notebooks list methods from.
+METHODS: dict[str, MethodInfo] = {m.name: m for m in (
+    MethodInfo("reciprocam", "whitebox", "Recipro-CAM: class scores of each feature-map cell kept alone (CNNs)"),
+    MethodInfo("activationmap", "whitebox", "channel mean of the last feature map (class-agnostic)"),
+    MethodInfo("rise", "blackbox", "RISE: probability-weighted sum of random smooth masks"),
+    MethodInfo("aise", "blackbox", "AISE: Gaussian kernels placed by DIRECT search, kernel-density merged"),
+)}
+DEFAULT_METHOD = {"whitebox": "reciprocam", "blackbox": "aise"}
+PRESETS = ("speed", "balance", "quality")
+
+
+def _resolve(mode: str, method: str | None) -> tuple[str, str | None]:
+    check_mode(mode)
+    if method is None:
+        return mode, None if mode == "auto" else DEFAULT_METHOD[mode]
+    key = method.lower().replace("-", "").replace("_", "")
+    if key not in METHODS:
+        raise ExplainError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
+    info = METHODS[key]
+    if mode not in ("auto", info.mode):
+        raise ExplainError(f"method {info.name} is {info.mode}, but mode {mode!r} was asked for")
+    return info.mode, info.name
+
+
+class Explainer:
+    """Explain a :class:`Classifier`'s predictions.
+
+    ``mode``: ``whitebox`` (graph insertion, one inference), ``blackbox`` (perturbation, any model) or
+    ``auto`` (white-box, falling back to black-box only if the graph has no usable feature map).
+    ``method`` picks one of :data:`METHODS`; ``preset`` / ``seed`` tune black-box methods; extra
+    keyword ``options`` go to the method (``num_masks``, ``num_cells``, ``iterations``, ``kernel_widths``).
+    """
+
+    def __init__(self, classifier: Classifier, *, mode: str = "auto", method: str | None = None,
+                 target_layer: str | None = None, preset: str = "balance", seed: int = 0,
+                 shortcut: bool | None = None, **options: Any) -> None:
+        if preset not in PRESETS:
+            raise ExplainError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+        self.classifier = classifier
+        self.preset, self.seed, self.options = preset, seed, options
+        mode, method = _resolve(mode, method)
+        self.target_layer: str | None = None
+        self.shortcut = False
+        self._xai_compiled: Any = None
+        self._blackbox_compiled: Any = None
+        self.fallback_reason: str | None = None
+        if mode in ("auto", "whitebox"):
+            try:
+                self._prepare_whitebox(method or "reciprocam", target_layer, shortcut)
+                mode, method = "whitebox", method or "reciprocam"
+            except WhiteboxUnsupportedError as exc:
+                if mode == "whitebox":
+                    raise
+                self.fallback_reason = str(exc)
+                logger.warning("white-box explanation not possible (%s); falling back to black-box %s",
+                               exc, DEFAULT_METHOD["blackbox"])
+                mode, method = "blackbox", DEFAULT_METHOD["blackbox"]
+        self.mode, self.method = mode, method
+        if mode == "blackbox":
+            self._prepare_blackbox()
+
+    # ----- set-up -----------------------------------------------------------------------------------
+    def _prepare_whitebox(self, method: str, target_layer: str | None, shortcut: bool | None) -> None:
+        info = read_xai_info(self.classifier.model)
+        if info is not None:  # an exported XAI IR: the classifier's compiled model already has the maps
+            if info.get("method") not in (None, "unknown", method):
+                raise ExplainError(f"this IR carries {info['method']} maps; ask for that method or use the "
+                                   "original model")
+            self._xai_compiled = self.classifier.compiled
+            self._xai_device = self.classifier.device
+            self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
+            return
+        xai = build_xai_model(self.classifier.model, self.classifier.output_port, method,
+                              target_layer=target_layer, shortcut=shortcut)
+        info_compiled = compile_with_fallback(self.classifier.core, xai.model, self.classifier.compile_info.device,
+                                              hint=self.classifier.hint,
+                                              cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
+        self._xai_compiled = info_compiled.compiled
+        self._xai_device = ",".join(info_compiled.execution_devices)
+        self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
+
+    def _prepare_blackbox(self) -> None:
+        # A THROUGHPUT-compiled copy: many masked inputs in flight keep every core or stream busy.
+        compiled = compile_with_fallback(self.classifier.core, self.classifier.model,
+                                         self.classifier.compile_info.device, hint="THROUGHPUT",
+                                         cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
+        self._blackbox_compiled = compiled.compiled
+        self._blackbox_device = ",".join(compiled.execution_devices)
+        try:
+            self._requests = max(1, int(compiled.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        except Exception:
+            self._requests = 2
+
+    @property
+    def device(self) -> str:
+        return self._xai_device if self.mode == "whitebox" else self._blackbox_device
+
+    # ----- explain ----------------------------------------------------------------------------------
+    def explain(self, images: ImageInput | Sequence[ImageInput], targets: Targets = "predicted", *,
+                top_k: int = 3, threshold: float = 0.1, progress: blackbox.Progress | None = None
+                ) -> Explanation | list[Explanation]:
+        """Explain one image (returns an Explanation) or a list (returns a list, batched where possible).
+
+        ``targets``: ``"predicted"`` (top class + others above ``threshold``, at most ``top_k``),
+        ``"all"``, or class indices / names.
+        """
+        single = isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__")
+        batch = [images] if single else list(images)
+        if not batch:
+            return []
+        if self.mode == "whitebox":
+            results = self._explain_whitebox(batch, targets, top_k, threshold)
+        else:
+            results = [self._explain_blackbox(image, targets, top_k, threshold, progress) for image in batch]
+        return results[0] if single else results
+
+    def _explain_whitebox(self, images: list[ImageInput], targets: Targets, top_k: int,
+                          threshold: float) -> list[Explanation]:
+        started = time.perf_counter()
+        prepared = [self.classifier.prepare(image) for image in images]
+        prep_ms = (time.perf_counter() - started) * 1000
+        shapes = {t.shape for t, _, _ in prepared}
+        limit = self._xai_compiled.inputs[0].get_partial_shape()[0]
+        chunk = len(prepared) if len(shapes) == 1 and limit.is_dynamic else 1
+        classes_out = _output_index(self._xai_compiled, exclude=SALIENCY_OUTPUT)
+        results: list[Explanation] = []
+        for start in range(0, len(prepared), chunk):
+            group = prepared[start:start + chunk]
+            infer_started = time.perf_counter()
+            outputs = self._xai_compiled(np.stack([t for t, _, _ in group]))
+            infer_ms = (time.perf_counter() - infer_started) * 1000
+            raw_scores = np.asarray(outputs[self._xai_compiled.outputs[classes_out]]).reshape(len(group), -1)
+            maps = np.asarray(outputs[self._xai_compiled.output(SALIENCY_OUTPUT)])
+            for i, (_, geometry, source) in enumerate(group):
+                post_started = time.perf_counter()
+                prediction = self.classifier.prediction_from_raw(
+                    raw_scores[i], source, geometry, max(top_k, 5),
+                    {"preprocess": prep_ms / len(prepared), "infer": infer_ms / len(group)})
+                chosen = select_targets(targets, prediction.probabilities, self.classifier.labels,
+                                        top_k=top_k, threshold=threshold)
+                saliency = self._maps_for(maps[i], chosen, prediction.probabilities, geometry)
+                timings = {"preprocess": prep_ms / len(prepared), "infer": infer_ms / len(group),
+                           "postprocess": (time.perf_counter() - post_started) * 1000}
+                results.append(Explanation(source, geometry.original_size, prediction, saliency, self.method,
+                                           "whitebox", self.device, self.target_layer, "native", 1, timings,
+                                           geometry))
+        return results
+
+    def _maps_for(self, maps: np.ndarray, chosen: list[int], probabilities: np.ndarray,
+                  geometry: Geometry) -> list[SaliencyMap]:
+        input_size = self.classifier.input_size
+        if maps.shape[0] == 1 and self.method == "activationmap":
+            raw = maps[0]
+            return [SaliencyMap(None, None, None, raw, to_original(raw, input_size, geometry))]
+        return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[c],
+                            to_original(maps[c], input_size, geometry)) for c in chosen]
+
+    def _explain_blackbox(self, image: ImageInput, targets: Targets, top_k: int, threshold: float,
+                          progress: blackbox.Progress | None) -> Explanation:
+        started = time.perf_counter()
+        tensor, geometry, source = self.classifier.prepare(image)
+        prepared = time.perf_counter()
+        raw = self.classifier.infer(tensor[None])
+        prediction = self.classifier.prediction_from_raw(raw[0], source, geometry, max(top_k, 5), {})
+        chosen = select_targets(targets, prediction.probabilities, self.classifier.labels, top_k=top_k,
+                                threshold=threshold)
+        predicted = time.perf_counter()
+        score = blackbox.ScoreFunction(self._blackbox_compiled, self.classifier.output_index,
+                                       lambda r: self.classifier.to_probabilities(r)[0],
+                                       _max_batch(self._blackbox_compiled))
+        layout = self.classifier.spec.layout if self.classifier.custom_fn is None else _tensor_layout(tensor)
+        maps = self._run_blackbox(score, tensor, layout, chosen, progress)
+        explained = time.perf_counter()
+        input_size = maps.shape[1:]
+        saliency = [SaliencyMap(c, self.classifier.class_name(c), float(prediction.probabilities[c]), maps[i],
+                                to_original(maps[i], input_size, geometry)) for i, c in enumerate(chosen)]
+        timings = {"preprocess": (prepared - started) * 1000, "predict": (predicted - prepared) * 1000,
+                   "explain": (explained - predicted) * 1000,
+                   "postprocess": (time.perf_counter() - explained) * 1000}
+        return Explanation(source, geometry.original_size, prediction, saliency, self.method, "blackbox",
+                           self.device, None, "native", score.calls + 1, timings, geometry)
+
+    def _run_blackbox(self, score: blackbox.ScoreFunction, tensor: np.ndarray, layout: str, chosen: list[int],
+                      progress: blackbox.Progress | None) -> np.ndarray:
+        options = dict(self.options)
+        if self.method == "rise":
+            masks, cells = blackbox.RISE_PRESETS[self.preset]
+            return blackbox.rise(score, tensor, layout, chosen, num_masks=options.pop("num_masks", masks),
+                                 num_cells=options.pop("num_cells", cells), seed=self.seed,
+                                 requests=max(4, 2 * self._requests), progress=progress, **options)
+        iterations, widths = blackbox.AISE_PRESETS[self.preset]
+        return blackbox.aise(score, tensor, layout, chosen, iterations=options.pop("iterations", iterations),
+                             kernel_widths=options.pop("kernel_widths", widths), workers=max(8, self._requests),
+                             progress=progress, **options)
+
+
+def _output_index(compiled: Any, exclude: str) -> int:
+    for index, output in enumerate(compiled.outputs):
+        if exclude not in output.get_names():
+            return index
+    raise ExplainError("the compiled model has no classification output")
+
+
+def _max_batch(compiled: Any) -> int | None:
+    dim = compiled.inputs[0].get_partial_shape()[0]
+    return None if dim.is_dynamic else int(dim.get_length())
+
+
+def _tensor_layout(tensor: np.ndarray) -> str:
+    return "NCHW" if tensor.shape[0] in (1, 3) else "NHWC"
+
