@@ -153,5 +153,151 @@ def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
 
 
+# ----- explain --------------------------------------------------------------------------------------
+def _parse_targets(values: tuple[str, ...]) -> Any:
+    items = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    if not items:
+        return "predicted"
+    if len(items) == 1 and items[0] in ("predicted", "all"):
+        return items[0]
+    return [int(i) if i.isdigit() else i for i in items]
+
+
+def _progress_bar(description: str) -> Any:
+    from tqdm import tqdm
+
+    bar = tqdm(total=0, desc=description, unit="step", leave=False, disable=None, file=sys.stderr)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    return bar, update
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_options
+@click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
+@click.option("--method", type=click.Choice(["reciprocam", "activationmap", "rise", "aise"]),
+              help="Default: reciprocam (white-box) or aise (black-box).")
+@click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
+@click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
+                                              "comma-separate).")
+@click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1),
+              help="With --targets predicted: at most this many classes.")
+@click.option("--threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="With --targets predicted: also explain classes at least this probable.")
+@click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True,
+              help="Black-box quality/speed preset (RISE 1000/5000/10000 masks).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True)
+@click.option("--raw", is_flag=True, help="Also save the raw maps (feature resolution) as .npy.")
+@click.option("--colormap", default="jet", show_default=True)
+@click.option("--weight", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
+            device: str, output_kind: str, no_cache: bool, mode: str, method: str | None, target_layer: str | None,
+            targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int, out_dir: Path,
+            raw: bool, colormap: str, weight: float, as_json: bool) -> None:
+    """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
+    import numpy as np
+
+    from .explain import Explainer
+    from .images import read_image
+    from .naming import safe_component
+    from .render import COLORMAPS, encode_jpeg, overlay
+
+    if colormap not in COLORMAPS:
+        _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
+    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, "LATENCY")
+    try:
+        explainer = Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
+                              seed=seed)
+    except OvExplainError as exc:
+        _fail(str(exc))
+    wanted = _parse_targets(targets)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    report, errors, used_stems = [], [], set()
+    for path in images:
+        try:
+            pixels = read_image(path)
+            bar, update = _progress_bar(f"{path.name} {explainer.method}") if explainer.mode == "blackbox" \
+                else (None, None)
+            try:
+                result = explainer.explain(pixels, wanted, top_k=top_k, threshold=threshold, progress=update)
+            finally:
+                if bar is not None:
+                    bar.close()
+        except OvExplainError as exc:
+            errors.append({"source": str(path), "error": str(exc)})
+            click.echo(f"error: {exc}", err=True)
+            continue
+        result.source = result.prediction.source = str(path)
+        stem = safe_component(path.stem)
+        while stem in used_stems:
+            stem += "_2"
+        used_stems.add(stem)
+        entry = result.to_dict()
+        for saliency, item in zip(result.maps, entry["maps"]):
+            name = f"{stem}_{explainer.method}_{safe_component(saliency.label)}"
+            overlay_path = out_dir / f"{name}.jpg"
+            overlay_path.write_bytes(encode_jpeg(overlay(pixels, saliency.on_image, weight=weight,
+                                                         colormap=colormap)))
+            item["overlay"] = str(overlay_path)
+            if raw:
+                raw_path = out_dir / f"{name}.npy"
+                np.save(raw_path, saliency.raw)
+                item["raw"] = str(raw_path)
+        report.append(entry)
+        if not as_json:
+            layer = f", layer {result.target_layer}" if result.target_layer else ""
+            click.echo(f"{path}: {result.method} ({result.mode}{layer}) on {result.device}, "
+                       f"{result.inferences} inference(s), {sum(result.timings_ms.values()):.0f} ms")
+            for saliency, item in zip(result.maps, entry["maps"]):
+                probability = "" if saliency.probability is None else f" {saliency.probability:.3f}"
+                click.echo(f"  {saliency.label}{probability} -> {item['overlay']}")
+    if as_json:
+        click.echo(json.dumps({"model": str(classifier.files.model), "mode": explainer.mode,
+                               "method": explainer.method, "fallback_reason": explainer.fallback_reason,
+                               "explanations": report, "errors": errors}, indent=2))
+    elif errors:
+        click.echo(f"{len(errors)} of {len(images)} images failed", err=True)
+    sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+@main.command("export-xai")
+@model_options
+@click.option("--method", type=click.Choice(["reciprocam", "activationmap"]), default="reciprocam",
+              show_default=True)
+@click.option("--target-layer", help="Node name of the feature map (default: auto).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
+def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
+               no_cache: bool, method: str, target_layer: str | None, out_path: Path) -> None:
+    """Save an IR that outputs predictions and a `saliency_map` in one inference."""
+    import openvino as ov
+
+    from .explain import build_xai_model
+
+    if out_path.suffix.lower() != ".xml":
+        _fail(f"{out_path}: the output must be an IR path ending in .xml")
+    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, "LATENCY")
+    try:
+        xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer)
+    except OvExplainError as exc:
+        _fail(str(exc))
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(xai.model, str(out_path), compress_to_fp16=False)
+    stem = out_path.name[: -len(out_path.suffix)]
+    if classifier.custom_fn is None:
+        classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
+    if classifier.labels is not None:
+        out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n", encoding="utf-8")
+    click.echo(f"wrote {out_path}: {method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
+               f"{', algebraic shortcut' if xai.shortcut else ''}); outputs: "
+               + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs)))
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

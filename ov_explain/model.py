@@ -207,6 +207,11 @@ class Classifier:
             return exp / exp.sum(axis=-1, keepdims=True), kind
         return raw, kind
 
+    def probabilities(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+        """Class probabilities (N, K) for RGB uint8 images: what black-box metrics score with."""
+        tensors = np.stack([self.prepare(image)[0] for image in images])
+        return self.to_probabilities(self.infer(tensors))[0]
+
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[ClassScore]:
         k = max(1, min(int(k), probabilities.shape[-1]))
         order = np.argsort(-probabilities, kind="stable")[:k]

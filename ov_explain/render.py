@@ -1,0 +1,114 @@
+"""Pure rendering functions: normalise, resize, colour-map, overlay, RGBA colourisation, PNG bytes.
+
+None of them modifies its inputs; all return new arrays. Images are RGB uint8 (H, W, 3).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import cv2
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+COLORMAPS = {
+    "jet": cv2.COLORMAP_JET, "turbo": cv2.COLORMAP_TURBO, "viridis": cv2.COLORMAP_VIRIDIS,
+    "inferno": cv2.COLORMAP_INFERNO, "magma": cv2.COLORMAP_MAGMA, "plasma": cv2.COLORMAP_PLASMA,
+    "hot": cv2.COLORMAP_HOT, "bone": cv2.COLORMAP_BONE, "parula": cv2.COLORMAP_PARULA,
+}
+
+
+def normalize(saliency: np.ndarray, value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """Scale a map to [0, 1]: per-map min-max, or a fixed ``(low, high)`` to compare maps fairly.
+
+    A constant map becomes all zeros; NaN becomes 0.
+    """
+    values = np.nan_to_num(np.asarray(saliency, dtype=np.float32), nan=0.0)
+    low, high = (float(values.min()), float(values.max())) if value_range is None else map(float, value_range)
+    if not high > low:
+        return np.zeros_like(values)
+    return np.clip((values - low) / (high - low), 0.0, 1.0)
+
+
+def resize(saliency: np.ndarray, size: tuple[int, int], interpolation: str = "linear") -> np.ndarray:
+    """Resize a 2-D map to ``size`` = (H, W)."""
+    flags = {"linear": cv2.INTER_LINEAR, "cubic": cv2.INTER_CUBIC, "nearest": cv2.INTER_NEAREST}
+    if interpolation not in flags:
+        raise ValueError(f"interpolation must be one of {list(flags)}, got {interpolation!r}")
+    height, width = size
+    return cv2.resize(np.asarray(saliency, dtype=np.float32), (width, height), interpolation=flags[interpolation])
+
+
+def colorize(saliency: np.ndarray, colormap: str = "jet") -> np.ndarray:
+    """An RGB uint8 picture of a map (normalised first): JET by default, others by name."""
+    return _apply_colormap(normalize(saliency), colormap)
+
+
+def _apply_colormap(levels: np.ndarray, colormap: str) -> np.ndarray:
+    """RGB uint8 from values already in [0, 1]."""
+    if colormap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
+    indices = np.round(levels * 255).astype(np.uint8)
+    return cv2.cvtColor(cv2.applyColorMap(indices, COLORMAPS[colormap]), cv2.COLOR_BGR2RGB)
+
+
+def overlay(image: np.ndarray, saliency: np.ndarray, *, weight: float = 0.5, colormap: str = "jet",
+            value_range: tuple[float, float] | None = None) -> np.ndarray:
+    """The image blended with the coloured map (resized to the image): ``weight`` is the map's share."""
+    image = _check_rgb(image)
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
+    levels = normalize(saliency, value_range)
+    if levels.shape != image.shape[:2]:
+        levels = resize(levels, image.shape[:2])
+    coloured = _apply_colormap(np.clip(levels, 0.0, 1.0), colormap)
+    blended = image.astype(np.float32) * (1.0 - weight) + coloured.astype(np.float32) * weight
+    return np.round(blended).astype(np.uint8)
+
+
+def colorize_rgba(saliency: np.ndarray, *, colormap: str = "jet", fade_below: float = 0.1,
+                  max_alpha: float = 0.8) -> np.ndarray:
+    """RGBA uint8 (H, W, 4): colour from the map, alpha growing with activation so low values fade out.
+
+    Alpha is 0 at or below ``fade_below`` (normalised), rising linearly to ``max_alpha`` at 1.
+    """
+    levels = normalize(saliency)
+    rgb = _apply_colormap(levels, colormap)
+    alpha = np.clip((levels - fade_below) / max(1e-6, 1.0 - fade_below), 0.0, 1.0) * max_alpha
+    return np.dstack([rgb, np.round(alpha * 255).astype(np.uint8)])
+
+
+def encode_png(picture: np.ndarray) -> bytes:
+    """PNG bytes of an RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) uint8 array, in memory."""
+    picture = np.asarray(picture)
+    if picture.dtype != np.uint8:
+        raise ValueError(f"expected uint8 pixels, got {picture.dtype}")
+    if picture.ndim == 3 and picture.shape[2] == 3:
+        bgr = cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
+    elif picture.ndim == 3 and picture.shape[2] == 4:
+        bgr = cv2.cvtColor(picture, cv2.COLOR_RGBA2BGRA)
+    elif picture.ndim == 2:
+        bgr = picture
+    else:
+        raise ValueError(f"expected (H, W), (H, W, 3) or (H, W, 4), got {picture.shape}")
+    ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        raise ValueError("PNG encoding failed")
+    return data.tobytes()
+
+
+def encode_jpeg(picture: np.ndarray, quality: int = 92) -> bytes:
+    """JPEG bytes of an RGB uint8 array."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(_check_rgb(picture), cv2.COLOR_RGB2BGR),
+                            [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def _check_rgb(image: np.ndarray) -> np.ndarray:
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 image (H, W, 3), got {image.dtype} {image.shape}")
+    return image
