@@ -79,3 +79,60 @@ def test_setup_errors_exit_2_with_one_line(run, photos_dir, args, message):
     result = run("predict", photos_dir / "coffee.jpg", *args)
     assert result.exit_code == 2
     assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_explain_writes_overlays_and_raw_maps(run, photos_dir, tmp_path):
+    import numpy as np
+
+    out = tmp_path / "out"
+    result = run("explain", photos_dir / "chelsea.jpg", photos_dir / "coffee.jpg", "--out", out, "--raw", "--json",
+                 "--targets", "predicted", "-k", "2")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert (data["mode"], data["method"]) == ("whitebox", "reciprocam")
+    chelsea, coffee = data["explanations"]
+    assert [m["name"] for m in chelsea["maps"]] == ["tiger cat", "Egyptian cat"]
+    assert chelsea["device"] == "CPU" and chelsea["inferences"] == 1 and chelsea["target_layer"]
+    overlay = out / "chelsea_reciprocam_tiger_cat.jpg"
+    assert chelsea["maps"][0]["overlay"] == str(overlay) and overlay.stat().st_size > 1000
+    assert np.load(out / "chelsea_reciprocam_tiger_cat.npy").shape == (7, 7)
+    assert [m["name"] for m in coffee["maps"]] == ["espresso"]  # nothing else above the threshold
+
+
+@pytest.mark.slow
+def test_explain_blackbox_named_targets_and_bad_image(run, photos_dir, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"nope")
+    result = run("explain", photos_dir / "coffee.jpg", bad, "--method", "aise", "--preset", "speed",
+                 "--targets", "espresso,cup", "--out", tmp_path)
+    assert result.exit_code == 1
+    assert "coffee.jpg: aise (blackbox) on CPU" in result.stdout
+    assert (tmp_path / "coffee_aise_espresso.jpg").is_file() and (tmp_path / "coffee_aise_cup.jpg").is_file()
+    assert f"error: {bad}: not a readable image" in result.stderr
+
+
+@pytest.mark.slow
+def test_export_xai_then_explain_with_it(run, photos_dir, tmp_path):
+    out = tmp_path / "deploy" / "lite0_xai.xml"
+    result = run("export-xai", "--out", out)
+    assert result.exit_code == 0 and "outputs: logits, saliency_map" in result.output
+    assert out.with_name("lite0_xai.preprocess.json").is_file() and out.with_name("lite0_xai.labels.txt").is_file()
+    explained = run("explain", photos_dir / "camera.jpg", "--model", out, "--out", tmp_path / "o", "--json")
+    data = json.loads(explained.stdout)
+    assert data["explanations"][0]["maps"][0]["name"] == "tripod"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--method", "rise", "--mode", "whitebox"], "method rise is blackbox"),
+    (["--colormap", "nope"], "unknown colormap 'nope'"),
+    (["--target-layer", "no_such_node"], "no node named 'no_such_node'"),
+])
+def test_explain_setup_errors(run, photos_dir, tmp_path, args, message):
+    result = run("explain", photos_dir / "coffee.jpg", "--out", tmp_path, *args)
+    assert result.exit_code == 2 and message in result.stderr
+
+
+def test_export_xai_needs_an_xml_path(run, tmp_path):
+    result = run("export-xai", "--out", tmp_path / "model.bin")
+    assert result.exit_code == 2 and "must be an IR path ending in .xml" in result.stderr

@@ -183,7 +183,8 @@ def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
 
     For each target and kernel width, SciPy's DIRECT searches the kernel centre that maximises
     p(target | image * kernel) - p(target | image * (1 - kernel)); every probed kernel, weighted by
-    that score, is summed (per width, normalised by its max), the widths added and normalised again.
+    its score minus the worst probe's, is summed (per width, normalised by its max), the widths added
+    and normalised again.
     """
     from scipy.optimize import Bounds, direct
 
@@ -219,8 +220,12 @@ def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
         direct(objective, Bounds([0.0, 0.0], [1.0, 1.0]), eps=solver_epsilon, maxfun=iterations,
                locally_biased=False)
         weighted = np.zeros(input_size, np.float32)
-        for centre_y, centre_x, value in probes[:iterations]:
-            weighted += kernels(centre_y, centre_x, width) * value
+        kept = probes[:iterations]
+        # Weight each probe by how much it beats the worst one: on a confident photo every score
+        # (preserve - delete) is negative, and raw weights would light up the least-probed area.
+        floor = min(value for _, _, value in kept)
+        for centre_y, centre_x, value in kept:
+            weighted += kernels(centre_y, centre_x, width) * (value - floor)
         peak = weighted.max()
         if peak > 0:
             weighted /= peak

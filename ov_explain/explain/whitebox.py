@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from .._compat import opset
-from .base import WhiteboxUnsupportedError
+from .base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -92,7 +92,11 @@ def feature_map_candidates(model: Any) -> list[TargetLayer]:
 
 
 def find_target_layer(model: Any, name: str | None = None) -> TargetLayer:
-    """The named node, or the last spatial feature map (the one global pooling reads)."""
+    """The named node, or the last spatial feature map (the one global pooling reads).
+
+    A bad name is the user's mistake (ExplainError, no fallback); a graph with no feature map at all
+    is WhiteboxUnsupportedError, which ``mode='auto'`` answers with a black-box method.
+    """
     candidates = feature_map_candidates(model)
     if name is not None:
         for candidate in candidates:
@@ -100,10 +104,10 @@ def find_target_layer(model: Any, name: str | None = None) -> TargetLayer:
                 return candidate
         for node in model.get_ordered_ops():
             if node.get_friendly_name() == name:
-                raise WhiteboxUnsupportedError(
+                raise ExplainError(
                     f"target layer {name!r} has output {node.get_output_partial_shape(0)}, not a static "
                     f"(N, C, H, W) feature map with 1 < H, W < C; candidates: {_names(candidates)}")
-        raise WhiteboxUnsupportedError(f"no node named {name!r} in the model; candidates: {_names(candidates)}")
+        raise ExplainError(f"no node named {name!r} in the model; candidates: {_names(candidates)}")
     if not candidates:
         raise WhiteboxUnsupportedError("no spatial feature map (static rank-4 output with 1 < H, W < C) found; "
                                        "the model needs a black-box method")

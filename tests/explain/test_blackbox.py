@@ -1,0 +1,81 @@
+"""RISE and AISE: determinism, cancellation, bounded work, and maps that land on the object."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ov_explain.explain import Explainer
+from ov_explain.explain.blackbox import RISE_PRESETS, Cancelled, rise_masks
+
+# Where the objects are in the bundled photos, (x0, y0, x1, y1) in original pixels.
+COFFEE_CUP = (100, 20, 480, 330)
+
+
+def test_presets_mean_what_openvino_xai_means():
+    assert RISE_PRESETS == {"speed": (1000, 4), "balance": (5000, 8), "quality": (10000, 12)}
+
+
+def test_rise_masks_are_smooth_bounded_and_seeded():
+    a = rise_masks(np.random.default_rng(3), 4, (32, 48), 4, 0.5)
+    b = rise_masks(np.random.default_rng(3), 4, (32, 48), 4, 0.5)
+    c = rise_masks(np.random.default_rng(4), 4, (32, 48), 4, 0.5)
+    assert a.shape == (4, 32, 48) and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 1 and 0.2 < a.mean() < 0.8
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+@pytest.fixture(scope="module")
+def rise_explainer(classifier):
+    return Explainer(classifier, method="rise", seed=1, num_masks=96, num_cells=6)
+
+
+@pytest.mark.slow
+def test_rise_is_deterministic_for_a_seed_and_records_its_work(rise_explainer, classifier, photos_dir):
+    first = rise_explainer.explain(photos_dir / "coffee.jpg", targets=[967, 968])
+    second = rise_explainer.explain(photos_dir / "coffee.jpg", targets=[967, 968])
+    np.testing.assert_allclose(first.maps[0].raw, second.maps[0].raw, rtol=1e-6)
+    assert (first.mode, first.method, first.target_layer) == ("blackbox", "rise", None)
+    assert first.maps[0].raw.shape == (224, 224) and first.maps[0].on_image.shape == (400, 600)
+    assert first.inferences == 96 // 8 + 1  # batches of 8 masks + the prediction
+    other_seed = Explainer(classifier, method="rise", seed=2, num_masks=96, num_cells=6)
+    assert not np.allclose(other_seed.explain(photos_dir / "coffee.jpg", targets=[967]).maps[0].raw,
+                           first.maps[0].raw)
+
+
+@pytest.mark.slow
+def test_rise_peak_is_on_the_cup(classifier, photos_dir):
+    from ov_explain.metrics import pointing_game
+
+    explainer = Explainer(classifier, method="rise", preset="speed", seed=0)
+    result = explainer.explain(photos_dir / "coffee.jpg", targets=["espresso"])
+    assert pointing_game(result.maps[0].on_image, COFFEE_CUP)
+
+
+@pytest.mark.slow
+def test_aise_is_deterministic_and_lands_on_the_cup(classifier, photos_dir):
+    from ov_explain.metrics import pointing_game
+
+    explainer = Explainer(classifier, method="aise", preset="speed")
+    first = explainer.explain(photos_dir / "coffee.jpg", targets=[967])
+    second = explainer.explain(photos_dir / "coffee.jpg", targets=[967])
+    np.testing.assert_allclose(first.maps[0].raw, second.maps[0].raw, rtol=1e-5, atol=1e-6)
+    assert first.method == "aise" and first.maps[0].raw.max() == pytest.approx(1.0)
+    assert 20 <= first.inferences <= 3 * 40  # about 20 probes per kernel width, each one batch of two
+    assert pointing_game(first.maps[0].on_image, COFFEE_CUP)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["rise", "aise"])
+def test_progress_reports_and_cancels(classifier, photos_dir, method):
+    seen = []
+
+    def stop_after_two(done, total):
+        seen.append((done, total))
+        return done >= 2
+
+    explainer = Explainer(classifier, method=method, preset="speed")
+    with pytest.raises(Cancelled):
+        explainer.explain(photos_dir / "coffee.jpg", targets=[967], progress=stop_after_two)
+    assert seen[0][0] == 1 and seen[-1][0] >= 2 and seen[0][1] > 2

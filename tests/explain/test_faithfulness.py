@@ -1,0 +1,69 @@
+"""Explanations must mean something: insertion beats deletion, and a random head changes the maps."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ov_explain import Classifier, read_image
+from ov_explain.explain import Explainer
+from ov_explain.metrics import insertion_deletion_auc, pointing_game
+
+PHOTOS = ["coffee.jpg", "camera.jpg", "chelsea.jpg", "motorcycle.jpg", "astronaut.jpg", "rocket.jpg",
+          "grace_hopper.jpg"]
+
+
+@pytest.mark.slow
+def test_insertion_beats_deletion_for_reciprocam_on_most_photos(classifier, photos_dir):
+    explainer = Explainer(classifier)
+    wins = []
+    for name in PHOTOS:
+        image = read_image(photos_dir / name)
+        result = explainer.explain(image, top_k=1)
+        target = result.maps[0].target
+        insertion, deletion = insertion_deletion_auc(image, result.maps[0].on_image, target,
+                                                     classifier.probabilities)
+        wins.append(insertion > deletion)
+    assert sum(wins) >= 5, f"insertion > deletion on only {sum(wins)} of {len(wins)} photos: {wins}"
+
+
+@pytest.mark.slow
+def test_randomising_the_head_changes_the_maps(classifier, photos_dir, tmp_path):
+    import openvino as ov
+
+    model = ov.Core().read_model(str(classifier.files.model))
+    fc = next(n for n in model.get_ordered_ops() if n.get_type_name() == "MatMul")
+    weights_node = fc.input_value(1).get_node()
+    shape = list(weights_node.get_output_shape(0))
+    rng = np.random.default_rng(0)
+    random_weights = ov.op.Constant(rng.normal(0, 0.05, shape).astype(np.float32))
+    fc.input(1).replace_source_output(random_weights.output(0))
+    path = tmp_path / "random_head.xml"
+    ov.save_model(model, str(path), compress_to_fp16=False)
+    randomised = Classifier(path, device="CPU", labels=classifier.labels, cache_dir=None)
+    correlations = []
+    for name in ("coffee.jpg", "camera.jpg", "chelsea.jpg"):
+        real = Explainer(classifier).explain(photos_dir / name, targets=[967])
+        fake = Explainer(randomised).explain(photos_dir / name, targets=[967])
+        correlations.append(np.corrcoef(real.maps[0].raw.ravel(), fake.maps[0].raw.ravel())[0, 1])
+    assert max(abs(c) for c in correlations) < 0.5, correlations
+
+
+def test_metric_functions_on_a_known_score():
+    """A 'model' that only looks at the left half: a map on the left half scores best."""
+    image = np.zeros((20, 20, 3), np.uint8)
+    image[:, :10] = 200
+
+    def score(batch):
+        left = batch[:, :, :10].mean(axis=(1, 2, 3)) / 200.0
+        return np.stack([left, 1 - left], axis=1)
+
+    good = np.zeros((20, 20), np.float32)
+    good[:, :10] = 1
+    insertion, deletion = insertion_deletion_auc(image, good, 0, score, steps=10, blur_sigma=1)
+    bad_insertion, bad_deletion = insertion_deletion_auc(image, 1 - good, 0, score, steps=10, blur_sigma=1)
+    assert insertion > bad_insertion and deletion < bad_deletion
+    assert pointing_game(good, (0, 0, 9, 19), tolerance=0)
+    assert not pointing_game(1 - good, (0, 0, 9, 19), tolerance=0)
+    with pytest.raises(ValueError, match="must match the image"):
+        insertion_deletion_auc(image, good[:5], 0, score)

@@ -1,0 +1,166 @@
+"""White-box insertion: target layers, ReciproCAM shortcut vs mosaic, batches, layouts, export round trip."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import save_model, tiny_classifier_model, tiny_cnn
+from ov_explain import Classifier, PreprocessSpec
+from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model, find_target_layer
+from ov_explain.errors import LabelsError
+from ov_explain.explain.base import ExplainError
+
+LAST_LAYER = "__module._swish/aten::hardtanh/Clamp_1"
+
+
+def run(xai, batch):
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(xai.model, "CPU")
+    outputs = compiled(batch)
+    return np.asarray(outputs[compiled.outputs[0]]), np.asarray(outputs[compiled.output("saliency_map")])
+
+
+def random_images(layout, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    shape = (n, 3, 16, 16) if layout == "NCHW" else (n, 16, 16, 3)
+    return rng.normal(0, 1, shape).astype(np.float32)
+
+
+def test_auto_target_layer_is_the_last_feature_map(classifier):
+    target = find_target_layer(classifier.model)
+    assert target.name == LAST_LAYER
+    assert (target.layout, target.channels, target.height, target.width) == ("NCHW", 1280, 7, 7)
+
+
+def test_unknown_or_unusable_layer_names_list_candidates(classifier):
+    with pytest.raises(ExplainError, match=r"no node named 'nope' in the model; candidates: .*Clamp_1 \[1280x7x7\]"):
+        find_target_layer(classifier.model, "nope")
+    matmul = next(n.get_friendly_name() for n in classifier.model.get_ordered_ops() if n.get_type_name() == "MatMul")
+    with pytest.raises(ExplainError, match="not a static .* feature map"):
+        find_target_layer(classifier.model, matmul)
+
+
+@pytest.mark.parametrize("layout", ["NCHW", "NHWC"])
+@pytest.mark.parametrize("softmax", [False, True])
+def test_shortcut_equals_mosaic_on_a_linear_head(layout, softmax):
+    model = tiny_cnn(layout, softmax=softmax)
+    shortcut = build_xai_model(model, model.outputs[0], shortcut=True)
+    mosaic = build_xai_model(model, model.outputs[0], shortcut=False)
+    assert shortcut.shortcut and not mosaic.shortcut and shortcut.map_size == (4, 4)
+    batch = random_images(layout)
+    scores_a, maps_a = run(shortcut, batch)
+    scores_b, maps_b = run(mosaic, batch)
+    assert maps_a.shape == (3, 5, 4, 4)
+    np.testing.assert_allclose(maps_a, maps_b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(scores_a, scores_b, atol=1e-6)
+
+
+def test_mosaic_cell_map_is_the_head_on_that_cell_alone():
+    """Definition check: map[k, i, j] = head(features with only cell (i, j) kept)[k]."""
+    import openvino as ov
+
+    model = tiny_cnn(head="mlp")
+    xai = build_xai_model(model, model.outputs[0])
+    assert not xai.shortcut  # an MLP head: the shortcut must not apply
+    batch = random_images("NCHW", n=2)
+    _, maps = run(xai, batch)
+    # Recompute by hand: features from a model cut at the target layer, head applied per cell in numpy.
+    target = find_target_layer(model)
+    features_model = ov.Model([target.node.output(0)], model.get_parameters())
+    features = ov.Core().compile_model(features_model, "CPU")(batch)[0]  # (2, 16, 4, 4)
+    nodes = {n.get_type_name(): n for n in model.get_ordered_ops()}
+    hidden = [n for n in model.get_ordered_ops() if n.get_type_name() == "MatMul"]
+    w1 = hidden[0].input_value(1).get_node().get_data()
+    w2 = hidden[1].input_value(1).get_node().get_data()
+    bias = nodes["Add"].input_value(1).get_node().get_data()
+    cell = features[1, :, 2, 3] / 16.0  # one cell through the global mean
+    expected = np.maximum(cell @ w1, 0) @ w2.T + bias
+    np.testing.assert_allclose(maps[1, :, 2, 3], expected, rtol=1e-4, atol=1e-5)
+
+
+def test_static_batch_head_is_made_dynamic_for_the_mosaic():
+    model = tiny_cnn(head="mlp", batch=1)
+    scores, maps = run(build_xai_model(model, model.outputs[0]), random_images("NCHW", n=1))
+    assert maps.shape == (1, 5, 4, 4) and scores.shape == (1, 5)
+
+
+def test_activation_map_is_the_channel_mean():
+    import openvino as ov
+
+    model = tiny_cnn()
+    batch = random_images("NCHW", n=2)
+    _, maps = run(build_xai_model(model, model.outputs[0], "activationmap"), batch)
+    target = find_target_layer(model)
+    features = ov.Core().compile_model(ov.Model([target.node.output(0)], model.get_parameters()), "CPU")(batch)[0]
+    np.testing.assert_allclose(maps[:, 0], features.mean(axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_model_without_feature_map_is_whitebox_unsupported_and_auto_falls_back(tmp_path, caplog):
+    classifier = Classifier(save_model(tiny_classifier_model(), tmp_path), device="CPU",
+                            preprocess=PreprocessSpec(size=8), cache_dir=None)
+    with pytest.raises(WhiteboxUnsupportedError, match="no spatial feature map"):
+        Explainer(classifier, mode="whitebox")
+    with caplog.at_level(logging.WARNING, logger="ov_explain"):
+        explainer = Explainer(classifier, mode="auto", preset="speed", iterations=8)
+    assert (explainer.mode, explainer.method) == ("blackbox", "aise")
+    assert "no spatial feature map" in explainer.fallback_reason and "falling back to black-box" in caplog.text
+    result = explainer.explain(np.full((8, 8, 3), 90, np.uint8), targets=[1])
+    assert result.mode == "blackbox" and result.method == "aise" and result.maps[0].raw.shape == (8, 8)
+
+
+@pytest.mark.parametrize("mode, method, message", [
+    ("whitebox", "rise", "rise is blackbox"),
+    ("auto", "gradcam", "unknown method 'gradcam'"),
+    ("fast", None, "mode must be one of"),
+])
+def test_bad_mode_method_combinations(classifier, mode, method, message):
+    with pytest.raises(ExplainError, match=message):
+        Explainer(classifier, mode=mode, method=method)
+
+
+@pytest.mark.slow
+def test_real_model_batch_equals_single_and_records_provenance(classifier, photos_dir):
+    explainer = Explainer(classifier)
+    paths = [photos_dir / "coffee.jpg", photos_dir / "chelsea.jpg", photos_dir / "camera.jpg"]
+    batch = explainer.explain(paths, targets=[967, 281])
+    for path, result in zip(paths, batch):
+        single = explainer.explain(path, targets=[967, 281])
+        for a, b in zip(result.maps, single.maps):
+            np.testing.assert_allclose(a.raw, b.raw, atol=1e-4)
+        assert (result.mode, result.method, result.target_layer, result.device) == \
+            ("whitebox", "reciprocam", LAST_LAYER, "CPU")
+        assert result.inferences == 1 and result.maps[0].raw.shape == (7, 7)
+        assert result.maps[0].on_image.shape == result.image_size
+    assert batch[0].image_size == (400, 600) and batch[0].maps[0].name == "espresso"
+
+
+@pytest.mark.slow
+def test_targets_predicted_names_and_close_matches(classifier, photos_dir):
+    explainer = Explainer(classifier)
+    chelsea = photos_dir / "chelsea.jpg"
+    assert [m.name for m in explainer.explain(chelsea).maps] == ["tiger cat", "Egyptian cat", "tabby"]
+    assert [m.name for m in explainer.explain(chelsea, top_k=1).maps] == ["tiger cat"]
+    assert [m.target for m in explainer.explain(chelsea, targets=["tabby", 967]).maps] == [281, 967]
+    with pytest.raises(LabelsError, match="unknown class 'tigr cat'; close matches: tiger cat"):
+        explainer.explain(chelsea, targets=["tigr cat"])
+
+
+@pytest.mark.slow
+def test_exported_xai_ir_is_detected_and_used_directly(classifier, photos_dir, tmp_path):
+    import openvino as ov
+
+    xai = build_xai_model(classifier.model, classifier.output_port)
+    path = tmp_path / "xai.xml"
+    ov.save_model(xai.model, str(path), compress_to_fp16=False)
+    reloaded = Classifier(path, device="CPU", labels=classifier.labels, cache_dir=None)
+    assert reloaded.spec == classifier.spec  # the spec travels in rt_info
+    assert reloaded.predict(photos_dir / "coffee.jpg").top[0].name == "espresso"
+    direct = Explainer(reloaded)
+    assert direct._xai_compiled is reloaded.compiled and direct.target_layer == LAST_LAYER
+    fresh = Explainer(classifier).explain(photos_dir / "coffee.jpg", targets=[967])
+    again = direct.explain(photos_dir / "coffee.jpg", targets=[967])
+    np.testing.assert_allclose(fresh.maps[0].raw, again.maps[0].raw, atol=1e-5)
