@@ -192,6 +192,8 @@ def _progress_bar(description: str) -> Any:
 @click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True,
               help="Black-box quality/speed preset (RISE 1000/5000/10000 masks).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
+@click.option("--backend", type=click.Choice(["native", "openvino-xai"]), default="native", show_default=True,
+              help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True)
 @click.option("--raw", is_flag=True, help="Also save the raw maps (feature resolution) as .npy.")
 @click.option("--colormap", default="jet", show_default=True)
@@ -199,12 +201,12 @@ def _progress_bar(description: str) -> Any:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
 def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
             device: str, output_kind: str, no_cache: bool, mode: str, method: str | None, target_layer: str | None,
-            targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int, out_dir: Path,
-            raw: bool, colormap: str, weight: float, as_json: bool) -> None:
+            targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int, backend: str,
+            out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool) -> None:
     """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
     import numpy as np
 
-    from .explain import Explainer
+    from .explain import create_explainer
     from .images import read_image
     from .naming import safe_component
     from .render import COLORMAPS, encode_jpeg, overlay
@@ -213,8 +215,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
         _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
     classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, "LATENCY")
     try:
-        explainer = Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
-                              seed=seed)
+        explainer = create_explainer(classifier, backend=backend, mode=mode, method=method,
+                                     target_layer=target_layer, preset=preset, seed=seed)
     except OvExplainError as exc:
         _fail(str(exc))
     wanted = _parse_targets(targets)
@@ -260,7 +262,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
                 click.echo(f"  {saliency.label}{probability} -> {item['overlay']}")
     if as_json:
         click.echo(json.dumps({"model": str(classifier.files.model), "mode": explainer.mode,
-                               "method": explainer.method, "fallback_reason": explainer.fallback_reason,
+                               "method": explainer.method, "backend": backend,
+                               "fallback_reason": getattr(explainer, "fallback_reason", None),
                                "explanations": report, "errors": errors}, indent=2))
     elif errors:
         click.echo(f"{len(errors)} of {len(images)} images failed", err=True)

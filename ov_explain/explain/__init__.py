@@ -4,6 +4,20 @@ from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedErr
 from .explainer import DEFAULT_METHOD, METHODS, PRESETS, Explainer
 from .whitebox import SALIENCY_OUTPUT, build_xai_model, feature_map_candidates, find_target_layer
 
-__all__ = ["DEFAULT_METHOD", "METHODS", "PRESETS", "SALIENCY_OUTPUT", "ExplainError", "Explainer", "Explanation",
+BACKENDS = ("native", "openvino-xai")
+
+
+def create_explainer(classifier, *, backend: str = "native", **options):
+    """An explainer on the chosen backend: ``native`` (this package) or ``openvino-xai`` (the library,
+    in an environment with the ``xai`` extra). Both return the same :class:`Explanation` results."""
+    if backend == "native":
+        return Explainer(classifier, **options)
+    if backend == "openvino-xai":
+        from .xai_backend import XaiBackendExplainer
+
+        return XaiBackendExplainer(classifier, **options)
+    raise ExplainError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
+
+__all__ = ["BACKENDS", "create_explainer", "DEFAULT_METHOD", "METHODS", "PRESETS", "SALIENCY_OUTPUT", "ExplainError", "Explainer", "Explanation",
            "SaliencyMap", "WhiteboxUnsupportedError", "build_xai_model", "feature_map_candidates",
            "find_target_layer", "select_targets"]

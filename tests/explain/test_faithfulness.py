@@ -31,12 +31,14 @@ def test_insertion_beats_deletion_for_reciprocam_on_most_photos(classifier, phot
 def test_randomising_the_head_changes_the_maps(classifier, photos_dir, tmp_path):
     import openvino as ov
 
+    from ov_explain._compat import opset
+
     model = ov.Core().read_model(str(classifier.files.model))
     fc = next(n for n in model.get_ordered_ops() if n.get_type_name() == "MatMul")
     weights_node = fc.input_value(1).get_node()
     shape = list(weights_node.get_output_shape(0))
     rng = np.random.default_rng(0)
-    random_weights = ov.op.Constant(rng.normal(0, 0.05, shape).astype(np.float32))
+    random_weights = opset.constant(rng.normal(0, 0.05, shape).astype(np.float32))
     fc.input(1).replace_source_output(random_weights.output(0))
     path = tmp_path / "random_head.xml"
     ov.save_model(model, str(path), compress_to_fp16=False)

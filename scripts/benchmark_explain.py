@@ -1,0 +1,131 @@
+"""Explanation speed on the bundled model, as ratios measured side by side in one run.
+
+    python scripts/benchmark_explain.py [--rounds 7] [--blackbox-preset balance] [--skip-blackbox]
+
+Prints:
+  * ReciproCAM explain latency / plain inference latency (one image, LATENCY hint; target <= 1.2);
+  * a batch of 8 images explained in one call vs 8 single calls;
+  * RISE and AISE, ov_explain vs openvino-xai at the same preset, when openvino-xai is importable
+    (the `xai` extra environment; target: ov_explain >= 1.5x faster) — otherwise ov_explain alone.
+Rounds interleave the contenders so machine noise hits them alike; medians are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from ov_explain import Classifier, read_image, sample_images  # noqa: E402
+from ov_explain.explain import Explainer  # noqa: E402
+
+
+def timed(function) -> float:
+    started = time.perf_counter()
+    function()
+    return time.perf_counter() - started
+
+
+def interleave(contenders: dict, rounds: int) -> dict[str, float]:
+    for run in contenders.values():  # warm-up
+        run()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            samples[name].append(timed(run))
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def xai_explainers(classifier: Classifier):
+    """openvino-xai RISE/AISE callables on the same model and preprocessing, or None if not installed."""
+    try:
+        import openvino_xai as xai
+        from openvino_xai.explainer import ExplainMode
+        from openvino_xai.methods.black_box.base import Preset
+    except Exception as exc:  # ImportError, or openvino.runtime missing on OpenVINO 2026
+        print(f"openvino-xai not usable here ({type(exc).__name__}: {exc}); comparing ov_explain only")
+        return None
+    import openvino as ov
+
+    def preprocess(image: np.ndarray) -> np.ndarray:
+        return classifier.prepare(image)[0][None]
+
+    def postprocess(outputs) -> np.ndarray:
+        return classifier.to_probabilities(np.asarray(outputs[0]))[0]
+
+    model = ov.Core().read_model(str(classifier.files.model))
+    made = {}
+    for method in ("RISE", "AISE"):
+        made[method] = xai.Explainer(model=model, task=xai.Task.CLASSIFICATION, preprocess_fn=preprocess,
+                                     postprocess_fn=postprocess, explain_mode=ExplainMode.BLACKBOX,
+                                     explain_method=getattr(xai.Method, method))
+    return made, Preset, xai
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--blackbox-preset", default="balance", choices=["speed", "balance", "quality"])
+    parser.add_argument("--blackbox-rounds", type=int, default=1)
+    parser.add_argument("--skip-blackbox", action="store_true")
+    args = parser.parse_args()
+
+    classifier = Classifier(device="CPU", cache_dir=None)
+    photos = [read_image(p) for p in sample_images()]
+    coffee = read_image(next(p for p in sample_images() if p.name == "coffee.jpg"))
+    explainer = Explainer(classifier, method="reciprocam")
+    tensor = classifier.prepare(coffee)[0][None]
+
+    print("== white-box ReciproCAM vs plain inference (one image, infer only / full call) ==")
+    times = interleave({
+        "plain infer": lambda: classifier.compiled(tensor),
+        "reciprocam infer": lambda: explainer._xai_compiled(tensor),
+        "plain predict()": lambda: classifier.predict(coffee),
+        "explain()": lambda: explainer.explain(coffee, top_k=1),
+    }, args.rounds * 10)
+    for name, seconds in times.items():
+        print(f"  {name:18s} {seconds * 1000:8.2f} ms")
+    print(f"  ratio infer   (reciprocam / plain): {times['reciprocam infer'] / times['plain infer']:.2f}")
+    print(f"  ratio end-end (explain / predict):  {times['explain()'] / times['plain predict()']:.2f}")
+
+    batch = (photos * 2)[:8]
+    times = interleave({"8 single calls": lambda: [explainer.explain(p, top_k=1) for p in batch],
+                        "one call of 8": lambda: explainer.explain(batch, top_k=1)}, args.rounds)
+    print("== batch of 8 images ==")
+    for name, seconds in times.items():
+        print(f"  {name:18s} {seconds * 1000:8.1f} ms")
+    print(f"  speed-up of one batched call: {times['8 single calls'] / times['one call of 8']:.2f}x")
+
+    if args.skip_blackbox:
+        return 0
+    preset = args.blackbox_preset
+    print(f"== black-box, preset {preset}, target espresso (967), coffee.jpg ==")
+    contenders = {}
+    for method in ("rise", "aise"):
+        native = Explainer(classifier, method=method, preset=preset)
+        contenders[f"ov_explain {method}"] = lambda native=native: native.explain(coffee, targets=[967])
+    found = xai_explainers(classifier)
+    if found is not None:
+        made, Preset, xai = found
+        preset_value = getattr(Preset, preset.upper())
+        contenders["openvino-xai rise"] = lambda: made["RISE"](coffee, targets=[967], preset=preset_value)
+        contenders["openvino-xai aise"] = lambda: made["AISE"](coffee, targets=[967], preset=preset_value)
+    times = interleave(contenders, args.blackbox_rounds)
+    for name, seconds in times.items():
+        print(f"  {name:18s} {seconds:8.2f} s")
+    if found is not None:
+        for method in ("rise", "aise"):
+            print(f"  {method}: ov_explain is {times[f'openvino-xai {method}'] / times[f'ov_explain {method}']:.2f}x "
+                  "faster than openvino-xai")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,60 @@
+"""Parity with openvino-xai (runs in the `xai` environment, where the library imports).
+
+Thresholds (Pearson r of the raw maps, same target layer / preset / seed), chosen from measurements
+on the bundled model and photos, recorded in the README:
+  ReciproCAM top-3 classes: r >= 0.99 (the same algorithm; measured ~1.0)
+  RISE: r >= 0.95 (same mask sampling order for a seed; measured r = 1.000 on four photos)
+AISE has no parity test yet: measured r = 0.17, -0.52, 0.66, 0.04 (coffee, camera, chelsea,
+motorcycle, speed preset). openvino-xai weights probes by raw preserve-minus-delete scores, which are
+all negative on confident photos, then divides by a negative maximum; ov_explain weights by the score
+above the worst probe. Matching its convention is an open item of the explanation-engine issue.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ov_explain.explain import Explainer, create_explainer
+from ov_explain.explain.base import ExplainError
+from ov_explain.explain.xai_backend import availability
+
+USABLE, DETAIL = availability()
+needs_xai = pytest.mark.skipif(not USABLE, reason=f"openvino-xai not importable here: {DETAIL}")
+PHOTOS = ["coffee.jpg", "camera.jpg", "chelsea.jpg", "motorcycle.jpg", "grace_hopper.jpg"]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+
+@pytest.mark.skipif(USABLE, reason="checks the message shown where openvino-xai is missing")
+def test_backend_says_clearly_when_openvino_xai_is_missing(classifier):
+    with pytest.raises(ExplainError, match=r"backend 'openvino-xai' is not usable here .* xai extra"):
+        create_explainer(classifier, backend="openvino-xai")
+
+
+@needs_xai
+@pytest.mark.slow
+def test_reciprocam_matches_openvino_xai_top3(classifier, photos_dir):
+    native = Explainer(classifier, method="reciprocam")
+    reference = create_explainer(classifier, backend="openvino-xai", method="reciprocam",
+                                 target_layer=native.target_layer)
+    for photo in PHOTOS:
+        ours = native.explain(photos_dir / photo, targets="predicted", top_k=3, threshold=0.0)
+        theirs = reference.explain(photos_dir / photo, targets=[m.target for m in ours.maps])
+        assert theirs.backend == "openvino-xai" and len(ours.maps) == 3
+        for mine, other in zip(ours.maps, theirs.maps):
+            assert mine.raw.shape == other.raw.shape == (7, 7)
+            assert pearson(mine.raw, other.raw) >= 0.99, (photo, mine.name)
+
+
+@needs_xai
+@pytest.mark.slow
+def test_rise_matches_openvino_xai(classifier, photos_dir):
+    native = Explainer(classifier, method="rise", preset="speed", seed=3)
+    reference = create_explainer(classifier, backend="openvino-xai", method="rise", preset="speed", seed=3)
+    for photo in ("coffee.jpg", "camera.jpg"):
+        ours = native.explain(photos_dir / photo, top_k=1)
+        theirs = reference.explain(photos_dir / photo, targets=[ours.maps[0].target])
+        assert pearson(ours.maps[0].raw, theirs.maps[0].raw) >= 0.95, photo
