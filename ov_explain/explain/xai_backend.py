@@ -26,7 +26,7 @@ def availability() -> tuple[bool, str]:
     """(usable, version or the reason it is not)."""
     try:
         import openvino_xai
-    except Exception as exc:  # ImportError, or ModuleNotFoundError('openvino.runtime') on OpenVINO 2026
+    except Exception as exc:  # ImportError, or its import of OpenVINO's removed legacy module on 2026.x
         return False, f"{type(exc).__name__}: {exc}"
     return True, getattr(openvino_xai, "__version__", "unknown version")
 
