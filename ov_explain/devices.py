@@ -220,6 +220,20 @@ def _static_copy(model: Any, batch: int) -> Any:
     return clone
 
 
+def batch_capacity(compiled: Any) -> int | None:
+    """Largest batch one request of a compiled model takes: None when the batch dimension is dynamic."""
+    dim = compiled.inputs[0].get_partial_shape()[0]
+    return None if dim.is_dynamic else int(dim.get_length())
+
+
+def optimal_requests(compiled: Any, default: int = 2) -> int:
+    """How many infer requests keep the device busy (OpenVINO's own figure for the compiled model)."""
+    try:
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    except Exception:  # a plugin that does not report it
+        return default
+
+
 def _execution_devices(compiled: Any, fallback: str) -> tuple[str, ...]:
     try:
         value = compiled.get_property("EXECUTION_DEVICES")

@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from . import resources
-from .devices import CompiledModel, compile_with_fallback
+from .devices import CompiledModel, batch_capacity, compile_with_fallback, optimal_requests
 from .errors import ImageReadError, LabelsError, ModelLoadError, OvExplainError, PreprocessError, \
     one_line
 from .images import read_image
@@ -169,8 +169,7 @@ class Classifier:
     @property
     def max_batch(self) -> int | None:
         """Largest batch one request takes: None when the batch dimension is dynamic."""
-        dim = self.compiled.inputs[0].get_partial_shape()[0]
-        return None if dim.is_dynamic else int(dim.get_length())
+        return batch_capacity(self.compiled)
 
     # ----- preprocessing -----------------------------------------------------------------------
     def prepare(self, image: ImageInput) -> tuple[np.ndarray, Geometry, str]:
@@ -238,7 +237,7 @@ class Classifier:
         """
         import openvino as ov
 
-        queue = ov.AsyncInferQueue(self.compiled, self._queue_size())
+        queue = ov.AsyncInferQueue(self.compiled, optimal_requests(self.compiled))
         pending: dict[int, tuple[str, Geometry, float, float]] = {}
         results: dict[int, Any] = {}
 
@@ -284,12 +283,6 @@ class Classifier:
         probabilities, kind = self.to_probabilities(raw[None])
         return Prediction(source, self.top_k(probabilities[0], top_k), probabilities[0], self.device, kind,
                           timings, geometry)
-
-    def _queue_size(self) -> int:
-        try:
-            return max(1, int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        except Exception:
-            return 2
 
     def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None]:
         embedded_spec, embedded = read_spec_from_model(self.model)

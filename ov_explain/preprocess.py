@@ -247,13 +247,14 @@ def read_spec_from_model(model: Any) -> tuple[PreprocessSpec | None, bool]:
     """The spec an IR carries in its rt_info (if any) and whether it is embedded in the graph."""
     if not model.has_rt_info(RT_INFO_KEY):
         return None, False
-    spec = PreprocessSpec.from_dict(json.loads(_rt_str(model.get_rt_info(RT_INFO_KEY))), source="model rt_info")
-    embedded = model.has_rt_info(RT_INFO_EMBEDDED_KEY) and _rt_str(
+    spec = PreprocessSpec.from_dict(json.loads(rt_info_str(model.get_rt_info(RT_INFO_KEY))), source="model rt_info")
+    embedded = model.has_rt_info(RT_INFO_EMBEDDED_KEY) and rt_info_str(
         model.get_rt_info(RT_INFO_EMBEDDED_KEY)).lower() == "true"
     return spec, embedded
 
 
-def _rt_str(value: Any) -> str:
+def rt_info_str(value: Any) -> str:
+    """An rt_info value as text."""
     # OVAny across OpenVINO 2024.4 .. 2026.x: astype(str) is the portable accessor.
     return value.astype(str) if hasattr(value, "astype") else str(value)
 

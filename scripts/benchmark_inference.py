@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 import openvino as ov  # noqa: E402
 
 from ov_explain import Classifier, discover, sample_images  # noqa: E402
-from ov_explain.devices import compile_with_fallback  # noqa: E402
+from ov_explain.devices import compile_with_fallback, optimal_requests  # noqa: E402
 
 
 def run_sync(compiled, tensors: np.ndarray, batch: int) -> float:
@@ -38,7 +38,7 @@ def run_sync(compiled, tensors: np.ndarray, batch: int) -> float:
 
 
 def run_async(compiled, tensors: np.ndarray, batch: int) -> float:
-    queue = ov.AsyncInferQueue(compiled, max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))))
+    queue = ov.AsyncInferQueue(compiled, optimal_requests(compiled))
     started = time.perf_counter()
     for i in range(0, len(tensors), batch):
         queue.start_async({0: tensors[i:i + batch]})

@@ -130,6 +130,12 @@ def to_original(raw: np.ndarray, input_size: tuple[int, int], geometry: Geometry
     return geometry.input_to_original(resized, fill=float(np.min(raw)))
 
 
+def as_image_list(images: Any) -> tuple[list, bool]:
+    """One image (a path or an array) or many, as a list, and whether it was a single one."""
+    single = isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__")
+    return ([images] if single else list(images)), single
+
+
 def check_mode(mode: str) -> str:
     if mode not in MODES:
         raise ExplainError(f"mode must be one of {list(MODES)}, got {mode!r}")

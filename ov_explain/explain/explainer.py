@@ -9,12 +9,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..devices import compile_with_fallback
+from ..devices import batch_capacity, compile_with_fallback, optimal_requests
 from ..model import Classifier, ImageInput
 from ..preprocess import Geometry
 from . import blackbox
-from .base import ExplainError, Explanation, SaliencyMap, Targets, WhiteboxUnsupportedError, check_mode, \
-    select_targets, to_original
+from .base import ExplainError, Explanation, SaliencyMap, Targets, WhiteboxUnsupportedError, as_image_list, \
+    check_mode, select_targets, to_original
 from .whitebox import SALIENCY_OUTPUT, build_xai_model, read_xai_info
 
 logger = logging.getLogger(__name__)
@@ -115,10 +115,7 @@ class Explainer:
                                          cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
         self._blackbox_compiled = compiled.compiled
         self._blackbox_device = ",".join(compiled.execution_devices)
-        try:
-            self._requests = max(1, int(compiled.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-        except Exception:
-            self._requests = 2
+        self._requests = optimal_requests(compiled.compiled)
 
     @property
     def device(self) -> str:
@@ -133,8 +130,7 @@ class Explainer:
         ``targets``: ``"predicted"`` (top class + others above ``threshold``, at most ``top_k``),
         ``"all"``, or class indices / names.
         """
-        single = isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__")
-        batch = [images] if single else list(images)
+        batch, single = as_image_list(images)
         if not batch:
             return []
         if self.mode == "whitebox":
@@ -149,8 +145,7 @@ class Explainer:
         prepared = [self.classifier.prepare(image) for image in images]
         prep_ms = (time.perf_counter() - started) * 1000
         shapes = {t.shape for t, _, _ in prepared}
-        limit = self._xai_compiled.inputs[0].get_partial_shape()[0]
-        chunk = len(prepared) if len(shapes) == 1 and limit.is_dynamic else 1
+        chunk = len(prepared) if len(shapes) == 1 and batch_capacity(self._xai_compiled) is None else 1
         classes_out = _output_index(self._xai_compiled, exclude=SALIENCY_OUTPUT)
         results: list[Explanation] = []
         for start in range(0, len(prepared), chunk):
@@ -196,7 +191,7 @@ class Explainer:
         predicted = time.perf_counter()
         score = blackbox.ScoreFunction(self._blackbox_compiled, self.classifier.output_index,
                                        lambda r: self.classifier.to_probabilities(r)[0],
-                                       _max_batch(self._blackbox_compiled))
+                                       batch_capacity(self._blackbox_compiled))
         layout = self.classifier.spec.layout if self.classifier.custom_fn is None else _tensor_layout(tensor)
         maps = self._run_blackbox(score, tensor, layout, chosen, progress)
         explained = time.perf_counter()
@@ -228,11 +223,6 @@ def _output_index(compiled: Any, exclude: str) -> int:
         if exclude not in output.get_names():
             return index
     raise ExplainError("the compiled model has no classification output")
-
-
-def _max_batch(compiled: Any) -> int | None:
-    dim = compiled.inputs[0].get_partial_shape()[0]
-    return None if dim.is_dynamic else int(dim.get_length())
 
 
 def _tensor_layout(tensor: np.ndarray) -> str:

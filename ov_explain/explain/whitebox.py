@@ -286,11 +286,11 @@ def build_xai_model(model: Any, classification_output: Any, method: str = "recip
 
 def _copy_rt_info(source: Any, destination: Any) -> None:
     """Keep the preprocessing spec (and model name) with the model, as the classifier reads them."""
-    from ..preprocess import RT_INFO_EMBEDDED_KEY, RT_INFO_KEY, _rt_str
+    from ..preprocess import RT_INFO_EMBEDDED_KEY, RT_INFO_KEY, rt_info_str
 
     for key in (RT_INFO_KEY, RT_INFO_EMBEDDED_KEY, ["model_info", "model_name"]):
         if source.has_rt_info(key):
-            destination.set_rt_info(_rt_str(source.get_rt_info(key)), key)
+            destination.set_rt_info(rt_info_str(source.get_rt_info(key)), key)
 
 
 def _make_batch_dynamic(model: Any) -> None:
@@ -313,6 +313,7 @@ def read_xai_info(model: Any) -> dict | None:
     if not any(SALIENCY_OUTPUT in o.get_names() for o in model.outputs):
         return None
     if model.has_rt_info(RT_INFO_XAI):
-        value = model.get_rt_info(RT_INFO_XAI)
-        return json.loads(value.astype(str) if hasattr(value, "astype") else str(value))
+        from ..preprocess import rt_info_str
+
+        return json.loads(rt_info_str(model.get_rt_info(RT_INFO_XAI)))
     return {"method": "unknown", "target_layer": None, "shortcut": None, "map_size": None}

@@ -14,7 +14,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..model import Classifier, ImageInput
-from .base import ExplainError, Explanation, SaliencyMap, Targets, check_mode, select_targets, to_original
+from .base import ExplainError, Explanation, SaliencyMap, Targets, as_image_list, check_mode, select_targets, \
+    to_original
 
 logger = logging.getLogger(__name__)
 
@@ -76,9 +77,9 @@ class XaiBackendExplainer:
 
         from ..images import read_image
 
-        single = isinstance(images, (str, np.ndarray)) or hasattr(images, "__fspath__")
+        batch, single = as_image_list(images)
         results = []
-        for image in ([images] if single else list(images)):
+        for image in batch:
             started = time.perf_counter()
             pixels = read_image(image) if not isinstance(image, np.ndarray) else image
             prediction = self.classifier.predict(pixels, top_k=max(top_k, 5))
