@@ -270,6 +270,89 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
 
 
+# ----- audit --------------------------------------------------------------------------------------
+@main.command()
+@click.argument("dataset", type=click.Path(path_type=Path))
+@model_options
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("ov-explain-audit"),
+              show_default=True, help="Output folder; an existing audit there of the same settings is resumed.")
+@click.option("--kind", type=click.Choice(["auto", "folders", "csv", "jsonl", "unlabeled"]), default="auto",
+              show_default=True, help="Dataset layout (auto: by suffix / folder contents).")
+@click.option("--label-map", type=click.Path(path_type=Path),
+              help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
+                   "synsets file when there is one).")
+@click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
+@click.option("--method", type=click.Choice(["reciprocam", "activationmap", "rise", "aise"]),
+              help="Default: reciprocam (white-box) or aise (black-box).")
+@click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
+@click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True)
+@click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
+@click.option("--high-confidence", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Top-1 probability from which a prediction counts as confident.")
+@click.option("--two-predictions", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Runner-up probability from which two predictions compete.")
+@click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Predictions per image in the manifest.")
+@click.option("--classes", help="Only these dataset labels (comma-separated).")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (after --sample).")
+@click.option("--sample", type=click.IntRange(min=1), help="A random subset of N images.")
+@click.option("--sample-seed", default=0, show_default=True, type=int, help="Seed for --sample.")
+@click.option("--raw", is_flag=True, help="Also save raw maps (.npy).")
+@click.option("--rgba", is_flag=True, help="Also save RGBA colourised maps (.rgba.png).")
+@click.option("--no-grids", is_flag=True, help="Skip the per-case picture grids.")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker threads (default: device requests + 1).")
+@click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
+          output_kind: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
+          method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
+          two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
+          sample_seed: int, raw: bool, rgba: bool, no_grids: bool, workers: int | None, restart: bool,
+          as_json: bool) -> None:
+    """Predict and explain every image of DATASET and sort the maps into case folders.
+
+    DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
+    path,label, or a folder of unlabeled images.
+    """
+    from tqdm import tqdm
+
+    from .audit import audit as run
+
+    bar = tqdm(total=0, desc="audit", unit="img", disable=None, file=sys.stderr, dynamic_ncols=True)
+
+    def update(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    try:
+        summary = run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
+                      target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
+                      label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
+                      classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                      high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
+                      save_raw=raw, save_rgba=rgba, grids=not no_grids, restart=restart, workers=workers,
+                      output=output_kind, progress=update, cache_dir=None if no_cache else "default")
+    except OvExplainError as exc:
+        bar.close()
+        _fail(str(exc))
+    bar.close()
+    if as_json:
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        layer = f", layer {summary.target_layer}" if summary.target_layer else ""
+        click.echo(f"{summary.images} images audited into {summary.out_dir} with {summary.method} "
+                   f"({summary.mode}{layer}) on {summary.device}; {summary.resumed} resumed, "
+                   f"{summary.images_per_second:.1f} images/s")
+        for case, count in summary.cases.items():
+            click.echo(f"  {case:34s} {count}")
+        if summary.top1_accuracy is not None:
+            click.echo(f"top-1 accuracy {summary.top1_accuracy:.3f}, top-5 {summary.top5_accuracy:.3f}")
+        click.echo(f"manifest: {summary.out_dir / 'manifest.csv'}, summary: {summary.out_dir / 'summary.json'}")
+    if summary.errors:
+        click.echo(f"{summary.errors} images could not be audited: see {summary.out_dir / 'errors.csv'}", err=True)
+    sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
+
+
 @main.command("export-xai")
 @model_options
 @click.option("--method", type=click.Choice(["reciprocam", "activationmap"]), default="reciprocam",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -224,6 +225,28 @@ def batch_capacity(compiled: Any) -> int | None:
     """Largest batch one request of a compiled model takes: None when the batch dimension is dynamic."""
     dim = compiled.inputs[0].get_partial_shape()[0]
     return None if dim.is_dynamic else int(dim.get_length())
+
+
+class ThreadRequests:
+    """One infer request per thread for a compiled model.
+
+    A compiled model's own ``__call__`` shares a single request, so two threads calling it race;
+    this gives each thread its own, which is what lets decoding, inference and writing overlap.
+    """
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self._local = threading.local()
+
+    def infer(self, batch: Any) -> list[Any]:
+        """Run one inference; copies of every output, in the compiled model's output order."""
+        import numpy as np
+
+        request = getattr(self._local, "request", None)
+        if request is None:
+            request = self._local.request = self.compiled.create_infer_request()
+        request.infer({0: batch})
+        return [np.array(request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
 
 
 def optimal_requests(compiled: Any, default: int = 2) -> int:

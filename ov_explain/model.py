@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from . import resources
-from .devices import CompiledModel, batch_capacity, compile_with_fallback, optimal_requests
+from .devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
 from .errors import ImageReadError, LabelsError, ModelLoadError, OvExplainError, PreprocessError, \
     one_line
 from .images import read_image
@@ -141,6 +141,7 @@ class Classifier:
                                                               cache_dir=cache_dir)
         self.load_ms = (time.perf_counter() - started) * 1000.0
         self._out_index = _output_index(self.model, self.output_port)
+        self._requests = ThreadRequests(self._compiled.compiled)
         logger.info("loaded %s on %s in %.0f ms", self.files.model.name, self.device, self.load_ms)
 
     # ----- properties --------------------------------------------------------------------------
@@ -186,15 +187,17 @@ class Classifier:
 
     # ----- inference ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Raw model output (N, num_classes) for a preprocessed batch, split if the device needs it."""
+        """Raw model output (N, num_classes) for a preprocessed batch, split if the device needs it.
+
+        Safe to call from several threads at once (each gets its own infer request).
+        """
         batch = np.asarray(batch)
         limit = self.max_batch
         if limit is not None and batch.shape[0] != limit:
             if limit != 1:
                 raise OvExplainError(f"model compiled for batch {limit}, got a batch of {batch.shape[0]}")
             return np.concatenate([self.infer(batch[i:i + 1]) for i in range(batch.shape[0])])
-        result = self.compiled(batch)
-        return np.asarray(result[self.compiled.outputs[self._out_index]]).reshape(batch.shape[0], -1)
+        return self._requests.infer(batch)[self._out_index].reshape(batch.shape[0], -1)
 
     def to_probabilities(self, raw: np.ndarray) -> tuple[np.ndarray, str]:
         """Probabilities from raw outputs, and how the output was read (logits or probabilities)."""

@@ -1,20 +1,102 @@
-"""File names that are safe on every filesystem, built in one place."""
+"""Structured file names for saliency outputs: made safe, formatted and parsed in one place.
+
+The pattern is the one the seed notebook used::
+
+    {stem}_gt_{ground_truth}_{gt_conf:.2f}_pr_{class}_{conf:.2f}.jpg
+
+``pr`` names the class the map explains (the prediction, or the ground truth when the model was
+wrong) and its probability. Without ground truth the ``gt`` part is left out. Every component is
+made safe first, and safe components never contain the ``_gt_`` / ``_pr_`` markers, so
+:func:`parse_name` recovers exactly what :func:`format_name` was given.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 import unicodedata
+from collections import Counter
+from dataclasses import dataclass
+from typing import Iterable, Sequence
 
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+_UNSAFE = re.compile(r"[^A-Za-z0-9.-]+")
+_MARKERS = ("gt", "pr")
+_CONFIDENCE = r"(?:0\.\d\d|1\.00)"
+_NAME = re.compile(
+    rf"^(?P<stem>.+?)(?:_gt_(?P<gt>.+)_(?P<gt_conf>{_CONFIDENCE}))?_pr_(?P<pr>.+)_(?P<pr_conf>{_CONFIDENCE})"
+    r"(?P<ext>\.[A-Za-z0-9]+)?$")
 
 
 def safe_component(text: str, *, max_length: int = 80, empty: str = "unnamed") -> str:
     """One path component from any label: no separators, no ``..``, no control characters.
 
-    Unicode is folded to ASCII where possible; runs of anything else become ``_``; leading dots are
-    dropped so nothing hides or climbs directories.
+    Unicode is folded to ASCII where possible; spaces and anything unsafe become ``_``; leading dots
+    and dashes are dropped so nothing hides, climbs directories or reads as an option; a word that is
+    exactly ``gt`` or ``pr`` is upper-cased so a label is never mistaken for a name's markers.
     """
     folded = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode("ascii")
-    cleaned = _UNSAFE.sub("_", folded).strip("._ ")
-    cleaned = re.sub(r"\.{2,}", ".", cleaned)
-    return cleaned[:max_length].rstrip("._ ") or empty
+    joined = "_".join(w for w in _UNSAFE.sub("_", folded).split("_") if w)
+    cleaned = re.sub(r"\.{2,}", ".", joined).lstrip("._-")[:max_length].rstrip("._")
+    return "_".join(w.upper() if w in _MARKERS else w for w in cleaned.split("_")) or empty
+
+
+def format_confidence(probability: float) -> str:
+    """``0.00`` .. ``1.00``; probabilities slightly outside [0, 1] from float error are clipped."""
+    return f"{min(max(float(probability), 0.0), 1.0):.2f}"
+
+
+@dataclass(frozen=True)
+class NameParts:
+    """What a structured file name says."""
+
+    stem: str
+    target: str
+    target_confidence: float
+    ground_truth: str | None = None
+    ground_truth_confidence: float | None = None
+    extension: str = ""
+
+
+def format_name(stem: str, target: str, target_confidence: float, ground_truth: str | None = None,
+                ground_truth_confidence: float | None = None, extension: str = ".jpg") -> str:
+    """The structured file name; every text part is passed through :func:`safe_component`."""
+    parts = [safe_component(stem)]
+    if ground_truth is not None:
+        if ground_truth_confidence is None:
+            raise ValueError("ground_truth_confidence is required when ground_truth is given")
+        parts += ["gt", safe_component(ground_truth, max_length=60), format_confidence(ground_truth_confidence)]
+    parts += ["pr", safe_component(target, max_length=60), format_confidence(target_confidence)]
+    return "_".join(parts) + extension
+
+
+def parse_name(name: str) -> NameParts:
+    """Recover stem, labels and confidences from a name made by :func:`format_name`."""
+    match = _NAME.match(name)
+    if match is None:
+        raise ValueError(f"{name!r}: not a structured name "
+                         "({stem}_gt_{label}_{conf}_pr_{label}_{conf}.ext or {stem}_pr_{label}_{conf}.ext)")
+    gt = match["gt"]
+    return NameParts(match["stem"], match["pr"], float(match["pr_conf"]), gt,
+                     float(match["gt_conf"]) if gt is not None else None, match["ext"] or "")
+
+
+def unique_stems(keys: Sequence[str], stems: Sequence[str]) -> list[str]:
+    """Safe stems for dataset items; items sharing a stem get a short hash of their key added.
+
+    ``keys`` identify items (e.g. their path inside the dataset) and must be distinct. The result
+    depends only on the set of items, so a resumed run names every file as the first run did.
+    """
+    safe = [safe_component(s) for s in stems]
+    counts = Counter(s.lower() for s in safe)  # case-insensitive filesystems count "A" and "a" as one
+    return [f"{s}-{_short_hash(k)}" if counts[s.lower()] > 1 else s for s, k in zip(safe, keys)]
+
+
+def file_labels(names: Iterable[str]) -> list[str]:
+    """Class names for file names; a name two classes share (ImageNet has two "crane") gets its index."""
+    names = list(names)
+    counts = Counter(safe_component(n, max_length=60).lower() for n in names)
+    return [n if counts[safe_component(n, max_length=60).lower()] == 1 else f"{n}-{i}" for i, n in enumerate(names)]
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]

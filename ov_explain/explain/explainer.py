@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ..devices import batch_capacity, compile_with_fallback, optimal_requests
-from ..model import Classifier, ImageInput
+from ..devices import ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
+from ..model import Classifier, ImageInput, Prediction
 from ..preprocess import Geometry
 from . import blackbox
 from .base import ExplainError, Explanation, SaliencyMap, Targets, WhiteboxUnsupportedError, as_image_list, \
@@ -34,6 +34,8 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("rise", "blackbox", "RISE: probability-weighted sum of random smooth masks"),
     MethodInfo("aise", "blackbox", "AISE: Gaussian kernels placed by DIRECT search, kernel-density merged"),
 )}
+#: Targets as :func:`select_targets` takes them, or a function choosing classes from the prediction.
+TargetChoice = Union[Targets, Callable[[Prediction], Sequence[int]]]
 DEFAULT_METHOD = {"whitebox": "reciprocam", "blackbox": "aise"}
 PRESETS = ("speed", "balance", "quality")
 
@@ -96,6 +98,7 @@ class Explainer:
                 raise ExplainError(f"this IR carries {info['method']} maps; ask for that method or use the "
                                    "original model")
             self._xai_compiled = self.classifier.compiled
+            self._xai_requests = ThreadRequests(self._xai_compiled)
             self._xai_device = self.classifier.device
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
             return
@@ -105,6 +108,7 @@ class Explainer:
                                               hint=self.classifier.hint,
                                               cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
         self._xai_compiled = info_compiled.compiled
+        self._xai_requests = ThreadRequests(self._xai_compiled)
         self._xai_device = ",".join(info_compiled.execution_devices)
         self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
 
@@ -118,17 +122,22 @@ class Explainer:
         self._requests = optimal_requests(compiled.compiled)
 
     @property
+    def parallel_requests(self) -> int:
+        """How many inferences the device runs at once for this explainer's model."""
+        return optimal_requests(self._xai_compiled if self.mode == "whitebox" else self._blackbox_compiled)
+
+    @property
     def device(self) -> str:
         return self._xai_device if self.mode == "whitebox" else self._blackbox_device
 
     # ----- explain ----------------------------------------------------------------------------------
-    def explain(self, images: ImageInput | Sequence[ImageInput], targets: Targets = "predicted", *,
+    def explain(self, images: ImageInput | Sequence[ImageInput], targets: TargetChoice = "predicted", *,
                 top_k: int = 3, threshold: float = 0.1, progress: blackbox.Progress | None = None
                 ) -> Explanation | list[Explanation]:
         """Explain one image (returns an Explanation) or a list (returns a list, batched where possible).
 
         ``targets``: ``"predicted"`` (top class + others above ``threshold``, at most ``top_k``),
-        ``"all"``, or class indices / names.
+        ``"all"``, class indices / names, or a function from the :class:`Prediction` to class indices.
         """
         batch, single = as_image_list(images)
         if not batch:
@@ -136,38 +145,68 @@ class Explainer:
         if self.mode == "whitebox":
             results = self._explain_whitebox(batch, targets, top_k, threshold)
         else:
-            results = [self._explain_blackbox(image, targets, top_k, threshold, progress) for image in batch]
+            results = []
+            for image in batch:
+                started = time.perf_counter()
+                tensor, geometry, source = self.classifier.prepare(image)
+                prep_ms = (time.perf_counter() - started) * 1000
+                results.append(self._explain_blackbox(tensor, geometry, source, targets, top_k, threshold,
+                                                      progress, prep_ms))
         return results[0] if single else results
 
-    def _explain_whitebox(self, images: list[ImageInput], targets: Targets, top_k: int,
+    def explain_prepared(self, tensor: np.ndarray, geometry: Geometry, source: str,
+                         targets: TargetChoice = "predicted", *, top_k: int = 3, threshold: float = 0.1,
+                         progress: blackbox.Progress | None = None, preprocess_ms: float = 0.0) -> Explanation:
+        """Explain one image already through :meth:`Classifier.prepare`.
+
+        Thread-safe: dataset audits call it from worker threads so decoding, inference and file
+        writing overlap.
+        """
+        if self.mode == "whitebox":
+            return self._whitebox_group([(tensor, geometry, source)], targets, top_k, threshold, preprocess_ms)[0]
+        return self._explain_blackbox(tensor, geometry, source, targets, top_k, threshold, progress, preprocess_ms)
+
+    def _choose(self, targets: TargetChoice, prediction: Prediction, top_k: int, threshold: float) -> list[int]:
+        if callable(targets):
+            chosen = [int(c) for c in targets(prediction)]
+            if not chosen:
+                raise ExplainError("the target function chose no class")
+            return chosen
+        return select_targets(targets, prediction.probabilities, self.classifier.labels, top_k=top_k,
+                              threshold=threshold)
+
+    def _explain_whitebox(self, images: list[ImageInput], targets: TargetChoice, top_k: int,
                           threshold: float) -> list[Explanation]:
         started = time.perf_counter()
         prepared = [self.classifier.prepare(image) for image in images]
-        prep_ms = (time.perf_counter() - started) * 1000
+        prep_ms = (time.perf_counter() - started) * 1000 / len(prepared)
         shapes = {t.shape for t, _, _ in prepared}
         chunk = len(prepared) if len(shapes) == 1 and batch_capacity(self._xai_compiled) is None else 1
-        classes_out = _output_index(self._xai_compiled, exclude=SALIENCY_OUTPUT)
         results: list[Explanation] = []
         for start in range(0, len(prepared), chunk):
-            group = prepared[start:start + chunk]
-            infer_started = time.perf_counter()
-            outputs = self._xai_compiled(np.stack([t for t, _, _ in group]))
-            infer_ms = (time.perf_counter() - infer_started) * 1000
-            raw_scores = np.asarray(outputs[self._xai_compiled.outputs[classes_out]]).reshape(len(group), -1)
-            maps = np.asarray(outputs[self._xai_compiled.output(SALIENCY_OUTPUT)])
-            for i, (_, geometry, source) in enumerate(group):
-                post_started = time.perf_counter()
-                prediction = self.classifier.prediction_from_raw(
-                    raw_scores[i], source, geometry, max(top_k, 5),
-                    {"preprocess": prep_ms / len(prepared), "infer": infer_ms / len(group)})
-                chosen = select_targets(targets, prediction.probabilities, self.classifier.labels,
-                                        top_k=top_k, threshold=threshold)
-                saliency = self._maps_for(maps[i], chosen, prediction.probabilities, geometry)
-                timings = {"preprocess": prep_ms / len(prepared), "infer": infer_ms / len(group),
-                           "postprocess": (time.perf_counter() - post_started) * 1000}
-                results.append(Explanation(source, geometry.original_size, prediction, saliency, self.method,
-                                           "whitebox", self.device, self.target_layer, "native", 1, timings,
-                                           geometry))
+            results += self._whitebox_group(prepared[start:start + chunk], targets, top_k, threshold, prep_ms)
+        return results
+
+    def _whitebox_group(self, group: list[tuple[np.ndarray, Geometry, str]], targets: TargetChoice, top_k: int,
+                        threshold: float, prep_ms: float) -> list[Explanation]:
+        classes_out = _output_index(self._xai_compiled, exclude=SALIENCY_OUTPUT)
+        maps_out = self._xai_compiled.outputs.index(self._xai_compiled.output(SALIENCY_OUTPUT))
+        infer_started = time.perf_counter()
+        outputs = self._xai_requests.infer(np.stack([t for t, _, _ in group]))
+        infer_ms = (time.perf_counter() - infer_started) * 1000 / len(group)
+        raw_scores = outputs[classes_out].reshape(len(group), -1)
+        maps = outputs[maps_out]
+        results = []
+        for i, (_, geometry, source) in enumerate(group):
+            post_started = time.perf_counter()
+            prediction = self.classifier.prediction_from_raw(raw_scores[i], source, geometry, max(top_k, 5),
+                                                             {"preprocess": prep_ms, "infer": infer_ms})
+            chosen = self._choose(targets, prediction, top_k, threshold)
+            saliency = self._maps_for(maps[i], chosen, prediction.probabilities, geometry)
+            timings = {"preprocess": prep_ms, "infer": infer_ms,
+                       "postprocess": (time.perf_counter() - post_started) * 1000}
+            results.append(Explanation(source, geometry.original_size, prediction, saliency, self.method,
+                                       "whitebox", self.device, self.target_layer, "native", 1, timings, geometry))
         return results
 
     def _maps_for(self, maps: np.ndarray, chosen: list[int], probabilities: np.ndarray,
@@ -179,15 +218,13 @@ class Explainer:
         return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[c],
                             to_original(maps[c], input_size, geometry)) for c in chosen]
 
-    def _explain_blackbox(self, image: ImageInput, targets: Targets, top_k: int, threshold: float,
-                          progress: blackbox.Progress | None) -> Explanation:
+    def _explain_blackbox(self, tensor: np.ndarray, geometry: Geometry, source: str, targets: TargetChoice,
+                          top_k: int, threshold: float, progress: blackbox.Progress | None,
+                          prep_ms: float) -> Explanation:
         started = time.perf_counter()
-        tensor, geometry, source = self.classifier.prepare(image)
-        prepared = time.perf_counter()
         raw = self.classifier.infer(tensor[None])
         prediction = self.classifier.prediction_from_raw(raw[0], source, geometry, max(top_k, 5), {})
-        chosen = select_targets(targets, prediction.probabilities, self.classifier.labels, top_k=top_k,
-                                threshold=threshold)
+        chosen = self._choose(targets, prediction, top_k, threshold)
         predicted = time.perf_counter()
         score = blackbox.ScoreFunction(self._blackbox_compiled, self.classifier.output_index,
                                        lambda r: self.classifier.to_probabilities(r)[0],
@@ -198,7 +235,7 @@ class Explainer:
         input_size = maps.shape[1:]
         saliency = [SaliencyMap(c, self.classifier.class_name(c), float(prediction.probabilities[c]), maps[i],
                                 to_original(maps[i], input_size, geometry)) for i, c in enumerate(chosen)]
-        timings = {"preprocess": (prepared - started) * 1000, "predict": (predicted - prepared) * 1000,
+        timings = {"preprocess": prep_ms, "predict": (predicted - started) * 1000,
                    "explain": (explained - predicted) * 1000,
                    "postprocess": (time.perf_counter() - explained) * 1000}
         return Explanation(source, geometry.original_size, prediction, saliency, self.method, "blackbox",

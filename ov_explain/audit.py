@@ -1,0 +1,513 @@
+"""Dataset audit: predict and explain every image, sort the maps into case folders, never lose work.
+
+Output folder::
+
+    audit.json                  settings of the run (a different model/method/threshold is refused)
+    <Case_name>/<structured name>.jpg   overlay per explained class (+ .npy raw map, .rgba.png)
+    manifest.jsonl, manifest.csv        one row per image and explained class
+    errors.jsonl, errors.csv            one row per image that could not be audited, and why
+    summary.json, confusion.csv         counts per case and class, confusion table
+    grids/<Case_name>.png               picture grid per case
+
+Images are decoded, inferred and written by worker threads (each with its own infer request), so
+the device stays busy; rows are appended to the manifest in dataset order after the image's files
+are in place, which is what makes a re-run resume exactly where a killed one stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import time
+from collections import Counter, defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from . import render
+from .cases import CASES, CaseThresholds, classify_case
+from .dataset import LabelResolver, Sample, read_dataset, select
+from .errors import OvExplainError, one_line
+from .explain.base import Explanation
+from .explain.explainer import Explainer
+from .grids import Tile, grid_png, thumbnail
+from .images import read_image
+from .naming import file_labels, format_name, unique_stems
+from .storage import JsonlLog, atomic_write_bytes, atomic_write_text, read_jsonl, remove_temp_files, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE, MANIFEST, ERRORS = "audit.json", "manifest.jsonl", "errors.jsonl"
+MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS = \
+    "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids"
+FORMAT_VERSION = 1
+
+#: Progress callback: (images finished in this run, images to do in this run).
+Progress = Callable[[int, int], None]
+
+
+class AuditError(OvExplainError):
+    """The audit cannot start (e.g. the output folder holds a different audit)."""
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What an audit writes and how it decides cases."""
+
+    thresholds: CaseThresholds = CaseThresholds()
+    top_k: int = 5
+    save_raw: bool = False
+    save_rgba: bool = False
+    colormap: str = "jet"
+    overlay_weight: float = 0.5
+    jpeg_quality: int = 90
+    grids: bool = True
+    grid_tiles: int = 24
+    workers: int | None = None  # None: the device's optimal number of requests + 1
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise AuditError(f"top_k: expected >= 1, got {self.top_k}")
+        if self.colormap not in render.COLORMAPS:
+            raise AuditError(f"colormap: unknown {self.colormap!r}; known: {', '.join(render.COLORMAPS)}")
+        if not 0.0 <= self.overlay_weight <= 1.0:
+            raise AuditError(f"overlay_weight: expected 0..1, got {self.overlay_weight}")
+        if not 1 <= self.jpeg_quality <= 100:
+            raise AuditError(f"jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+        if self.workers is not None and self.workers < 1:
+            raise AuditError(f"workers: expected >= 1, got {self.workers}")
+
+
+@dataclass
+class AuditSummary:
+    """What an audit found, over every image in the output folder (this run and resumed ones)."""
+
+    out_dir: Path
+    images: int
+    errors: int
+    resumed: int
+    cases: dict[str, int]
+    per_class: dict[str, dict[str, int]]
+    confusion: dict[str, dict[str, int]]
+    top1_accuracy: float | None
+    top5_accuracy: float | None
+    model: str
+    method: str
+    mode: str
+    device: str
+    target_layer: str | None
+    thresholds: dict[str, float]
+    seconds: float
+    images_per_second: float
+    grids: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if set(self.cases) - set(CASES):
+            raise ValueError(f"cases: unknown case names {sorted(set(self.cases) - set(CASES))}")
+        if sum(self.cases.values()) != self.images:
+            raise ValueError(f"cases: counts add up to {sum(self.cases.values())}, not {self.images} images")
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["out_dir"] = str(self.out_dir)
+        return data
+
+
+# ----- the audit ----------------------------------------------------------------------------------------
+def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os.PathLike, *,
+              resolver: LabelResolver | None = None, options: AuditOptions = AuditOptions(),
+              restart: bool = False, progress: Progress | None = None,
+              all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None
+              ) -> AuditSummary:
+    """Audit ``samples`` into ``out_dir``; resumes a previous run of the same settings.
+
+    ``all_samples`` is the whole dataset when ``samples`` is a selection of it: file names are made
+    unique over the whole dataset so a later, larger run names files the same way.
+    """
+    out = Path(out_dir)
+    classifier = explainer.classifier
+    if resolver is None:
+        resolver = LabelResolver(classifier.labels, classifier.num_classes)
+    settings = _settings(explainer, options, resolver, extra_settings or {})
+    _prepare_out_dir(out, settings, restart)
+    universe = list(all_samples) if all_samples is not None else list(samples)
+    stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
+                                                             [s.path.stem for s in universe])))
+    done = _recover(out, {s.key for s in samples})
+    todo = [s for s in samples if s.key not in done]
+    logger.info("audit: %d images, %d already done, %d to do", len(samples), len(samples) - len(todo), len(todo))
+    worker = _ImageWorker(explainer, resolver, options, out, stems)
+    started = time.perf_counter()
+    workers = options.workers or _default_workers(explainer)
+    finished = 0
+    with JsonlLog(out / MANIFEST) as manifest, JsonlLog(out / ERRORS) as errors, \
+            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ov-explain-audit") as pool:
+        window: deque[Future] = deque()
+        pending = iter(todo)
+        try:
+            for sample in pending:
+                window.append(pool.submit(worker, sample))
+                while len(window) >= 2 * workers:
+                    finished = _record(window.popleft().result(), manifest, errors, finished, len(todo), progress)
+            while window:
+                finished = _record(window.popleft().result(), manifest, errors, finished, len(todo), progress)
+        except BaseException:
+            for future in window:
+                future.cancel()
+            raise
+    seconds = time.perf_counter() - started
+    summary = _finish(out, explainer, options, seconds, len(todo), len(samples) - len(todo))
+    logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", len(todo), seconds,
+                summary.images_per_second, summary.errors)
+    return summary
+
+
+def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-audit", *,
+          model: str | os.PathLike | None = None, device: str = "AUTO", mode: str = "auto",
+          method: str | None = None, target_layer: str | None = None, preset: str = "balance", seed: int = 0,
+          preprocess: Any = None, labels: Any = None, label_map: str | os.PathLike | dict | None = None,
+          kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
+          sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
+          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = False, save_rgba: bool = False,
+          grids: bool = True, restart: bool = False, workers: int | None = None,
+          output: str = "auto", progress: Progress | None = None,
+          cache_dir: str | None = "default") -> AuditSummary:
+    """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options)."""
+    from .dataset import default_label_map, read_label_map
+    from .model import Classifier
+
+    options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
+                           save_rgba=save_rgba, grids=grids, workers=workers)
+    everything = read_dataset(dataset, kind=kind)
+    chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
+    classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
+                            hint="THROUGHPUT", cache_dir=cache_dir)
+    if label_map is None and any(s.label is not None for s in chosen):
+        label_map = default_label_map(classifier.files.model)
+    mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
+    resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
+    explainer = Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
+                          seed=seed)
+    return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
+                     progress=progress, all_samples=everything)
+
+
+def _record(result: dict[str, Any], manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
+            progress: Progress | None) -> int:
+    if "error" in result:
+        logger.error("%s", result["error"])
+        errors.append([result])
+    else:
+        manifest.append(result["rows"])
+    finished += 1
+    if progress is not None:
+        progress(finished, total)
+    return finished
+
+
+def _default_workers(explainer: Explainer) -> int:
+    # One more thread than the device takes requests: someone is always decoding or writing.
+    return explainer.parallel_requests + 1
+
+
+# ----- one image ------------------------------------------------------------------------------------
+class _ImageWorker:
+    """Everything done for one image, in a worker thread: returns manifest rows or an error row."""
+
+    def __init__(self, explainer: Explainer, resolver: LabelResolver, options: AuditOptions, out: Path,
+                 stems: dict[str, str]) -> None:
+        self.explainer, self.resolver, self.options, self.out, self.stems = explainer, resolver, options, out, stems
+        classifier = explainer.classifier
+        names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
+        self.names, self.file_names = names, file_labels(names)
+
+    def __call__(self, sample: Sample) -> dict[str, Any]:
+        try:
+            return {"rows": self._audit(sample)}
+        except Exception as exc:  # one bad image must not stop the audit: it becomes an error row
+            kind = "unexpected" if not isinstance(exc, OvExplainError) else type(exc).__name__
+            message = str(exc) if isinstance(exc, OvExplainError) else f"{sample.path}: {one_line(exc)}"
+            if str(sample.path) not in message:
+                message = f"{sample.path}: {message}"
+            if kind == "unexpected":
+                logger.debug("unexpected error on %s", sample.path, exc_info=True)
+            return {"error": message, "key": sample.key, "source": str(sample.path), "label": sample.label,
+                    "error_type": kind}
+
+    def _audit(self, sample: Sample) -> list[dict[str, Any]]:
+        options = self.options
+        truth = self.resolver(sample.label) if sample.label is not None else None
+        started = time.perf_counter()
+        pixels = read_image(sample.path)
+        decoded = time.perf_counter()
+        tensor, geometry, _ = self.explainer.classifier.prepare(pixels)
+        prep_ms = (time.perf_counter() - decoded) * 1000
+
+        def choose(prediction: Any) -> list[int]:
+            return [c for c, _ in classify_case(prediction.probabilities, truth, options.thresholds).targets]
+
+        explanation = self.explainer.explain_prepared(tensor, geometry, str(sample.path), choose,
+                                                      top_k=options.top_k, preprocess_ms=prep_ms)
+        explained = time.perf_counter()
+        decision = classify_case(explanation.prediction.probabilities, truth, options.thresholds)
+        rows = self._write(sample, pixels, explanation, truth, decision)
+        written = time.perf_counter()
+        timings = {"decode_ms": (decoded - started) * 1000, "preprocess_ms": prep_ms,
+                   "explain_ms": (explained - decoded) * 1000 - prep_ms, "write_ms": (written - explained) * 1000}
+        for row in rows:
+            row.update({k: round(v, 3) for k, v in timings.items()})
+        return rows
+
+    def _write(self, sample: Sample, pixels: np.ndarray, explanation: Explanation, truth: int | None,
+               decision: Any) -> list[dict[str, Any]]:
+        options = self.options
+        probabilities = explanation.prediction.probabilities
+        folder = self.out / decision.case
+        folder.mkdir(exist_ok=True)
+        stem = self.stems[sample.key]
+        top = np.argsort(-probabilities, kind="stable")[:options.top_k]
+        base = {
+            "key": sample.key, "source": str(sample.path), "stem": stem, "width": int(pixels.shape[1]),
+            "height": int(pixels.shape[0]), "ground_truth": sample.label,
+            "ground_truth_index": truth, "ground_truth_class": None if truth is None else self.names[truth],
+            "ground_truth_probability": None if truth is None else round(float(probabilities[truth]), 6),
+            "case": decision.case, "correct": None if truth is None else bool(int(top[0]) == truth),
+            "in_top_k": None if truth is None else bool(truth in top),
+        }
+        for rank, index in enumerate(top, 1):
+            base[f"top{rank}_index"] = int(index)
+            base[f"top{rank}_class"] = self.names[int(index)]
+            base[f"top{rank}_probability"] = round(float(probabilities[index]), 6)
+        base.update({"method": explanation.method, "mode": explanation.mode, "device": explanation.device,
+                     "target_layer": explanation.target_layer, "inferences": explanation.inferences})
+        rows = []
+        roles = dict(decision.targets)
+        maps = {m.target: m for m in explanation.maps}
+        for rank, (index, role) in enumerate(decision.targets):
+            saliency = maps.get(index) or explanation.maps[0]  # class-agnostic methods give one map
+            name = format_name(stem, self.file_names[index], float(probabilities[index]),
+                               None if truth is None else self.file_names[truth],
+                               None if truth is None else float(probabilities[truth]), extension="")
+            overlay = render.overlay(pixels, saliency.on_image, weight=options.overlay_weight,
+                                     colormap=options.colormap)
+            paths = {"overlay_path": f"{decision.case}/{name}.jpg", "raw_path": None, "rgba_path": None}
+            atomic_write_bytes(self.out / paths["overlay_path"], render.encode_jpeg(overlay, options.jpeg_quality))
+            if options.save_raw:
+                paths["raw_path"] = f"{decision.case}/{name}.npy"
+                buffer = io.BytesIO()
+                np.save(buffer, saliency.raw.astype(np.float32))
+                atomic_write_bytes(self.out / paths["raw_path"], buffer.getvalue())
+            if options.save_rgba:
+                paths["rgba_path"] = f"{decision.case}/{name}.rgba.png"
+                rgba = render.colorize_rgba(render.normalize(saliency.on_image), colormap=options.colormap)
+                atomic_write_bytes(self.out / paths["rgba_path"], render.encode_png(rgba))
+            rows.append({**base, "target_rank": rank, "targets_total": len(decision.targets),
+                         "target_role": roles[index], "target_index": int(index), "target_class": self.names[index],
+                         "target_probability": round(float(probabilities[index]), 6), **paths})
+        return rows
+
+
+# ----- output folder: settings, recovery, final files ------------------------------------------------
+def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolver,
+              extra: dict[str, Any]) -> dict[str, Any]:
+    classifier = explainer.classifier
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": str(classifier.files.model.resolve()),
+        "model_sha256": _model_digest(classifier.files.model),
+        "preprocess": (f"custom:{getattr(classifier.custom_fn, '__qualname__', repr(classifier.custom_fn))}"
+                       if classifier.custom_fn is not None else classifier.spec.to_dict()),
+        "labels_sha256": _digest(json.dumps(classifier.labels)),
+        "label_map_sha256": _digest(json.dumps(resolver.label_map, sort_keys=True)),
+        "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
+        "preset": explainer.preset if explainer.mode == "blackbox" else None,
+        "seed": explainer.seed if explainer.mode == "blackbox" else None,
+        "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
+        "thresholds": options.thresholds.to_dict(), "top_k": options.top_k, "save_raw": options.save_raw,
+        "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
+        "jpeg_quality": options.jpeg_quality, **extra,
+    }
+
+
+def _model_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    for part in (path, path.with_suffix(".bin")):
+        if part.is_file():
+            with open(part, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise AuditError(f"{out}: output path exists and is not a folder")
+    settings_path = out / SETTINGS_FILE
+    if settings_path.exists():
+        try:
+            previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = {}
+        changed = sorted(k for k in set(previous) | set(settings)
+                         if k != "model" and previous.get(k) != settings.get(k))
+        if changed and not restart:
+            raise AuditError(f"{out}: holds an audit with different settings ({', '.join(changed)}); "
+                             "use another output folder, or restart to start over")
+        if restart:
+            _clear(out)
+    elif out.exists() and any(out.iterdir()) and not restart:
+        raise AuditError(f"{out}: folder is not empty and holds no audit; choose an empty or new folder")
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / SETTINGS_FILE).exists():
+        atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+
+
+def _clear(out: Path) -> None:
+    """Remove what an audit writes (only that: the folder may hold other things of the user's)."""
+    for case in CASES:
+        shutil.rmtree(out / case, ignore_errors=True)
+    shutil.rmtree(out / GRIDS, ignore_errors=True)
+    for name in (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, "report.html"):
+        (out / name).unlink(missing_ok=True)
+    logger.info("%s: previous audit removed (restart)", out)
+
+
+def _recover(out: Path, selected: set[str]) -> set[str]:
+    """Keys already done; repairs what a killed run left: torn rows, half-written images, temp files.
+
+    Errors of selected images are dropped so they are tried again.
+    """
+    removed = remove_temp_files(out)
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lines = 0
+    for row in read_jsonl(out / MANIFEST):
+        by_key[row["key"]].append(row)
+        lines += 1
+    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0].get("targets_total")}
+    kept_lines = sum(len(rows) for rows in complete.values())
+    if (out / MANIFEST).exists() and (kept_lines != lines or _has_torn_tail(out / MANIFEST)):
+        write_jsonl(out / MANIFEST, (row for rows in complete.values() for row in rows))
+        logger.warning("%s: repaired the manifest of an interrupted run", out / MANIFEST)
+    referenced = {row[k] for rows in complete.values() for row in rows
+                  for k in ("overlay_path", "raw_path", "rgba_path") if row.get(k)}
+    orphans = 0
+    for case in CASES:
+        folder = out / case
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if f"{case}/{path.name}" not in referenced:
+                    path.unlink()
+                    orphans += 1
+    errors = list(read_jsonl(out / ERRORS))
+    kept_errors = [e for e in errors if e.get("key") not in selected and e.get("key") not in complete]
+    if len(kept_errors) != len(errors) or _has_torn_tail(out / ERRORS):
+        write_jsonl(out / ERRORS, kept_errors)
+    if removed or orphans:
+        logger.info("%s: removed %d temp and %d unlisted files of an interrupted run", out, removed, orphans)
+    return set(complete)
+
+
+def _has_torn_tail(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"
+
+
+def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
+            resumed: int) -> AuditSummary:
+    rows = list(read_jsonl(out / MANIFEST))
+    errors = list(read_jsonl(out / ERRORS))
+    _write_csv(out / MANIFEST_CSV, rows)
+    _write_csv(out / ERRORS_CSV, errors, ["key", "source", "label", "error_type", "error"])
+    images = [r for r in rows if r["target_rank"] == 0]
+    cases = Counter(r["case"] for r in images)
+    per_class: dict[str, Counter] = defaultdict(Counter)
+    confusion: dict[str, Counter] = defaultdict(Counter)
+    for row in images:
+        truth = row["ground_truth_class"] or "(no ground truth)"
+        per_class[truth]["images"] += 1
+        per_class[truth][row["case"]] += 1
+        if row["correct"]:
+            per_class[truth]["correct"] += 1
+        confusion[truth][row["top1_class"]] += 1
+    labelled = [r for r in images if r["ground_truth_index"] is not None]
+    grids = _write_grids(out, rows, options) if options.grids else {}
+    summary = AuditSummary(
+        out_dir=out, images=len(images), errors=len(errors), resumed=resumed,
+        cases={c: cases[c] for c in CASES if cases[c]},
+        per_class={k: dict(v) for k, v in sorted(per_class.items())},
+        confusion={k: dict(v.most_common()) for k, v in sorted(confusion.items())},
+        top1_accuracy=round(sum(bool(r["correct"]) for r in labelled) / len(labelled), 4) if labelled else None,
+        top5_accuracy=round(sum(bool(r["in_top_k"]) for r in labelled) / len(labelled), 4) if labelled else None,
+        model=str(explainer.classifier.files.model), method=explainer.method, mode=explainer.mode,
+        device=explainer.device, target_layer=explainer.target_layer,
+        thresholds=options.thresholds.to_dict(), seconds=round(seconds, 3),
+        images_per_second=round(ran / seconds, 3) if seconds > 0 else 0.0, grids=grids)
+    atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
+    _write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
+                                 for t, row in summary.confusion.items() for p, n in row.items()],
+               ["ground_truth", "predicted", "images"])
+    return summary
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
+    if columns is None:
+        columns = list(dict.fromkeys(k for row in rows for k in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
+
+
+def _write_grids(out: Path, rows: list[dict[str, Any]], options: AuditOptions) -> dict[str, str]:
+    import cv2
+
+    (out / GRIDS).mkdir(exist_ok=True)
+    written = {}
+    by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_case[row["case"]].append(row)
+    for case in CASES:
+        stale = out / GRIDS / f"{case}.png"
+        if case not in by_case:
+            stale.unlink(missing_ok=True)
+            continue
+        # Most confident images first; an image's maps stay together.
+        chosen = sorted(by_case[case], key=lambda r: (-r["top1_probability"], r["key"], r["target_rank"]))
+        tiles = []
+        for row in chosen[:options.grid_tiles]:
+            picture = cv2.imread(str(out / row["overlay_path"]), cv2.IMREAD_COLOR)
+            if picture is None:
+                continue
+            tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), _tile_title(row)))
+        if not tiles:
+            continue
+        images = len({r["key"] for r in by_case[case]})
+        shown = f"{len(tiles)} of {len(by_case[case])} maps, {images} images"
+        atomic_write_bytes(stale, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
+        written[case] = f"{GRIDS}/{case}.png"
+    return written
+
+
+def _tile_title(row: dict[str, Any]) -> str:
+    lines = [row["stem"]]
+    if row["ground_truth_class"] is not None:
+        lines.append(f"gt: {row['ground_truth_class']} {row['ground_truth_probability']:.2f}")
+    lines.append(f"pr: {row['top1_class']} {row['top1_probability']:.2f}")
+    lines.append(f"map: {row['target_class']} ({row['target_role'].replace('_', ' ')})")
+    return "\n".join(lines)
