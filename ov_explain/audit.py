@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from . import render
@@ -290,16 +291,19 @@ class _ImageWorker:
                      "target_layer": explanation.target_layer, "inferences": explanation.inferences})
         rows = []
         roles = dict(decision.targets)
+        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)  # once per image: colour maps and JPEG are BGR
         maps = {m.target: m for m in explanation.maps}
         for rank, (index, role) in enumerate(decision.targets):
             saliency = maps.get(index) or explanation.maps[0]  # class-agnostic methods give one map
             name = format_name(stem, self.file_names[index], float(probabilities[index]),
                                None if truth is None else self.file_names[truth],
                                None if truth is None else float(probabilities[truth]), extension="")
-            overlay = render.overlay(pixels, saliency.on_image, weight=options.overlay_weight,
-                                     colormap=options.colormap)
+            levels = saliency.levels_on_image(as_uint8=True)
+            overlay = render.blend_levels(bgr, levels, weight=options.overlay_weight, colormap=options.colormap,
+                                          bgr=True)
             paths = {"overlay_path": f"{decision.case}/{name}.jpg", "raw_path": None, "rgba_path": None}
-            atomic_write_bytes(self.out / paths["overlay_path"], render.encode_jpeg(overlay, options.jpeg_quality))
+            atomic_write_bytes(self.out / paths["overlay_path"],
+                               render.encode_jpeg(overlay, options.jpeg_quality, bgr=True))
             if options.save_raw:
                 paths["raw_path"] = f"{decision.case}/{name}.npy"
                 buffer = io.BytesIO()
@@ -307,7 +311,7 @@ class _ImageWorker:
                 atomic_write_bytes(self.out / paths["raw_path"], buffer.getvalue())
             if options.save_rgba:
                 paths["rgba_path"] = f"{decision.case}/{name}.rgba.png"
-                rgba = render.colorize_rgba(render.normalize(saliency.on_image), colormap=options.colormap)
+                rgba = render.colorize_rgba(levels.astype(np.float32) / 255.0, colormap=options.colormap)
                 atomic_write_bytes(self.out / paths["rgba_path"], render.encode_png(rgba))
             rows.append({**base, "target_rank": rank, "targets_total": len(decision.targets),
                          "target_role": roles[index], "target_index": int(index), "target_class": self.names[index],
@@ -475,8 +479,6 @@ def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | 
 
 
 def _write_grids(out: Path, rows: list[dict[str, Any]], options: AuditOptions) -> dict[str, str]:
-    import cv2
-
     (out / GRIDS).mkdir(exist_ok=True)
     written = {}
     by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)

@@ -24,7 +24,7 @@ _MARKERS = ("gt", "pr")
 _CONFIDENCE = r"(?:0\.\d\d|1\.00)"
 _NAME = re.compile(
     rf"^(?P<stem>.+?)(?:_gt_(?P<gt>.+)_(?P<gt_conf>{_CONFIDENCE}))?_pr_(?P<pr>.+)_(?P<pr_conf>{_CONFIDENCE})"
-    r"(?P<ext>\.[A-Za-z0-9]+)?$")
+    r"(?P<ext>(?:\.[A-Za-z0-9]+)*)$")
 
 
 def safe_component(text: str, *, max_length: int = 80, empty: str = "unnamed") -> str:

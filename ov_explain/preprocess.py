@@ -57,6 +57,8 @@ class Geometry:
                           fill: float = 0.0) -> np.ndarray:
         """Warp an (input_H, input_W[, C]) array back onto the original image's pixel grid.
 
+        uint8 arrays stay uint8; anything else is warped as float32.
+
         Parts of the original image the model never saw (cropped away) get ``fill``.
         """
         values = np.asarray(values)
@@ -66,7 +68,7 @@ class Geometry:
         # original = (input - offset) / scale, expressed on pixel centres.
         matrix = np.array([[1 / sx, 0, (0.5 - ox) / sx - 0.5], [0, 1 / sy, (0.5 - oy) / sy - 0.5]], np.float64)
         oh, ow = self.original_size
-        source = values.astype(np.float32, copy=False)
+        source = values if values.dtype == np.uint8 else values.astype(np.float32, copy=False)
         return cv2.warpAffine(source, matrix, (ow, oh), flags=interpolation,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
 

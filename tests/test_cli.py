@@ -136,3 +136,33 @@ def test_explain_setup_errors(run, photos_dir, tmp_path, args, message):
 def test_export_xai_needs_an_xml_path(run, tmp_path):
     result = run("export-xai", "--out", tmp_path / "model.bin")
     assert result.exit_code == 2 and "must be an IR path ending in .xml" in result.stderr
+
+
+@pytest.mark.slow
+def test_audit_command_sorts_photos_and_reports(run, photos_dir, tmp_path):
+    out = tmp_path / "audit"
+    result = run("audit", photos_dir / "ground_truth.csv", "--out", out, "--device", "CPU", "--no-grids")
+    assert result.exit_code == 0, result.output
+    assert "7 images audited" in result.output and "True_positive_high_confidence      2" in result.output
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [
+        "False_positive_low_confidence", "True_positive_high_confidence", "True_positive_low_confidence",
+        "True_positive_two_predictions"]
+    again = json.loads(run("audit", photos_dir / "ground_truth.csv", "--out", out, "--device", "CPU",
+                           "--no-grids", "--json").output)
+    assert again["resumed"] == 7 and again["images"] == 7
+    changed = run("audit", photos_dir / "ground_truth.csv", "--out", out, "--high-confidence", "0.9", "--no-grids")
+    assert changed.exit_code == 2
+    assert changed.output.count("\n") == 1 and "different settings (thresholds)" in changed.output
+
+
+@pytest.mark.slow
+def test_audit_command_exit_status_for_bad_images_and_bad_datasets(run, photos_dir, tmp_path):
+    listing = tmp_path / "list.csv"
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
+    listing.write_text(f"path,label\n{photos_dir / 'coffee.jpg'},espresso\nbroken.png,espresso\n"
+                       f"{photos_dir / 'camera.jpg'},no such class\n")
+    result = run("audit", listing, "--out", tmp_path / "out", "--no-grids")
+    assert result.exit_code == 1
+    assert "2 images could not be audited" in result.output and "broken.png" in result.output
+    assert "unknown class 'no such class'" in result.output
+    assert run("audit", tmp_path / "missing", "--out", tmp_path / "o2").exit_code == 2

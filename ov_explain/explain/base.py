@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
-from typing import Any, Sequence, Union
+from dataclasses import InitVar, dataclass, field
+from typing import Any, Callable, Sequence, Union
 
 import cv2
 import numpy as np
 
+from .. import render
 from ..errors import OvExplainError
 from ..labels import resolve_class
 from ..model import Prediction
@@ -28,25 +29,60 @@ class WhiteboxUnsupportedError(ExplainError):
     """The model's graph has no place for a white-box method (the only error ``mode='auto'`` falls back on)."""
 
 
+Projector = Callable[[np.ndarray], np.ndarray]
+
+
 @dataclass
 class SaliencyMap:
     """One map: ``raw`` at the method's own resolution, ``on_image`` on the original image's pixels.
 
-    ``target`` is a class index, or None for a class-agnostic map (ActivationMap).
+    ``target`` is a class index, or None for a class-agnostic map (ActivationMap). ``image`` is the
+    map on the original image, or the function that puts a raw-resolution array there: then
+    ``on_image`` is computed on first use, and :meth:`levels_on_image` normalises at raw resolution
+    before projecting (an audit renders thousands of maps; this is what keeps it cheap).
     """
 
     target: int | None
     name: str | None
     probability: float | None
     raw: np.ndarray = field(repr=False)
-    on_image: np.ndarray = field(repr=False)
+    image: InitVar[np.ndarray | Projector]
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, image: np.ndarray | Projector) -> None:
         self.raw = np.asarray(self.raw, dtype=np.float32)
-        self.on_image = np.asarray(self.on_image, dtype=np.float32)
-        for label, array in (("raw", self.raw), ("on_image", self.on_image)):
-            if array.ndim != 2:
-                raise ValueError(f"{label}: expected a 2-D map (H, W), got shape {array.shape}")
+        if self.raw.ndim != 2:
+            raise ValueError(f"raw: expected a 2-D map (H, W), got shape {self.raw.shape}")
+        self._project: Projector | None = image if callable(image) else None
+        self._on_image: np.ndarray | None = None if callable(image) else self._check(image)
+
+    @staticmethod
+    def _check(array: np.ndarray) -> np.ndarray:
+        array = np.asarray(array, dtype=np.float32)
+        if array.ndim != 2:
+            raise ValueError(f"on_image: expected a 2-D map (H, W), got shape {array.shape}")
+        return array
+
+    @property
+    def on_image(self) -> np.ndarray:
+        if self._on_image is None:
+            self._on_image = self._check(self._project(self.raw))
+        return self._on_image
+
+    @property
+    def materialised(self) -> bool:
+        return self._on_image is not None
+
+    def levels_on_image(self, *, as_uint8: bool = False) -> np.ndarray:
+        """The map on the original image, min-max normalised to [0, 1] (0 where the model saw nothing).
+
+        ``as_uint8`` gives 0..255 instead: projected at a quarter of the memory traffic, which is
+        what an overlay needs anyway.
+        """
+        if self._project is None or self._on_image is not None:
+            levels = render.normalize(self.on_image)
+            return cv2.convertScaleAbs(levels, alpha=255.0) if as_uint8 else levels
+        levels = render.normalize(self.raw)
+        return self._project(cv2.convertScaleAbs(levels, alpha=255.0) if as_uint8 else levels)
 
     @property
     def label(self) -> str:
@@ -76,7 +112,7 @@ class Explanation:
         if self.mode not in ("whitebox", "blackbox"):
             raise ValueError(f"mode: expected 'whitebox' or 'blackbox', got {self.mode!r}")
         for saliency in self.maps:
-            if saliency.on_image.shape != tuple(self.image_size):
+            if saliency.materialised and saliency.on_image.shape != tuple(self.image_size):
                 raise ValueError(f"map for {saliency.label}: on_image shape {saliency.on_image.shape} does not "
                                  f"match the image size {tuple(self.image_size)}")
 
@@ -125,8 +161,9 @@ def select_targets(targets: Targets, probabilities: np.ndarray, names: Sequence[
 def to_original(raw: np.ndarray, input_size: tuple[int, int], geometry: Geometry) -> np.ndarray:
     """Resize a map from method resolution to the model input, then undo crop/letterbox."""
     height, width = input_size
-    resized = raw if raw.shape == (height, width) else cv2.resize(
-        raw.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+    source = raw if raw.dtype == np.uint8 else raw.astype(np.float32, copy=False)  # uint8 levels stay uint8
+    resized = source if raw.shape == (height, width) else cv2.resize(source, (width, height),
+                                                                      interpolation=cv2.INTER_LINEAR)
     return geometry.input_to_original(resized, fill=float(np.min(raw)))
 
 

@@ -214,9 +214,9 @@ class Explainer:
         input_size = self.classifier.input_size
         if maps.shape[0] == 1 and self.method == "activationmap":
             raw = maps[0]
-            return [SaliencyMap(None, None, None, raw, to_original(raw, input_size, geometry))]
+            return [SaliencyMap(None, None, None, raw, _projector(input_size, geometry))]
         return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[c],
-                            to_original(maps[c], input_size, geometry)) for c in chosen]
+                            _projector(input_size, geometry)) for c in chosen]
 
     def _explain_blackbox(self, tensor: np.ndarray, geometry: Geometry, source: str, targets: TargetChoice,
                           top_k: int, threshold: float, progress: blackbox.Progress | None,
@@ -234,7 +234,7 @@ class Explainer:
         explained = time.perf_counter()
         input_size = maps.shape[1:]
         saliency = [SaliencyMap(c, self.classifier.class_name(c), float(prediction.probabilities[c]), maps[i],
-                                to_original(maps[i], input_size, geometry)) for i, c in enumerate(chosen)]
+                                _projector(input_size, geometry)) for i, c in enumerate(chosen)]
         timings = {"preprocess": prep_ms, "predict": (predicted - started) * 1000,
                    "explain": (explained - predicted) * 1000,
                    "postprocess": (time.perf_counter() - explained) * 1000}
@@ -253,6 +253,11 @@ class Explainer:
         return blackbox.aise(score, tensor, layout, chosen, iterations=options.pop("iterations", iterations),
                              kernel_widths=options.pop("kernel_widths", widths), workers=max(8, self._requests),
                              progress=progress, **options)
+
+
+def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
+    """Raw map -> original image pixels, run only when someone looks (see :class:`SaliencyMap`)."""
+    return lambda raw: to_original(raw, input_size, geometry)
 
 
 def _output_index(compiled: Any, exclude: str) -> int:
