@@ -8,6 +8,7 @@ Output folder::
     errors.jsonl, errors.csv            one row per image that could not be audited, and why
     summary.json, confusion.csv         counts per case and class, confusion table
     grids/<Case_name>.png               picture grid per case
+    report.html                         self-contained gallery with filters (ov_explain.report)
 
 Images are decoded, inferred and written by worker threads (each with its own infer request), so
 the device stays busy; rows are appended to the manifest in dataset order after the image's files
@@ -72,6 +73,7 @@ class AuditOptions:
     jpeg_quality: int = 90
     grids: bool = True
     grid_tiles: int = 24
+    report: bool = True  # report.html (see ov_explain.report)
     workers: int | None = None  # None: the device's optimal number of requests + 1
 
     def __post_init__(self) -> None:
@@ -166,6 +168,10 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
             raise
     seconds = time.perf_counter() - started
     summary = _finish(out, explainer, options, seconds, len(todo), len(samples) - len(todo))
+    if options.report:
+        from .report import build_report
+
+        build_report(out)
     logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", len(todo), seconds,
                 summary.images_per_second, summary.errors)
     return summary
@@ -178,7 +184,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
           sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
           two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = False, save_rgba: bool = False,
-          grids: bool = True, restart: bool = False, workers: int | None = None,
+          grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default") -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options)."""
@@ -186,7 +192,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     from .model import Classifier
 
     options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
-                           save_rgba=save_rgba, grids=grids, workers=workers)
+                           save_rgba=save_rgba, grids=grids, report=report, workers=workers)
     everything = read_dataset(dataset, kind=kind)
     chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
     classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,

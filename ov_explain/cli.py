@@ -300,6 +300,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--raw", is_flag=True, help="Also save raw maps (.npy).")
 @click.option("--rgba", is_flag=True, help="Also save RGBA colourised maps (.rgba.png).")
 @click.option("--no-grids", is_flag=True, help="Skip the per-case picture grids.")
+@click.option("--no-report", is_flag=True, help="Skip report.html.")
 @click.option("--workers", type=click.IntRange(min=1), help="Worker threads (default: device requests + 1).")
 @click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -307,7 +308,8 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
           output_kind: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
-          sample_seed: int, raw: bool, rgba: bool, no_grids: bool, workers: int | None, restart: bool,
+          sample_seed: int, raw: bool, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
+          restart: bool,
           as_json: bool) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
@@ -330,7 +332,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                       label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
                       classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
                       high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
-                      save_raw=raw, save_rgba=rgba, grids=not no_grids, restart=restart, workers=workers,
+                      save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart, workers=workers,
                       output=output_kind, progress=update, cache_dir=None if no_cache else "default")
     except OvExplainError as exc:
         bar.close()
@@ -347,10 +349,24 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
             click.echo(f"  {case:34s} {count}")
         if summary.top1_accuracy is not None:
             click.echo(f"top-1 accuracy {summary.top1_accuracy:.3f}, top-5 {summary.top5_accuracy:.3f}")
-        click.echo(f"manifest: {summary.out_dir / 'manifest.csv'}, summary: {summary.out_dir / 'summary.json'}")
+        click.echo(f"manifest: {summary.out_dir / 'manifest.csv'}, summary: {summary.out_dir / 'summary.json'}"
+                   + ("" if no_report else f", report: {summary.out_dir / 'report.html'}"))
     if summary.errors:
         click.echo(f"{summary.errors} images could not be audited: see {summary.out_dir / 'errors.csv'}", err=True)
     sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
+
+
+@main.command()
+@click.argument("audit_dir", type=click.Path(path_type=Path))
+def report(audit_dir: Path) -> None:
+    """Rebuild AUDIT_DIR/report.html from the audit's files."""
+    from .report import build_report
+
+    try:
+        path = build_report(audit_dir)
+    except OvExplainError as exc:
+        _fail(str(exc))
+    click.echo(f"wrote {path}")
 
 
 @main.command("export-xai")

@@ -199,7 +199,7 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_an_uninterrupted_run(copie
     resumed = subprocess.run(command + ["--out", str(out), "--json"], check=True, capture_output=True, env=env,
                              text=True)
     summary = json.loads(resumed.stdout)
-    assert summary["resumed"] >= 8 and summary["images"] == 42 and summary["errors"] == 0
+    assert summary["resumed"] >= 4 and summary["images"] == 42 and summary["errors"] == 0  # <= 2 rows per image
     assert files_under(out) == files_under(reference)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
     assert strip(rows_of(out / "manifest.jsonl")) == strip(rows_of(reference / "manifest.jsonl"))

@@ -1,0 +1,110 @@
+"""A self-contained HTML report of an audit folder: counts, galleries per case, filters, sorting.
+
+Everything the page needs is inside the one file (styles, script, thumbnails as data URIs), so it
+opens from ``file://`` with no network; full-size overlays are linked relative to the report.
+Built from the audit's own files, so ``ov-explain report AUDIT_DIR`` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from .cases import CASES
+from .errors import OvExplainError
+from .grids import thumbnail
+from .images import read_image
+from .storage import atomic_write_text, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+REPORT = "report.html"
+
+
+class ReportError(OvExplainError):
+    """The folder is not an audit (or not a finished one)."""
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """One image of the gallery: its original and its overlays, with what the model said."""
+
+    key: str
+    stem: str
+    case: str
+    ground_truth: str | None
+    ground_truth_probability: float | None
+    prediction: str
+    confidence: float
+    original: str | None  # data URI of a thumbnail, or None if the source is gone
+    source_link: str | None
+    maps: tuple[dict[str, Any], ...]  # {"label", "role", "probability", "thumbnail", "link"}
+
+
+def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> Path:
+    """Write ``report.html`` into an audit folder and return its path."""
+    out = Path(audit_dir)
+    summary_path = out / "summary.json"
+    if not (out / "manifest.jsonl").exists() or not summary_path.exists():
+        raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
+    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    rows_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in read_jsonl(out / "manifest.jsonl"):
+        rows_by_key[row["key"]].append(row)
+    items = [_item(out, sorted(rows, key=lambda r: r["target_rank"]), thumbnail_size)
+             for rows in rows_by_key.values()]
+    items.sort(key=lambda i: (-i.confidence, i.key))
+    by_case = {case: [i for i in items if i.case == case] for case in CASES}
+    errors = list(read_jsonl(out / "errors.jsonl"))
+    classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
+    html = _environment().get_template("report.html.j2").render(
+        summary=summary, cases=[(c, by_case[c]) for c in CASES if by_case[c]], items=items, errors=errors,
+        classes=classes, per_class=summary.get("per_class", {}), case_names=list(CASES))
+    path = out / REPORT
+    atomic_write_text(path, html)
+    logger.info("%s: report of %d images", path, len(items))
+    return path
+
+
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("ov_explain", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def _item(out: Path, rows: list[dict[str, Any]], size: int) -> ReportItem:
+    first = rows[0]
+    maps = []
+    for row in rows:
+        overlay = out / row["overlay_path"]
+        picture = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
+        maps.append({"label": row["target_class"], "role": row["target_role"].replace("_", " "),
+                     "probability": row["target_probability"], "link": row["overlay_path"],
+                     "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size))})
+    source = Path(first["source"])
+    original = None
+    try:
+        original = _data_uri(cv2.cvtColor(thumbnail(read_image(source), size), cv2.COLOR_RGB2BGR))
+    except OvExplainError as exc:
+        logger.warning("report: original not shown (%s)", exc)
+    link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
+    return ReportItem(first["key"], first["stem"], first["case"], first["ground_truth_class"],
+                      first["ground_truth_probability"], first["top1_class"], first["top1_probability"],
+                      original, None if link is None else Path(link).as_posix(), tuple(maps))
+
+
+def _data_uri(bgr: Any) -> str:
+    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
+    if not ok:
+        raise ReportError("thumbnail encoding failed")
+    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")
