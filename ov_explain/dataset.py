@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from .errors import LabelsError, OvExplainError
-from .labels import resolve_class
+from .labels import read_text, resolve_class
 
 logger = logging.getLogger(__name__)
 
@@ -120,16 +120,11 @@ class LabelResolver:
             raise LabelsError(f"label {label!r}{mapped}: {exc}") from None
 
 
-def read_label_map(path: str | os.PathLike, class_names: Sequence[str] | None = None) -> dict[str, str]:
+def read_label_map(path: str | os.PathLike) -> dict[str, str]:
     """A label map file: ``id,class`` / ``id<TAB>class`` / ``id class name`` per line, or one id per
     line in class-index order (like ``imagenet_synsets.txt``). A ``.json`` object also works."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabelsError(f"{path}: label map not found") from None
-    except UnicodeDecodeError:
-        raise LabelsError(f"{path}: label map is not UTF-8 text") from None
+    text = read_text(path, "label map")
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(text)

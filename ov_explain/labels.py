@@ -13,15 +13,21 @@ from .errors import LabelsError
 logger = logging.getLogger(__name__)
 
 
+def read_text(path: str | os.PathLike, what: str = "labels file") -> str:
+    """A UTF-8 text file, or a :class:`LabelsError` naming the file and ``what`` it should be."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LabelsError(f"{path}: {what} not found") from None
+    except UnicodeDecodeError:
+        raise LabelsError(f"{path}: {what} is not UTF-8 text") from None
+
+
 def read_labels(path: str | os.PathLike) -> list[str]:
     """Read a labels file: one class name per line, blank trailing lines ignored."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise LabelsError(f"{path}: labels file not found") from None
-    except UnicodeDecodeError:
-        raise LabelsError(f"{path}: labels file is not UTF-8 text") from None
+    text = read_text(path)
     names = [line.strip() for line in text.splitlines()]
     while names and not names[-1]:
         names.pop()
