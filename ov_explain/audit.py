@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 
 from . import render
-from .cases import CASES, CaseThresholds, classify_case
+from .cases import CASES, CaseDecision, CaseThresholds, classify_case
 from .dataset import LabelResolver, Sample, read_dataset, select
 from .errors import OvExplainError, one_line
 from .explain.base import Explanation
@@ -258,13 +258,16 @@ class _ImageWorker:
         tensor, geometry, _ = self.explainer.classifier.prepare(pixels)
         prep_ms = (time.perf_counter() - decoded) * 1000
 
+        decisions: list[CaseDecision] = []  # the case is decided once, inside the explanation
+
         def choose(prediction: Any) -> list[int]:
-            return [c for c, _ in classify_case(prediction.probabilities, truth, options.thresholds).targets]
+            decisions.append(classify_case(prediction.probabilities, truth, options.thresholds))
+            return [c for c, _ in decisions[0].targets]
 
         explanation = self.explainer.explain_prepared(tensor, geometry, str(sample.path), choose,
                                                       top_k=options.top_k, preprocess_ms=prep_ms)
         explained = time.perf_counter()
-        decision = classify_case(explanation.prediction.probabilities, truth, options.thresholds)
+        decision = decisions[0]
         rows = self._write(sample, pixels, explanation, truth, decision)
         written = time.perf_counter()
         timings = {"decode_ms": (decoded - started) * 1000, "preprocess_ms": prep_ms,
@@ -274,24 +277,24 @@ class _ImageWorker:
         return rows
 
     def _write(self, sample: Sample, pixels: np.ndarray, explanation: Explanation, truth: int | None,
-               decision: Any) -> list[dict[str, Any]]:
+               decision: CaseDecision) -> list[dict[str, Any]]:
         options = self.options
         probabilities = explanation.prediction.probabilities
         folder = self.out / decision.case
         folder.mkdir(exist_ok=True)
         stem = self.stems[sample.key]
-        top = np.argsort(-probabilities, kind="stable")[:options.top_k]
+        top = [score.index for score in explanation.prediction.top[:options.top_k]]  # already ranked
         base = {
             "key": sample.key, "source": str(sample.path), "stem": stem, "width": int(pixels.shape[1]),
             "height": int(pixels.shape[0]), "ground_truth": sample.label,
             "ground_truth_index": truth, "ground_truth_class": None if truth is None else self.names[truth],
             "ground_truth_probability": None if truth is None else round(float(probabilities[truth]), 6),
-            "case": decision.case, "correct": None if truth is None else bool(int(top[0]) == truth),
+            "case": decision.case, "correct": None if truth is None else top[0] == truth,
             "in_top_k": None if truth is None else bool(truth in top),
         }
         for rank, index in enumerate(top, 1):
-            base[f"top{rank}_index"] = int(index)
-            base[f"top{rank}_class"] = self.names[int(index)]
+            base[f"top{rank}_index"] = index
+            base[f"top{rank}_class"] = self.names[index]
             base[f"top{rank}_probability"] = round(float(probabilities[index]), 6)
         base.update({"method": explanation.method, "mode": explanation.mode, "device": explanation.device,
                      "target_layer": explanation.target_layer, "inferences": explanation.inferences})

@@ -99,6 +99,7 @@ class Explainer:
                                    "original model")
             self._xai_compiled = self.classifier.compiled
             self._xai_requests = ThreadRequests(self._xai_compiled)
+            self._xai_outputs = _xai_output_indices(self._xai_compiled)
             self._xai_device = self.classifier.device
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
             return
@@ -109,6 +110,7 @@ class Explainer:
                                               cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
         self._xai_compiled = info_compiled.compiled
         self._xai_requests = ThreadRequests(self._xai_compiled)
+        self._xai_outputs = _xai_output_indices(self._xai_compiled)
         self._xai_device = ",".join(info_compiled.execution_devices)
         self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
 
@@ -189,8 +191,7 @@ class Explainer:
 
     def _whitebox_group(self, group: list[tuple[np.ndarray, Geometry, str]], targets: TargetChoice, top_k: int,
                         threshold: float, prep_ms: float) -> list[Explanation]:
-        classes_out = _output_index(self._xai_compiled, exclude=SALIENCY_OUTPUT)
-        maps_out = self._xai_compiled.outputs.index(self._xai_compiled.output(SALIENCY_OUTPUT))
+        classes_out, maps_out = self._xai_outputs
         infer_started = time.perf_counter()
         outputs = self._xai_requests.infer(np.stack([t for t, _, _ in group]))
         infer_ms = (time.perf_counter() - infer_started) * 1000 / len(group)
@@ -258,6 +259,12 @@ class Explainer:
 def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
     """Raw map -> original image pixels, run only when someone looks (see :class:`SaliencyMap`)."""
     return lambda raw: to_original(raw, input_size, geometry)
+
+
+def _xai_output_indices(compiled: Any) -> tuple[int, int]:
+    """Positions of the class-score and the saliency-map outputs, found once per compiled model."""
+    return (_output_index(compiled, exclude=SALIENCY_OUTPUT),
+            compiled.outputs.index(compiled.output(SALIENCY_OUTPUT)))
 
 
 def _output_index(compiled: Any, exclude: str) -> int:
