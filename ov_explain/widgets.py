@@ -136,13 +136,11 @@ class Explorer:
         try:
             pixels = self.current_pixels()
             explainer = self.explainer()
-            target = self._target_index(pixels)
         except OvExplainError as exc:
             self._show_error(exc)
             return
         self._pixels = pixels
-        self._start(lambda progress: explainer.explain(pixels, [target] if target is not None else "predicted",
-                                                       top_k=1, progress=progress),
+        self._start(lambda progress: explainer.explain(pixels, self._choose_target, top_k=1, progress=progress),
                     self._show_explanation, blackbox=explainer.mode == "blackbox", wait=wait)
 
     def compare_methods(self, *, wait: bool = False) -> None:
@@ -150,7 +148,6 @@ class Explorer:
         methods = list(self.compare.value)
         try:
             pixels = self.current_pixels()
-            target = self._target_index(pixels)
             explainers = [(m, self.explainer(m)) for m in methods]
         except OvExplainError as exc:
             self._show_error(exc)
@@ -161,8 +158,7 @@ class Explorer:
             results = []
             for i, (name, explainer) in enumerate(explainers):
                 step = (lambda d, t, i=i: progress(i * t + d, t * len(explainers)))
-                targets = [target] if target is not None else "predicted"
-                results.append((name, explainer.explain(pixels, targets, top_k=1, progress=step)))
+                results.append((name, explainer.explain(pixels, self._choose_target, top_k=1, progress=step)))
             return results
 
         self._start(work, self._show_comparison,
@@ -208,18 +204,15 @@ class Explorer:
             return METHODS[self.method.value].mode == "blackbox"
         return self.mode.value == "blackbox"
 
-    def _target_index(self, pixels: np.ndarray) -> int | None:
-        """The chosen class; also refreshes the class list with this image's top predictions first."""
-        classifier = self.classifier()
-        prediction = classifier.predict(pixels, top_k=5)
-        names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
-        top = [f"{s.name or s.index}" for s in prediction.top]
+    def _choose_target(self, prediction: Any) -> list[int]:
+        """The chosen class (top-1 if none), from the explanation's own prediction; also lists this
+        image's top predictions first among the class options."""
+        names = self.classifier().labels or [str(i) for i in range(prediction.probabilities.size)]
+        top = [names[s.index] for s in prediction.top]
         options = top + [n for n in names if n not in top]
         if list(self.target.options) != options:
             self._set(self.target, "options", options)
-        if not self.target.value:
-            return None
-        return names.index(self.target.value)
+        return [names.index(self.target.value) if self.target.value else prediction.top[0].index]
 
     def _start(self, work: Callable[[Callable[[int, int], bool]], Any], show: Callable[[Any, float], None], *,
                blackbox: bool, wait: bool) -> None:
