@@ -48,8 +48,8 @@ from .storage import JsonlLog, atomic_write_bytes, atomic_write_text, read_jsonl
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE, MANIFEST, ERRORS = "audit.json", "manifest.jsonl", "errors.jsonl"
-MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS = \
-    "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids"
+MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS, REPORT = \
+    "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids", "report.html"
 FORMAT_VERSION = 1
 
 #: Progress callback: (images finished in this run, images to do in this run).
@@ -392,7 +392,7 @@ def _clear(out: Path) -> None:
     for case in CASES:
         shutil.rmtree(out / case, ignore_errors=True)
     shutil.rmtree(out / GRIDS, ignore_errors=True)
-    for name in (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, "report.html"):
+    for name in (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT):
         (out / name).unlink(missing_ok=True)
     logger.info("%s: previous audit removed (restart)", out)
 

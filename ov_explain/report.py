@@ -18,6 +18,8 @@ from typing import Any
 
 import cv2
 
+from . import render
+from .audit import ERRORS, MANIFEST, REPORT, SUMMARY
 from .cases import CASES
 from .errors import OvExplainError
 from .grids import thumbnail
@@ -25,8 +27,6 @@ from .images import read_image
 from .storage import atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
-
-REPORT = "report.html"
 
 
 class ReportError(OvExplainError):
@@ -52,18 +52,18 @@ class ReportItem:
 def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> Path:
     """Write ``report.html`` into an audit folder and return its path."""
     out = Path(audit_dir)
-    summary_path = out / "summary.json"
-    if not (out / "manifest.jsonl").exists() or not summary_path.exists():
+    summary_path = out / SUMMARY
+    if not (out / MANIFEST).exists() or not summary_path.exists():
         raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
     summary = json.loads(summary_path.read_text(encoding="utf-8"))
     rows_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in read_jsonl(out / "manifest.jsonl"):
+    for row in read_jsonl(out / MANIFEST):
         rows_by_key[row["key"]].append(row)
     items = [_item(out, sorted(rows, key=lambda r: r["target_rank"]), thumbnail_size)
              for rows in rows_by_key.values()]
     items.sort(key=lambda i: (-i.confidence, i.key))
     by_case = {case: [i for i in items if i.case == case] for case in CASES}
-    errors = list(read_jsonl(out / "errors.jsonl"))
+    errors = list(read_jsonl(out / ERRORS))
     classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
     html = _environment().get_template("report.html.j2").render(
         summary=summary, cases=[(c, by_case[c]) for c in CASES if by_case[c]], items=items, errors=errors,
@@ -90,11 +90,11 @@ def _item(out: Path, rows: list[dict[str, Any]], size: int) -> ReportItem:
         picture = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
         maps.append({"label": row["target_class"], "role": row["target_role"].replace("_", " "),
                      "probability": row["target_probability"], "link": row["overlay_path"],
-                     "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size))})
+                     "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)})
     source = Path(first["source"])
     original = None
     try:
-        original = _data_uri(cv2.cvtColor(thumbnail(read_image(source), size), cv2.COLOR_RGB2BGR))
+        original = _data_uri(thumbnail(read_image(source), size))
     except OvExplainError as exc:
         logger.warning("report: original not shown (%s)", exc)
     link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
@@ -103,8 +103,6 @@ def _item(out: Path, rows: list[dict[str, Any]], size: int) -> ReportItem:
                       original, None if link is None else Path(link).as_posix(), tuple(maps))
 
 
-def _data_uri(bgr: Any) -> str:
-    ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 80])
-    if not ok:
-        raise ReportError("thumbnail encoding failed")
-    return "data:image/jpeg;base64," + base64.b64encode(data.tobytes()).decode("ascii")
+def _data_uri(picture: Any, *, bgr: bool = False) -> str:
+    jpeg = render.encode_jpeg(picture, 80, bgr=bgr)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
