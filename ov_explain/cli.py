@@ -180,8 +180,8 @@ def _progress_bar(description: str) -> Any:
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
 @click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(["reciprocam", "activationmap", "rise", "aise"]),
-              help="Default: reciprocam (white-box) or aise (black-box).")
+@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
+              help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
 @click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
                                               "comma-separate).")
@@ -282,8 +282,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
               help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
                    "synsets file when there is one).")
 @click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(["reciprocam", "activationmap", "rise", "aise"]),
-              help="Default: reciprocam (white-box) or aise (black-box).")
+@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
+              help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
 @click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
@@ -371,12 +371,12 @@ def report(audit_dir: Path) -> None:
 
 @main.command("export-xai")
 @model_options
-@click.option("--method", type=click.Choice(["reciprocam", "activationmap"]), default="reciprocam",
-              show_default=True)
-@click.option("--target-layer", help="Node name of the feature map (default: auto).")
+@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap"]),
+              help="Default: vitreciprocam for transformers, else reciprocam.")
+@click.option("--target-layer", help="Node name of the feature map or token stream (default: auto).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
 def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
-               no_cache: bool, method: str, target_layer: str | None, out_path: Path) -> None:
+               no_cache: bool, method: str | None, target_layer: str | None, out_path: Path) -> None:
     """Save an IR that outputs predictions and a `saliency_map` in one inference."""
     import openvino as ov
 
@@ -396,7 +396,7 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
         classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
     if classifier.labels is not None:
         out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n", encoding="utf-8")
-    click.echo(f"wrote {out_path}: {method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
+    click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
                f"{', algebraic shortcut' if xai.shortcut else ''}); outputs: "
                + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs)))
 

@@ -95,6 +95,87 @@ def tiny_cnn(layout: str = "NCHW", batch: int = -1, num_classes: int = 5, softma
     return ov.Model([output], [parameter], "tiny_cnn")
 
 
+def tiny_vit(*, batch: int = -1, size: int = 32, patch: int = 8, dim: int = 16, blocks: int = 2,
+             num_classes: int = 5, heads: int = 2, seed: int = 3, planted: bool = False, markers: bool = True):
+    """A small real vision transformer: conv patch embedding, CLS token, pre-norm blocks (LayerNorm as
+    MVN * gamma + beta, multi-head softmax attention, GELU MLP, two residual Adds), final norm, linear
+    head on the CLS token. With ``markers`` each block's input is an identity node named
+    ``block{i}.input``; without, the streams are the position-embedding Add (``embedding``) and the
+    previous block's residual Add, as in converted models.
+
+    ``planted``: weights made so that class 0 scores red patches: embedding channel 0 is the patch's
+    mean red minus green, the last block's attention is uniform and copies channel 0 into the CLS
+    token, and the head reads it. The other blocks are small random perturbations.
+    """
+    import openvino as ov
+
+    from ov_explain._compat import opset
+
+    rng = np.random.default_rng(seed)
+    grid = size // patch
+    image = opset.parameter([batch, 3, size, size], ov.Type.f32, name="image")
+    kernel = rng.normal(0, 0.05, (dim, 3, patch, patch)).astype(np.float32)
+    if planted:
+        kernel[0] = 0
+        kernel[0, 0], kernel[0, 1] = 4.0 / patch ** 2, -4.0 / patch ** 2
+    embedded = opset.convolution(image, kernel, [patch, patch], [0, 0], [0, 0], [1, 1])  # (N, D, g, g)
+    patches = opset.transpose(opset.reshape(embedded, np.array([0, dim, -1], np.int64), True),
+                              np.array([0, 2, 1], np.int64))  # (N, g*g, D)
+    batch_dim = opset.gather(opset.shape_of(image), np.array([0], np.int64), np.int64(0))
+    cls_shape = opset.concat([batch_dim, opset.constant(np.array([1, dim], np.int64))], 0)
+    cls_token = opset.broadcast(rng.normal(0, 0.02, (1, 1, dim)).astype(np.float32), cls_shape)
+    tokens = opset.concat([cls_token, patches], 1)
+    position = rng.normal(0, 0.02, (1, grid * grid + 1, dim)).astype(np.float32)
+    if planted:  # a constant channel 1 keeps LayerNorm from blowing up the noise of empty patches
+        position[:] = 0
+        position[..., 1] = 1.0
+    x = opset.add(tokens, position, name="embedding")
+
+    def layer_norm(value, name):
+        normed = opset.mvn(value, np.array([-1], np.int64), True, 1e-6, "inside_sqrt", name=f"{name}.mvn")
+        gamma = np.ones(dim, np.float32) + rng.normal(0, 0.05, dim).astype(np.float32)
+        return opset.add(opset.multiply(normed, gamma), rng.normal(0, 0.05, dim).astype(np.float32),
+                         name=f"{name}.out")
+
+    head_dim = dim // heads
+    for index in range(1, blocks + 1):
+        if markers:
+            x = opset.multiply(x, np.float32(1.0), name=f"block{index}.input")
+        last = index == blocks
+        normed = layer_norm(x, f"block{index}.norm1")
+        qkv = rng.normal(0, 0.3, (dim, 3 * dim)).astype(np.float32)
+        out = rng.normal(0, 0.3 if not planted else 0.02, (dim, dim)).astype(np.float32)
+        if planted and last:
+            qkv[:, : 2 * dim] = 0  # q = k = 0: uniform attention over all tokens
+            qkv[:, 2 * dim:] = np.eye(dim, dtype=np.float32)
+            out = np.zeros((dim, dim), np.float32)
+            out[0, 0] = 1.0
+        q, k, v = opset.split(opset.matmul(normed, qkv, False, False), np.int64(2), 3).outputs()
+
+        def split_heads(value):
+            shaped = opset.reshape(value, np.array([0, 0, heads, head_dim], np.int64), True)
+            return opset.transpose(shaped, np.array([0, 2, 1, 3], np.int64))  # (N, heads, T, d)
+
+        scores = opset.matmul(split_heads(q), split_heads(k), False, True)
+        attention = opset.softmax(opset.multiply(scores, np.float32(head_dim ** -0.5)), 3)
+        mixed = opset.transpose(opset.matmul(attention, split_heads(v), False, False), np.array([0, 2, 1, 3], np.int64))
+        mixed = opset.reshape(mixed, np.array([0, 0, dim], np.int64), True)
+        x = opset.add(x, opset.matmul(mixed, out, False, False), name=f"block{index}.attention_residual")
+        hidden = opset.gelu(opset.matmul(layer_norm(x, f"block{index}.norm2"),
+                                         rng.normal(0, 0.3, (dim, 2 * dim)).astype(np.float32), False, False), "erf")
+        mlp_out = rng.normal(0, 0.3 if not planted else 0.02, (2 * dim, dim)).astype(np.float32)
+        if planted and last:
+            mlp_out[:] = 0
+        x = opset.add(x, opset.matmul(hidden, mlp_out, False, False), name=f"block{index}.mlp_residual")
+    cls_out = opset.gather(layer_norm(x, "final_norm"), np.int64(0), np.int64(1))  # (N, D)
+    head = rng.normal(0, 0.5, (dim, num_classes)).astype(np.float32)
+    if planted:
+        head[:, 0] = 0
+        head[0, 0] = 3.0
+    logits = opset.add(opset.matmul(cls_out, head, False, False), np.zeros(num_classes, np.float32), name="logits")
+    return ov.Model([logits], [image], "tiny_vit")
+
+
 def save_model(model, folder: Path, name: str = "model") -> Path:
     import openvino as ov
 

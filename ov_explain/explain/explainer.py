@@ -30,12 +30,15 @@ class MethodInfo:
 #: The registry the CLI and notebooks list methods from.
 METHODS: dict[str, MethodInfo] = {m.name: m for m in (
     MethodInfo("reciprocam", "whitebox", "Recipro-CAM: class scores of each feature-map cell kept alone (CNNs)"),
+    MethodInfo("vitreciprocam", "whitebox", "ViT-Recipro-CAM: class scores of each patch's neighbourhood of "
+                                            "tokens kept alone (vision transformers)"),
     MethodInfo("activationmap", "whitebox", "channel mean of the last feature map (class-agnostic)"),
     MethodInfo("rise", "blackbox", "RISE: probability-weighted sum of random smooth masks"),
     MethodInfo("aise", "blackbox", "AISE: Gaussian kernels placed by DIRECT search, kernel-density merged"),
 )}
 #: Targets as :func:`select_targets` takes them, or a function choosing classes from the prediction.
 TargetChoice = Union[Targets, Callable[[Prediction], Sequence[int]]]
+#: ``whitebox`` has no fixed default: ViT-ReciproCAM for transformers, ReciproCAM otherwise.
 DEFAULT_METHOD = {"whitebox": "reciprocam", "blackbox": "aise"}
 PRESETS = ("speed", "balance", "quality")
 
@@ -43,7 +46,7 @@ PRESETS = ("speed", "balance", "quality")
 def _resolve(mode: str, method: str | None) -> tuple[str, str | None]:
     check_mode(mode)
     if method is None:
-        return mode, None if mode == "auto" else DEFAULT_METHOD[mode]
+        return mode, DEFAULT_METHOD[mode] if mode == "blackbox" else None
     key = method.lower().replace("-", "").replace("_", "")
     if key not in METHODS:
         raise ExplainError(f"unknown method {method!r}; known: {', '.join(METHODS)}")
@@ -77,8 +80,8 @@ class Explainer:
         self.fallback_reason: str | None = None
         if mode in ("auto", "whitebox"):
             try:
-                self._prepare_whitebox(method or "reciprocam", target_layer, shortcut)
-                mode, method = "whitebox", method or "reciprocam"
+                method = self._prepare_whitebox(method, target_layer, shortcut)
+                mode = "whitebox"
             except WhiteboxUnsupportedError as exc:
                 if mode == "whitebox":
                     raise
@@ -91,10 +94,11 @@ class Explainer:
             self._prepare_blackbox()
 
     # ----- set-up -----------------------------------------------------------------------------------
-    def _prepare_whitebox(self, method: str, target_layer: str | None, shortcut: bool | None) -> None:
+    def _prepare_whitebox(self, method: str | None, target_layer: str | None, shortcut: bool | None) -> str:
+        """Compile the model with its saliency output; returns the white-box method used."""
         info = read_xai_info(self.classifier.model)
         if info is not None:  # an exported XAI IR: the classifier's compiled model already has the maps
-            if info.get("method") not in (None, "unknown", method):
+            if method is not None and info.get("method") not in (None, "unknown", method):
                 raise ExplainError(f"this IR carries {info['method']} maps; ask for that method or use the "
                                    "original model")
             self._xai_compiled = self.classifier.compiled
@@ -102,7 +106,7 @@ class Explainer:
             self._xai_outputs = _xai_output_indices(self._xai_compiled)
             self._xai_device = self.classifier.device
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
-            return
+            return method or (info["method"] if info.get("method") in METHODS else "reciprocam")
         xai = build_xai_model(self.classifier.model, self.classifier.output_port, method,
                               target_layer=target_layer, shortcut=shortcut)
         info_compiled = compile_with_fallback(self.classifier.core, xai.model, self.classifier.compile_info.device,
@@ -113,6 +117,7 @@ class Explainer:
         self._xai_outputs = _xai_output_indices(self._xai_compiled)
         self._xai_device = ",".join(info_compiled.execution_devices)
         self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
+        return xai.method
 
     def _prepare_blackbox(self) -> None:
         # A THROUGHPUT-compiled copy: many masked inputs in flight keep every core or stream busy.

@@ -6,6 +6,12 @@ global average pooling + linear (+ bias, + softmax) the same maps come from one 
 the feature map (the *algebraic shortcut*), so nothing runs H*W times. Otherwise the head is cloned and
 runs on an (N*H*W)-sized mosaic batch. Batches of any size work.
 
+ViT-ReciproCAM (vision transformers): the same idea over patch tokens. The token stream entering the
+last transformer block is copied once per patch; each copy keeps a 3x3 Gaussian neighbourhood of
+patches (CLS and other leading tokens untouched) and the rest of the network scores it. The mask is
+applied after the block's first LayerNorm for the attention branch (normalisation would undo it
+before) and to the raw stream on the skip connection.
+
 ActivationMap: the channel mean of the target feature map (class-agnostic).
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,8 +76,14 @@ def _feature_layout(shape: Any) -> tuple[str, int, int, int] | None:
     return None
 
 
+def _key(node: Any) -> str:
+    """A stable identity for a node: Python wrappers are recreated on every access, and on OpenVINO
+    2024 ``node == other`` builds an Equal op instead of comparing."""
+    return node.get_name()
+
+
 def _depends_on_input(node: Any, memo: dict) -> bool:
-    key = id(node)
+    key = _key(node)
     if key not in memo:
         memo[key] = False  # guards cycles; graphs are DAGs
         memo[key] = node.get_type_name() == "Parameter" or any(
@@ -232,45 +245,195 @@ def _reciprocam_mosaic(model: Any, target: TargetLayer, classification_output: A
     return _cells_to_maps(scores, h, w)
 
 
+@dataclass(frozen=True)
+class TokenLayer:
+    """The token stream entering a transformer block: (N, T, D) with T = aux + H*W patch tokens."""
+
+    node: Any
+    skip: Any  # the residual Add that adds the block's attention branch back to this stream
+    norm_output: Any  # the branch's first LayerNorm output (MVN [* gamma] [+ beta])
+    tokens: int
+    dim: int
+    height: int
+    width: int
+    aux_tokens: int
+
+    @property
+    def name(self) -> str:
+        return self.node.get_friendly_name()
+
+
+def _token_grid(shape: Any) -> tuple[int, int, int, int] | None:
+    """(T, D, side, aux) for a static (N, T, D) shape whose T is a few leading tokens plus a square grid."""
+    if shape.rank.is_dynamic or shape.rank.get_length() != 3 or not all(d.is_static for d in list(shape)[1:]):
+        return None
+    tokens, dim = shape[1].get_length(), shape[2].get_length()
+    for aux in (1, 0, 2):
+        side = math.isqrt(max(tokens - aux, 0))
+        if side > 1 and side * side == tokens - aux:
+            return tokens, dim, side, aux
+    return None
+
+
+def _other_input(add: Any, value: Any) -> Any:
+    return add.input_value(1) if add.input_value(0) == value else add.input_value(0)
+
+
+def _branch_has_attention(start: Any, stop: Any, limit: int = 5000) -> bool:
+    """Whether the nodes between ``start`` and the residual Add ``stop`` include a Softmax."""
+    stack, seen, found = [start], set(), False
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if _key(node) in seen or _key(node) == _key(stop):
+            continue
+        seen.add(_key(node))
+        found = found or node.get_type_name() in ("Softmax", "SoftMax")
+        for output in node.outputs():
+            stack.extend(target.get_node() for target in output.get_target_inputs())
+    return found
+
+
+def _norm_end(mvn: Any) -> Any:
+    """MVN, then an optional Multiply(const) and Add(const): the LayerNorm's output."""
+    value = mvn.output(0)
+    for kind in ("Multiply", "Add"):
+        node = _single_consumer(value)
+        if node is not None and node.get_type_name() == kind and _is_constant(_other_input(node, value)):
+            value = node.output(0)
+    return value
+
+
+def token_layer_candidates(model: Any) -> list[TokenLayer]:
+    """Every token stream that enters a pre-norm transformer block (LayerNorm -> attention -> residual
+    Add back onto the stream), in graph order."""
+    memo: dict = {}
+    found = []
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in ("Constant", "Parameter", "Result") or node.get_output_size() != 1:
+            continue
+        grid = _token_grid(node.get_output_partial_shape(0))
+        if grid is None:
+            continue
+        consumers = [target.get_node() for target in node.output(0).get_target_inputs()]
+        norms = [c for c in consumers if c.get_type_name() == "MVN"]
+        adds = [c for c in consumers if c.get_type_name() == "Add"]
+        if len(norms) != 1 or len(adds) != 1 or _is_constant(_other_input(adds[0], node.output(0))):
+            continue
+        if not _depends_on_input(node, memo) or not _branch_has_attention(norms[0], adds[0]):
+            continue
+        tokens, dim, side, aux = grid
+        found.append(TokenLayer(node, adds[0], _norm_end(norms[0]), tokens, dim, side, side, aux))
+    return found
+
+
+def find_token_layer(model: Any, name: str | None = None) -> TokenLayer:
+    """The named block input, or the stream entering the last transformer block."""
+    candidates = token_layer_candidates(model)
+    listed = ", ".join(f"{c.name} [{c.tokens}x{c.dim}]" for c in reversed(candidates[-8:])) or "none"
+    if name is not None:
+        for candidate in candidates:
+            if candidate.name == name:
+                return candidate
+        if any(node.get_friendly_name() == name for node in model.get_ordered_ops()):
+            raise ExplainError(f"target layer {name!r} is not a token stream entering a transformer block "
+                               f"(LayerNorm -> attention -> residual Add); candidates: {listed}")
+        raise ExplainError(f"no node named {name!r} in the model; candidates: {listed}")
+    if not candidates:
+        raise WhiteboxUnsupportedError("no transformer block found (a static (N, T, D) token stream feeding "
+                                       "LayerNorm -> attention -> a residual Add, with T = CLS + a square "
+                                       "patch grid); the model needs ReciproCAM or a black-box method")
+    return candidates[-1]
+
+
+def is_transformer(model: Any) -> bool:
+    """Whether the graph has ViT blocks, so ViT-ReciproCAM (not CNN ReciproCAM) is the white-box method."""
+    return bool(token_layer_candidates(model))
+
+
+def gaussian_patch_masks(height: int, width: int) -> np.ndarray:
+    """(H*W, H, W): for each patch a 3x3 Gaussian (1/4 centre, 1/8 edges, 1/16 corners) cut at the borders."""
+    kernel = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
+    padded = np.zeros((height * width, height + 2, width + 2), np.float32)
+    for i in range(height):
+        for j in range(width):
+            padded[i * width + j, i:i + 3, j:j + 3] = kernel
+    return padded[:, 1:-1, 1:-1]
+
+
+def _vit_reciprocam(model: Any, layer: TokenLayer, classification_output: Any) -> Any:
+    """Run a clone of the last block(s) and head on N*H*W masked copies of the token stream."""
+    cells = layer.height * layer.width
+    keep = np.ones((cells, layer.tokens), np.float32)
+    keep[:, layer.aux_tokens:] = gaussian_patch_masks(layer.height, layer.width).reshape(cells, cells)
+    keep = keep.reshape(1, cells, layer.tokens, 1)
+
+    def mosaic(value: Any) -> Any:
+        copies = opset.multiply(opset.unsqueeze(value, np.array([1], np.int64)), keep)  # (N, HW, T, D)
+        return opset.reshape(copies, np.array([-1, layer.tokens, layer.dim], np.int64), special_zero=False)
+
+    stream, normalised = mosaic(layer.node.output(0)), mosaic(layer.norm_output)
+    clone = model.clone()
+    by_name = {n.get_friendly_name(): n for n in clone.get_ordered_ops()}
+    clone_node = by_name[layer.name]
+    clone_norm = by_name[layer.norm_output.get_node().get_friendly_name()].output(layer.norm_output.get_index())
+    for consumer in list(clone_norm.get_target_inputs()):
+        consumer.replace_source_output(normalised.output(0))
+    for consumer in list(clone_node.output(0).get_target_inputs()):
+        if consumer.get_node().get_type_name() != "MVN":
+            consumer.replace_source_output(stream.output(0))
+    scores = clone.get_results()[_output_position(model, classification_output)].input_value(0)
+    num_classes = classification_output.get_partial_shape()[-1].get_length()
+    scores = opset.reshape(scores, np.array([-1, cells, num_classes], np.int64), special_zero=False)
+    return _cells_to_maps(scores, layer.height, layer.width)
+
+
 def _output_position(model: Any, output: Any) -> int:
     for index, candidate in enumerate(model.outputs):
-        if candidate.get_node() == output.get_node() and candidate.get_index() == output.get_index():
+        if _key(candidate.get_node()) == _key(output.get_node()) and candidate.get_index() == output.get_index():
             return index
     return 0
 
 
-def build_xai_model(model: Any, classification_output: Any, method: str = "reciprocam", *,
+def build_xai_model(model: Any, classification_output: Any, method: str | None = "reciprocam", *,
                     target_layer: str | None = None, shortcut: bool | None = None) -> XaiModel:
     """A new model: the classifier's outputs plus ``saliency_map`` (N, K, h, w), or (N, 1, h, w) for
-    ActivationMap. ``shortcut=None`` uses the algebraic shortcut when the head allows it."""
+    ActivationMap. ``shortcut=None`` uses the algebraic shortcut when the head allows it.
+    ``method=None`` picks ViT-ReciproCAM for transformers and ReciproCAM otherwise."""
     import openvino as ov
 
+    method = method or ("vitreciprocam" if is_transformer(model) else "reciprocam")
     work = model.clone()
-    work_output = work.outputs[_output_position(model, classification_output)]
-    target = find_target_layer(work, target_layer)
+    position = _output_position(model, classification_output)
+    work_output = work.outputs[position]
     used_shortcut = False
-    if method == "activationmap":
-        maps = opset.reduce_mean(_as_nchw(target), np.array([1], np.int64), keep_dims=True)
-    elif method == "reciprocam":
-        head = match_linear_head(target, work_output) if shortcut is not False else None
-        if shortcut is True and head is None:
+    if method == "vitreciprocam":
+        target: TargetLayer | TokenLayer = find_token_layer(work, target_layer)
+        work_output, target = _with_dynamic_batch(work, position, target, find_token_layer)
+        maps = _vit_reciprocam(work, target, work_output)
+    elif method in ("reciprocam", "activationmap"):
+        target = find_target_layer(work, target_layer)
+        head = match_linear_head(target, work_output) if method == "reciprocam" and shortcut is not False else None
+        if method == "activationmap":
+            maps = opset.reduce_mean(_as_nchw(target), np.array([1], np.int64), keep_dims=True)
+        elif head is not None:
+            maps, used_shortcut = _reciprocam_shortcut(target, head), True
+        elif shortcut is True:
             raise WhiteboxUnsupportedError(f"the head after {target.name} is not global pooling + linear; "
                                            "the algebraic shortcut does not apply")
-        if head is not None:
-            maps, used_shortcut = _reciprocam_shortcut(target, head), True
         else:
-            if work_output.get_partial_shape()[0].is_static:
-                _make_batch_dynamic(work)
-                work_output = work.outputs[_output_position(model, classification_output)]
-                target = find_target_layer(work, target.name)
+            work_output, target = _with_dynamic_batch(work, position, target, find_target_layer)
             maps = _reciprocam_mosaic(work, target, work_output)
     else:
         raise WhiteboxUnsupportedError(f"unknown white-box method {method!r}")
     maps = opset.convert(maps, ov.Type.f32)
     maps.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
-    xai = ov.Model([r.input_value(0) for r in work.get_results()] + [maps.output(0)], work.get_parameters(),
-                   f"{work.get_friendly_name()}_xai")
+    try:
+        xai = ov.Model([r.input_value(0) for r in work.get_results()] + [maps.output(0)], work.get_parameters(),
+                       f"{work.get_friendly_name()}_xai")
+    except RuntimeError as exc:  # the cloned tail still reads something from before the target layer
+        raise WhiteboxUnsupportedError(f"{method} cannot cut the graph at {target.name}: "
+                                       f"{str(exc).strip().splitlines()[0]}") from None
     for original, new in zip(results, xai.outputs):
         names = original.get_names()
         if names:
@@ -291,6 +454,15 @@ def _copy_rt_info(source: Any, destination: Any) -> None:
     for key in (RT_INFO_KEY, RT_INFO_EMBEDDED_KEY, ["model_info", "model_name"]):
         if source.has_rt_info(key):
             destination.set_rt_info(rt_info_str(source.get_rt_info(key)), key)
+
+
+def _with_dynamic_batch(work: Any, position: int, target: Any, find: Any) -> tuple[Any, Any]:
+    """Mosaic methods run the network's tail on a bigger batch: make a static batch dynamic first.
+    Returns the (possibly new) classification output and target layer."""
+    if work.outputs[position].get_partial_shape()[0].is_dynamic:
+        return work.outputs[position], target
+    _make_batch_dynamic(work)
+    return work.outputs[position], find(work, target.name)
 
 
 def _make_batch_dynamic(model: Any) -> None:

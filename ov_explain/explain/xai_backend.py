@@ -19,7 +19,8 @@ from .base import ExplainError, Explanation, SaliencyMap, Targets, as_image_list
 
 logger = logging.getLogger(__name__)
 
-_METHODS = {"reciprocam": "RECIPROCAM", "activationmap": "ACTIVATIONMAP", "rise": "RISE", "aise": "AISE"}
+_METHODS = {"reciprocam": "RECIPROCAM", "vitreciprocam": "VITRECIPROCAM", "activationmap": "ACTIVATIONMAP",
+            "rise": "RISE", "aise": "AISE"}
 _BLACKBOX = ("rise", "aise")
 
 

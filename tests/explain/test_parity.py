@@ -4,6 +4,8 @@ Thresholds (Pearson r of the raw maps, same target layer / preset / seed), chose
 on the bundled model and photos, recorded in the README:
   ReciproCAM top-3 classes: r >= 0.99 (the same algorithm; measured ~1.0)
   RISE: r >= 0.95 (same mask sampling order for a seed; measured r = 1.000 on four photos)
+  ViT-ReciproCAM, every class: r >= 0.99 and max |difference| <= 1e-4 (measured: identical maps, max
+  difference 0.0) on transformer graphs built in the test, as no pretrained ViT is available offline
 AISE has no parity test yet: measured r = 0.17, -0.52, 0.66, 0.04 (coffee, camera, chelsea,
 motorcycle, speed preset). openvino-xai weights probes by raw preserve-minus-delete scores, which are
 all negative on confident photos, then divides by a negative maximum; ov_explain weights by the score
@@ -15,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import save_model, tiny_vit
+from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import Explainer, create_explainer
 from ov_explain.explain.base import ExplainError
 from ov_explain.explain.xai_backend import availability
@@ -58,3 +62,24 @@ def test_rise_matches_openvino_xai(classifier, photos_dir):
         ours = native.explain(photos_dir / photo, top_k=1)
         theirs = reference.explain(photos_dir / photo, targets=[ours.maps[0].target])
         assert pearson(ours.maps[0].raw, theirs.maps[0].raw) >= 0.95, photo
+
+
+@needs_xai
+@pytest.mark.parametrize("planted", [False, True])
+def test_vit_reciprocam_matches_openvino_xai(tmp_path, planted):
+    path = save_model(tiny_vit(planted=planted), tmp_path, "vit")
+    classifier = Classifier(path, device="CPU", preprocess=PreprocessSpec(size=32, std=(255, 255, 255)),
+                            cache_dir=None)
+    native = Explainer(classifier)
+    assert native.method == "vitreciprocam"
+    reference = create_explainer(classifier, backend="openvino-xai", method="vitreciprocam",
+                                 target_layer=native.target_layer)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        image = rng.integers(0, 256, (48, 40, 3), dtype=np.uint8)
+        ours = native.explain(image, targets="all")
+        theirs = reference.explain(image, targets=[m.target for m in ours.maps])
+        for mine, other in zip(ours.maps, theirs.maps):
+            assert mine.raw.shape == other.raw.shape == (4, 4)
+            assert pearson(mine.raw, other.raw) >= 0.99
+            np.testing.assert_allclose(mine.raw, other.raw, atol=1e-4)
