@@ -176,21 +176,32 @@ class GaussianKernels:
         return np.exp(-exponent).astype(np.float32)
 
 
+#: How AISE weights its probes: ``relative`` (score above the worst probe; the default) or ``raw``
+#: (the score itself, as openvino-xai 1.1 does).
+AISE_WEIGHTINGS = ("relative", "raw")
+
+
 def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequence[int], *,
          iterations: int, kernel_widths: Sequence[float], solver_epsilon: float = 0.1, workers: int = 8,
-         progress: Progress | None = None) -> np.ndarray:
+         weighting: str = "relative", progress: Progress | None = None) -> np.ndarray:
     """AISE maps (T, H, W) at model-input resolution.
 
-    For each target and kernel width, SciPy's DIRECT searches the kernel centre that maximises
+    For each target and kernel width, SciPy's DIRECT searches the kernel centre (x, y) that maximises
     p(target | image * kernel) - p(target | image * (1 - kernel)); every probed kernel, weighted by
-    its score minus the worst probe's, is summed (per width, normalised by its max), the widths added
-    and normalised again.
+    its score, is summed (per width, normalised by its max), the widths added and normalised again.
+
+    ``weighting="relative"`` weights a probe by its score minus the worst probe's. On a confident
+    photo every score is negative (deleting a patch barely hurts, keeping only a patch does), so
+    ``"raw"`` weights — openvino-xai's — make the least-probed area the brightest and the final
+    division by a negative maximum flips signs; ``"raw"`` exists to reproduce that library's maps.
     """
     from scipy.optimize import Bounds, direct
 
     if iterations < 1 or not len(kernel_widths):
         raise ExplainError(f"AISE needs iterations >= 1 and at least one kernel width; got {iterations}, "
                            f"{list(kernel_widths)}")
+    if weighting not in AISE_WEIGHTINGS:
+        raise ExplainError(f"AISE weighting must be one of {list(AISE_WEIGHTINGS)}, got {weighting!r}")
     input_size = tensor.shape[1:3] if layout == "NCHW" else tensor.shape[0:2]
     kernels = GaussianKernels(input_size)
     axes = _mask_axes(layout)
@@ -210,20 +221,19 @@ def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
         def objective(point: np.ndarray) -> float:
             if cancel.is_set():
                 raise Cancelled("AISE cancelled")
-            kernel = kernels(float(point[0]), float(point[1]), width)
+            centre_x, centre_y = float(point[0]), float(point[1])
+            kernel = kernels(centre_y, centre_x, width)
             pair = np.stack([tensor * kernel[axes[1:]], tensor * (1.0 - kernel)[axes[1:]]]).astype(np.float32)
             probabilities = score.run(local.request, pair)
             value = float(probabilities[0, target] - probabilities[1, target])
-            probes.append((float(point[0]), float(point[1]), value))
+            probes.append((centre_y, centre_x, value))
             return -value
 
         direct(objective, Bounds([0.0, 0.0], [1.0, 1.0]), eps=solver_epsilon, maxfun=iterations,
                locally_biased=False)
         weighted = np.zeros(input_size, np.float32)
         kept = probes[:iterations]
-        # Weight each probe by how much it beats the worst one: on a confident photo every score
-        # (preserve - delete) is negative, and raw weights would light up the least-probed area.
-        floor = min(value for _, _, value in kept)
+        floor = min(value for _, _, value in kept) if weighting == "relative" else 0.0
         for centre_y, centre_x, value in kept:
             weighted += kernels(centre_y, centre_x, width) * (value - floor)
         peak = weighted.max()
@@ -245,6 +255,6 @@ def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
         raise Cancelled("AISE cancelled")
     for i in range(len(targets)):
         peak = maps[i].max()
-        if peak > 0:
+        if peak > 0 or (weighting == "raw" and peak != 0):  # openvino-xai divides by any maximum
             maps[i] /= peak
     return maps
