@@ -182,7 +182,8 @@ def _progress_bar(description: str) -> Any:
 @click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
 @click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
               help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
-@click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
+@click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
+                                     "entering a transformer block (default: auto).")
 @click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
                                               "comma-separate).")
 @click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1),
@@ -284,7 +285,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
 @click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
               help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
-@click.option("--target-layer", help="Node name of the feature map for white-box methods (default: auto).")
+@click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
+                                     "entering a transformer block (default: auto).")
 @click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
 @click.option("--high-confidence", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
