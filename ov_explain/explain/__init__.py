@@ -2,7 +2,8 @@
 
 from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, select_targets
 from .explainer import DEFAULT_METHOD, METHODS, PRESETS, Explainer
-from .whitebox import SALIENCY_OUTPUT, build_xai_model, feature_map_candidates, find_target_layer
+from .whitebox import SALIENCY_OUTPUT, build_xai_model, feature_map_candidates, find_target_layer, \
+    find_token_layer, is_transformer, token_layer_candidates
 
 BACKENDS = ("native", "openvino-xai")
 
@@ -18,6 +19,7 @@ def create_explainer(classifier, *, backend: str = "native", **options):
         return XaiBackendExplainer(classifier, **options)
     raise ExplainError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
 
-__all__ = ["BACKENDS", "create_explainer", "DEFAULT_METHOD", "METHODS", "PRESETS", "SALIENCY_OUTPUT", "ExplainError", "Explainer", "Explanation",
-           "SaliencyMap", "WhiteboxUnsupportedError", "build_xai_model", "feature_map_candidates",
-           "find_target_layer", "select_targets"]
+__all__ = ["BACKENDS", "create_explainer", "DEFAULT_METHOD", "METHODS", "PRESETS", "SALIENCY_OUTPUT",
+           "ExplainError", "Explainer", "Explanation", "SaliencyMap", "WhiteboxUnsupportedError", "build_xai_model",
+           "feature_map_candidates", "find_target_layer", "find_token_layer", "is_transformer",
+           "token_layer_candidates", "select_targets"]

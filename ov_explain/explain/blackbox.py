@@ -246,9 +246,8 @@ def aise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
         except _BudgetSpent:
             pass
         weighted = np.zeros(input_size, np.float32)
-        kept = probes
-        floor = min(value for _, _, value in kept) if weighting == "relative" else 0.0
-        for centre_y, centre_x, value in kept:
+        floor = min(value for _, _, value in probes) if weighting == "relative" else 0.0
+        for centre_y, centre_x, value in probes:
             weighted += kernels(centre_y, centre_x, width) * (value - floor)
         peak = weighted.max()
         if peak > 0:

@@ -38,7 +38,7 @@ METHODS: dict[str, MethodInfo] = {m.name: m for m in (
 )}
 #: Targets as :func:`select_targets` takes them, or a function choosing classes from the prediction.
 TargetChoice = Union[Targets, Callable[[Prediction], Sequence[int]]]
-#: ``whitebox`` has no fixed default: ViT-ReciproCAM for transformers, ReciproCAM otherwise.
+#: Defaults per mode; white-box takes ``vitreciprocam`` instead when the graph is a vision transformer.
 DEFAULT_METHOD = {"whitebox": "reciprocam", "blackbox": "aise"}
 PRESETS = ("speed", "balance", "quality")
 

@@ -16,6 +16,7 @@ import numpy as np
 from ..model import Classifier, ImageInput
 from .base import ExplainError, Explanation, SaliencyMap, Targets, as_image_list, check_mode, select_targets, \
     to_original
+from .whitebox import is_transformer
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +51,9 @@ class XaiBackendExplainer:
         from openvino_xai.explainer import ExplainMode
 
         check_mode(mode)
-        method = method or ("aise" if mode == "blackbox" else "reciprocam")
+        if method is None:
+            method = "aise" if mode == "blackbox" else \
+                "vitreciprocam" if is_transformer(classifier.model) else "reciprocam"
         if method not in _METHODS:
             raise ExplainError(f"openvino-xai backend: unknown method {method!r}; known: {', '.join(_METHODS)}")
         self.classifier, self.method, self.preset, self.seed = classifier, method, preset, seed

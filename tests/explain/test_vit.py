@@ -149,3 +149,29 @@ def test_whitebox_mode_on_a_vit_and_export_round_trip(tmp_path):
     again = direct.explain(image, targets="all")
     for a, b in zip(fresh.maps, again.maps):
         np.testing.assert_allclose(a.raw, b.raw, atol=1e-5)
+
+
+def test_cli_explains_and_exports_a_vit(tmp_path):
+    import json
+
+    import cv2
+    from click.testing import CliRunner
+
+    from ov_explain.cli import main
+
+    model_path = save_model(tiny_vit(planted=True), tmp_path, "vit")
+    PreprocessSpec(size=32, std=(255, 255, 255)).to_json(tmp_path / "vit.preprocess.json")
+    photo = tmp_path / "red.png"
+    cv2.imwrite(str(photo), cv2.cvtColor(np.kron(red_square_image(), np.ones((2, 2, 1), np.uint8)), cv2.COLOR_RGB2BGR))
+    runner = CliRunner()
+    result = runner.invoke(main, ["explain", str(photo), "--model", str(model_path), "--targets", "0",
+                                  "--out", str(tmp_path / "out"), "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    explanation = report["explanations"][0]
+    assert (report["method"], explanation["target_layer"], explanation["inferences"]) == \
+        ("vitreciprocam", "block2.input", 1)
+    overlay = cv2.imread(explanation["maps"][0]["overlay"])
+    assert overlay.shape == (64, 64, 3)
+    exported = runner.invoke(main, ["export-xai", "--model", str(model_path), "--out", str(tmp_path / "x.xml")])
+    assert exported.exit_code == 0 and "vitreciprocam at block2.input (4x4 maps)" in exported.output
