@@ -144,6 +144,11 @@ def _producer(output: Any) -> Any:
     return node.input_value(0) if node.get_type_name() == "Result" else output
 
 
+def _other_input(add: Any, value: Any) -> Any:
+    """The input of a two-input node that is not ``value``."""
+    return add.input_value(1) if add.input_value(0) == value else add.input_value(0)
+
+
 def _is_constant(output: Any) -> bool:
     node = output.get_node()
     while node.get_type_name() == "Convert":
@@ -182,7 +187,7 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> _Linea
                 softmax=False, result_node=node)
     after = _single_consumer(node.output(0))
     if after is not None and after.get_type_name() == "Add":
-        other = after.input_value(1) if after.input_value(0) == node.output(0) else after.input_value(0)
+        other = _other_input(after, node.output(0))
         if not _is_constant(other):
             return None
         head.update(bias=other, result_node=after)
@@ -238,8 +243,12 @@ def _reciprocam_mosaic(model: Any, target: TargetLayer, classification_output: A
     clone_target = next(n for n in clone.get_ordered_ops() if n.get_friendly_name() == target.name)
     for consumer in list(clone_target.output(0).get_target_inputs()):
         consumer.replace_source_output(mosaic.output(0))
-    clone_result = clone.get_results()[_output_position(model, classification_output)]
-    scores = clone_result.input_value(0)  # (N*HW, K)
+    return _mosaic_scores_to_maps(clone, model, classification_output, h, w)
+
+
+def _mosaic_scores_to_maps(clone: Any, model: Any, classification_output: Any, h: int, w: int) -> Any:
+    """The clone's class scores for its (N*H*W)-sized mosaic batch -> (N, K, H, W) maps."""
+    scores = clone.get_results()[_output_position(model, classification_output)].input_value(0)
     num_classes = classification_output.get_partial_shape()[-1].get_length()
     scores = opset.reshape(scores, np.array([-1, h * w, num_classes], np.int64), special_zero=False)
     return _cells_to_maps(scores, h, w)
@@ -273,10 +282,6 @@ def _token_grid(shape: Any) -> tuple[int, int, int, int] | None:
         if side > 1 and side * side == tokens - aux:
             return tokens, dim, side, aux
     return None
-
-
-def _other_input(add: Any, value: Any) -> Any:
-    return add.input_value(1) if add.input_value(0) == value else add.input_value(0)
 
 
 def _branch_has_attention(start: Any, stop: Any, limit: int = 5000) -> bool:
@@ -350,6 +355,11 @@ def is_transformer(model: Any) -> bool:
     return bool(token_layer_candidates(model))
 
 
+def default_whitebox_method(model: Any) -> str:
+    """ViT-ReciproCAM for vision transformers, ReciproCAM otherwise."""
+    return "vitreciprocam" if is_transformer(model) else "reciprocam"
+
+
 def gaussian_patch_masks(height: int, width: int) -> np.ndarray:
     """(H*W, H, W): for each patch a 3x3 Gaussian (1/4 centre, 1/8 edges, 1/16 corners) cut at the borders."""
     kernel = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
@@ -381,10 +391,7 @@ def _vit_reciprocam(model: Any, layer: TokenLayer, classification_output: Any) -
     for consumer in list(clone_node.output(0).get_target_inputs()):
         if consumer.get_node().get_type_name() != "MVN":
             consumer.replace_source_output(stream.output(0))
-    scores = clone.get_results()[_output_position(model, classification_output)].input_value(0)
-    num_classes = classification_output.get_partial_shape()[-1].get_length()
-    scores = opset.reshape(scores, np.array([-1, cells, num_classes], np.int64), special_zero=False)
-    return _cells_to_maps(scores, layer.height, layer.width)
+    return _mosaic_scores_to_maps(clone, model, classification_output, layer.height, layer.width)
 
 
 def _output_position(model: Any, output: Any) -> int:
@@ -401,7 +408,7 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     ``method=None`` picks ViT-ReciproCAM for transformers and ReciproCAM otherwise."""
     import openvino as ov
 
-    method = method or ("vitreciprocam" if is_transformer(model) else "reciprocam")
+    method = method or default_whitebox_method(model)
     work = model.clone()
     position = _output_position(model, classification_output)
     work_output = work.outputs[position]

@@ -16,7 +16,7 @@ import numpy as np
 from ..model import Classifier, ImageInput
 from .base import ExplainError, Explanation, SaliencyMap, Targets, as_image_list, check_mode, select_targets, \
     to_original
-from .whitebox import is_transformer
+from .whitebox import default_whitebox_method
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,7 @@ class XaiBackendExplainer:
 
         check_mode(mode)
         if method is None:
-            method = "aise" if mode == "blackbox" else \
-                "vitreciprocam" if is_transformer(classifier.model) else "reciprocam"
+            method = "aise" if mode == "blackbox" else default_whitebox_method(classifier.model)
         if method not in _METHODS:
             raise ExplainError(f"openvino-xai backend: unknown method {method!r}; known: {', '.join(_METHODS)}")
         self.classifier, self.method, self.preset, self.seed = classifier, method, preset, seed
