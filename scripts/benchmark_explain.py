@@ -130,17 +130,16 @@ def main() -> int:
     preset = args.blackbox_preset
     print(f"== black-box, preset {preset}, target espresso (967), coffee.jpg ==")
     contenders = {}
-    inferences = {}
     for method in ("rise", "aise"):
         native = Explainer(classifier, method=method, preset=preset)
-        inferences[method] = native.explain(coffee, targets=[967])
         contenders[f"ov_explain {method}"] = lambda native=native: native.explain(coffee, targets=[967])
+    aise_pairs = Explainer(classifier, method="aise", preset=preset).explain(coffee, targets=[967]).inferences - 1
     # RISE: one image per mask, in chunks of 8; AISE: a preserve/delete pair per probe.
     contenders["device floor rise"] = device_floor(classifier, tensor, RISE_PRESETS[preset][0], 8)
     aise_images = 2 * AISE_PRESETS[preset][0] * len(AISE_PRESETS[preset][1])
     contenders["device floor aise"] = device_floor(classifier, tensor, aise_images, 2)
     print(f"  images inferred: rise {RISE_PRESETS[preset][0]}, aise {aise_images} "
-          f"(ov_explain aise ran {inferences['aise'].inferences - 1} pairs)")
+          f"(ov_explain aise ran {aise_pairs} pairs)")
     found = xai_explainers(classifier)
     if found is not None:
         made, Preset, xai = found
