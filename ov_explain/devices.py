@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import DeviceError, one_line
 
@@ -22,6 +23,15 @@ DEFAULT_PRIORITY: tuple[str, ...] = ("NPU", "GPU", "CPU")
 _CAPABILITY_PROPERTIES = ("OPTIMIZATION_CAPABILITIES", "DEVICE_ARCHITECTURE", "DEVICE_TYPE")
 CACHE_ENV = "OV_EXPLAIN_CACHE_DIR"
 
+#: Working precisions a user can ask for: an explicit one, or ``device`` = whatever the device runs by
+#: default (bf16 on CPUs with AMX / AVX512-BF16, f16 on GPU and NPU, f32 on other CPUs).
+PRECISIONS: tuple[str, ...] = ("f32", "bf16", "f16", "device")
+#: f32 wherever the device has it: the same numbers on every CPU, so audits are reproducible.
+DEFAULT_PRECISION = "f32"
+_PRECISION_CAPABILITY = {"f32": "FP32", "bf16": "BF16", "f16": "FP16"}
+_PRECISION_ALIASES = {"f32": "f32", "float32": "f32", "fp32": "f32", "bf16": "bf16", "bfloat16": "bf16",
+                      "f16": "f16", "float16": "f16", "fp16": "f16"}
+
 
 @dataclass(frozen=True)
 class DeviceInfo:
@@ -31,9 +41,12 @@ class DeviceInfo:
     full_name: str
     capabilities: tuple[str, ...] = ()
     properties: dict[str, str] = field(default_factory=dict, compare=False)
+    default_precision: str | None = None  # what the device computes in when nobody asks (None: not reported)
+    precisions: tuple[str, ...] = ()  # the working precisions it offers, from its capabilities
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "full_name": self.full_name, "capabilities": list(self.capabilities),
+                "default_precision": self.default_precision, "precisions": list(self.precisions),
                 "properties": dict(self.properties)}
 
 
@@ -77,6 +90,8 @@ class CompiledModel:
     static_shapes: bool  # True if we had to reshape to static shapes to compile
     attempts: list[Attempt]
     config: dict[str, str]
+    precision: str = "unknown"  # the working precision the compiled model reports (f32, bf16, f16)
+    requested_precision: str = DEFAULT_PRECISION  # what was asked for (``device``: the device's default)
 
 
 def discover(core: Any) -> list[DeviceInfo]:
@@ -91,8 +106,58 @@ def discover(core: Any) -> list[DeviceInfo]:
                 properties[key] = value
         caps = properties.get("OPTIMIZATION_CAPABILITIES", "")
         capabilities = tuple(c for c in caps.split() if c)
-        devices.append(DeviceInfo(name, full_name, capabilities, properties))
+        devices.append(DeviceInfo(name, full_name, capabilities, properties, default_precision(core, name),
+                                  precisions_from_capabilities(capabilities)))
     return devices
+
+
+def precision_name(value: Any) -> str | None:
+    """``f32`` / ``bf16`` / ``f16`` for an OpenVINO element type or its text; None if it is none of them."""
+    text = value.to_string() if hasattr(value, "to_string") else str(value)
+    text = text.strip().lower()
+    if text.startswith("<type:"):  # str() of an ov.Type: "<Type: 'bfloat16'>"
+        text = text[len("<type:"):].strip(" '>\"")
+    return _PRECISION_ALIASES.get(text)
+
+
+def precisions_from_capabilities(capabilities: Sequence[str]) -> tuple[str, ...]:
+    """The working precisions a device's OPTIMIZATION_CAPABILITIES offer, in :data:`PRECISIONS` order."""
+    offered = {c.upper() for c in capabilities}
+    return tuple(p for p, capability in _PRECISION_CAPABILITY.items() if capability in offered)
+
+
+def default_precision(core: Any, device: str) -> str | None:
+    """The precision ``device`` computes in by default (its INFERENCE_PRECISION_HINT), None if unknown."""
+    try:
+        return precision_name(core.get_property(device, "INFERENCE_PRECISION_HINT"))
+    except Exception:  # a plugin that does not report it
+        return None
+
+
+def check_precision(precision: str) -> str:
+    """``precision`` lower-cased if it is one of :data:`PRECISIONS`, else a :class:`DeviceError`."""
+    text = str(precision).strip().lower()
+    if text not in PRECISIONS:
+        raise DeviceError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
+    return text
+
+
+def precision_config(core: Any, device: str, precision: str) -> dict[str, str]:
+    """The compile property that asks ``device`` for ``precision`` (none for ``device``).
+
+    A device that cannot compute in the requested precision (an NPU has no f32) runs in its own
+    default instead, with a one-line warning, as a device fallback does.
+    """
+    precision = check_precision(precision)
+    if precision == "device":
+        return {}
+    offered = precisions_from_capabilities((_safe_property(core, device, "OPTIMIZATION_CAPABILITIES") or "").split())
+    if offered and precision not in offered:
+        default = default_precision(core, device) or "its default precision"
+        logger.warning("%s cannot compute in %s (it offers %s); running in %s", device, precision,
+                       ", ".join(offered), default)
+        return {}
+    return {"INFERENCE_PRECISION_HINT": precision}
 
 
 def _safe_property(core: Any, device: str, key: str) -> str | None:
@@ -146,14 +211,17 @@ def compile_config(hint: str, cache_dir: Path | None) -> dict[str, str]:
 
 def compile_with_fallback(core: Any, model: Any, device: str | DeviceRequest = "AUTO", *,
                           hint: str = "LATENCY", cache_dir: Path | None | str = "default",
-                          static_batch: int = 1) -> CompiledModel:
-    """Compile ``model`` on the first device of the request that accepts it.
+                          static_batch: int = 1, precision: str = DEFAULT_PRECISION) -> CompiledModel:
+    """Compile ``model`` on the first device of the request that accepts it, in ``precision``.
 
-    On a compile failure with dynamic shapes the model is reshaped to static shapes (batch
-    ``static_batch``) and compiled again on the same device; if that fails too, the next device
-    is tried, with a warning naming the device and the reason. An explicit device gets no fallback.
+    ``precision`` is one of :data:`PRECISIONS`; what actually executes is read back from the compiled
+    model into :attr:`CompiledModel.precision`. On a compile failure with dynamic shapes the model is
+    reshaped to static shapes (batch ``static_batch``) and compiled again on the same device; if that
+    fails too, the next device is tried, with a warning naming the device and the reason. An explicit
+    device gets no fallback.
     """
     request = device if isinstance(device, DeviceRequest) else DeviceRequest.parse(device)
+    precision = check_precision(precision)
     cache = default_cache_dir() if cache_dir == "default" else (Path(cache_dir) if cache_dir else None)
     if cache is not None:
         try:
@@ -164,13 +232,16 @@ def compile_with_fallback(core: Any, model: Any, device: str | DeviceRequest = "
     config = compile_config(hint, cache)
     attempts: list[Attempt] = []
     for name in candidates_for(request, list(core.available_devices)):
-        compiled, static = _compile_on(core, model, name, config, attempts, static_batch)
+        device_config = {**config, **precision_config(core, name, precision)}
+        compiled, static = _compile_on(core, model, name, device_config, attempts, static_batch)
         if compiled is not None:
             if attempts[:-1]:
                 logger.warning("running on %s after %s", name,
                                "; ".join(f"{a.device} failed: {a.reason}" for a in attempts if a.reason))
             executing = _execution_devices(compiled, name)
-            return CompiledModel(compiled, name, executing, static, attempts, config)
+            executed = executed_precision(compiled, device_config.get("INFERENCE_PRECISION_HINT"))
+            logger.info("compiled on %s in %s (asked for %s)", name, executed, precision)
+            return CompiledModel(compiled, name, executing, static, attempts, device_config, executed, precision)
         if request.auto:
             logger.warning("could not compile on %s (%s); trying the next device", name, attempts[-1].reason)
     summary = "; ".join(f"{a.device}{' (static shapes)' if a.static_shapes else ''}: {a.reason}" for a in attempts)
@@ -248,6 +319,66 @@ class ThreadRequests:
         request.infer({0: batch})
         return [np.array(request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
 
+    def close(self) -> None:
+        """Drop the calling thread's request now (worker threads' requests go with their threads)."""
+        self._local.__dict__.pop("request", None)
+
+
+class RequestRing:
+    """A few infer requests used in turn and waited for in submission order: async, with no callback.
+
+    OpenVINO's ``AsyncInferQueue`` runs its Python callback on the device's worker threads; a queue
+    torn down while such a thread still wants the GIL deadlocks or aborts the process at exit
+    ("Resource deadlock avoided", measured 8 of 30 ``ov-explain predict`` runs on a 2-core Xeon). Here
+    only the calling thread touches Python objects: ``read`` copies a finished request's outputs
+    before the request is used again, and results come back in the order the inputs went in.
+    """
+
+    def __init__(self, compiled: Any, size: int, read: Callable[[Any], Any]) -> None:
+        self._idle = deque(compiled.create_infer_request() for _ in range(max(1, int(size))))
+        self._busy: deque[tuple[Any, Any]] = deque()  # (request, userdata), oldest first
+        self._read = read
+
+    def start(self, inputs: Any, userdata: Any) -> list[tuple[Any, Any]]:
+        """Start one inference; returns ``(userdata, result)`` of the oldest job if its request was needed."""
+        finished = [self._collect()] if not self._idle else []
+        request = self._idle.popleft()
+        request.start_async(inputs)
+        self._busy.append((request, userdata))
+        return finished
+
+    def ready(self) -> list[tuple[Any, Any]]:
+        """Results of the oldest jobs that have already finished, without waiting."""
+        finished = []
+        while self._busy and self._busy[0][0].wait_for(0):
+            finished.append(self._collect())
+        return finished
+
+    def drain(self) -> list[tuple[Any, Any]]:
+        """Wait for every job in flight; their results in submission order."""
+        return [self._collect() for _ in range(len(self._busy))]
+
+    def close(self) -> None:
+        """Wait for the jobs in flight (their results are dropped) and release the requests."""
+        for request, _ in self._busy:
+            request.wait()
+        self._busy.clear()
+        self._idle.clear()
+
+    def __enter__(self) -> "RequestRing":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def _collect(self) -> tuple[Any, Any]:
+        request, userdata = self._busy.popleft()
+        request.wait()
+        try:
+            return userdata, self._read(request)
+        finally:
+            self._idle.append(request)
+
 
 def optimal_requests(compiled: Any, default: int = 2) -> int:
     """How many infer requests keep the device busy (OpenVINO's own figure for the compiled model)."""
@@ -255,6 +386,15 @@ def optimal_requests(compiled: Any, default: int = 2) -> int:
         return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     except Exception:  # a plugin that does not report it
         return default
+
+
+def executed_precision(compiled: Any, asked: str | None = None) -> str:
+    """The working precision a compiled model reports; what was asked for (or ``unknown``) if it does not."""
+    try:
+        name = precision_name(compiled.get_property("INFERENCE_PRECISION_HINT"))
+    except Exception:  # a plugin (or a test double) that does not report it
+        name = None
+    return name or asked or "unknown"
 
 
 def _execution_devices(compiled: Any, fallback: str) -> tuple[str, ...]:

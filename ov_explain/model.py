@@ -13,7 +13,8 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from . import resources
-from .devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
+from .devices import DEFAULT_PRECISION, CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, \
+    RequestRing, optimal_requests
 from .errors import ImageReadError, LabelsError, ModelLoadError, OvExplainError, PreprocessError, \
     one_line
 from .images import read_image
@@ -50,6 +51,7 @@ class Prediction:
     output_kind: str  # how the raw output was read: "logits" (softmax applied) or "probabilities"
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: Geometry | None = field(default=None, repr=False)
+    precision: str = "unknown"  # the working precision that executed (f32, bf16, f16)
 
     def __post_init__(self) -> None:
         probabilities = np.asarray(self.probabilities)
@@ -67,8 +69,8 @@ class Prediction:
         return best.name if best.name is not None else str(best.index)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "device": self.device, "output_kind": self.output_kind,
-                "top": [c.to_dict() for c in self.top],
+        return {"source": self.source, "device": self.device, "precision": self.precision,
+                "output_kind": self.output_kind, "top": [c.to_dict() for c in self.top],
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
@@ -114,12 +116,19 @@ class Classifier:
     reference, or a callable taking an RGB uint8 (H, W, 3) image. Without it the spec embedded in
     the IR or stored beside the model is used. ``output`` says whether the model returns logits
     (softmax is applied) or probabilities; ``auto`` decides from the graph and then the values.
+    ``precision`` is the working precision (see :data:`ov_explain.devices.PRECISIONS`): ``f32`` by
+    default, the same numbers on every CPU; ``device`` for what the device runs when nobody asks
+    (bf16 on CPUs with AMX, f16 on GPU / NPU). What executed is :attr:`precision`.
+
+    Use it as a context manager (or call :meth:`close`) to release the device's infer requests
+    when the work ends rather than at interpreter shutdown.
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, device: str = "AUTO",
                  preprocess: PreprocessSpec | PreprocessFn | str | os.PathLike | None = None,
                  labels: Sequence[str] | str | os.PathLike | None = None, output: str = "auto",
-                 hint: str = "LATENCY", cache_dir: Path | str | None = "default", core: Any = None) -> None:
+                 hint: str = "LATENCY", cache_dir: Path | str | None = "default", core: Any = None,
+                 precision: str = DEFAULT_PRECISION) -> None:
         import openvino as ov
 
         if output not in OUTPUT_KINDS:
@@ -138,17 +147,38 @@ class Classifier:
         self.output_kind = output if output != "auto" else _graph_output_kind(self.output_port)
         self.hint = hint
         self._compiled: CompiledModel = compile_with_fallback(self.core, self.model, device, hint=hint,
-                                                              cache_dir=cache_dir)
+                                                              cache_dir=cache_dir, precision=precision)
         self.load_ms = (time.perf_counter() - started) * 1000.0
         self._out_index = _output_index(self.model, self.output_port)
         self._requests = ThreadRequests(self._compiled.compiled)
-        logger.info("loaded %s on %s in %.0f ms", self.files.model.name, self.device, self.load_ms)
+        logger.info("loaded %s on %s (%s) in %.0f ms", self.files.model.name, self.device, self.precision,
+                    self.load_ms)
+
+    def __enter__(self) -> "Classifier":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release this thread's infer request now; the compiled model goes with the last reference."""
+        self._requests.close()
 
     # ----- properties --------------------------------------------------------------------------
     @property
     def device(self) -> str:
         """The device OpenVINO reports as executing the model (e.g. ``CPU`` or ``GPU.0``)."""
         return ",".join(self._compiled.execution_devices)
+
+    @property
+    def precision(self) -> str:
+        """The working precision the compiled model reports (``f32``, ``bf16``, ``f16``)."""
+        return self._compiled.precision
+
+    @property
+    def requested_precision(self) -> str:
+        """The precision asked for at load time (``device``: the device's own default)."""
+        return self._compiled.requested_precision
 
     @property
     def compiled(self) -> Any:
@@ -234,49 +264,36 @@ class Classifier:
 
     def predict_many(self, images: Iterable[ImageInput], *, top_k: int = 5,
                      on_error: Callable[[str, OvExplainError], None] | None = None) -> Iterator[Prediction]:
-        """Predict a stream of images through OpenVINO's async queue, in input order.
+        """Predict a stream of images with several inferences in flight, in input order.
 
         A bad image calls ``on_error(source, error)`` (or raises if no callback) and the rest go on.
+        The infer requests are released when the stream ends or is closed.
         """
-        import openvino as ov
+        def read(request: Any) -> tuple[np.ndarray, float]:
+            return np.array(request.get_output_tensor(self._out_index).data).reshape(-1), time.perf_counter()
 
-        queue = ov.AsyncInferQueue(self.compiled, optimal_requests(self.compiled))
-        pending: dict[int, tuple[str, Geometry, float, float]] = {}
-        results: dict[int, Any] = {}
-
-        def done(request: Any, job: int) -> None:
-            results[job] = (np.array(request.get_output_tensor(self._out_index).data).reshape(-1),
-                            time.perf_counter())
-
-        queue.set_callback(done)
-        order: list[int] = []
-        next_out = 0
-        for job, image in enumerate(images):
-            started = time.perf_counter()
-            try:
-                tensor, geometry, source = self.prepare(image)
-            except (ImageReadError, PreprocessError) as exc:
-                if on_error is None:
-                    raise
-                on_error(str(image), exc)
-                continue
-            prepared = time.perf_counter()
-            pending[job] = (source, geometry, (prepared - started) * 1000, prepared)
-            order.append(job)
-            queue.start_async({0: tensor[None]}, job)
-            # Hand back finished results in input order while the queue keeps working.
-            while next_out < len(order) and order[next_out] in results:
-                yield self._finish(order[next_out], pending, results, top_k)
-                next_out += 1
-        queue.wait_all()
-        while next_out < len(order):
-            yield self._finish(order[next_out], pending, results, top_k)
-            next_out += 1
+        with RequestRing(self.compiled, optimal_requests(self.compiled), read) as ring:
+            for image in images:
+                started = time.perf_counter()
+                try:
+                    tensor, geometry, source = self.prepare(image)
+                except (ImageReadError, PreprocessError) as exc:
+                    if on_error is None:
+                        raise
+                    on_error(str(image), exc)
+                    continue
+                prepared = time.perf_counter()
+                job = (source, geometry, (prepared - started) * 1000, prepared)
+                # Hand back finished results in input order while the other requests keep working.
+                for finished in ring.start({0: tensor[None]}, job) + ring.ready():
+                    yield self._finish(*finished, top_k)
+            for finished in ring.drain():
+                yield self._finish(*finished, top_k)
 
     # ----- internals ---------------------------------------------------------------------------
-    def _finish(self, job: int, pending: dict, results: dict, top_k: int) -> Prediction:
-        source, geometry, prep_ms, submitted = pending.pop(job)
-        raw, finished = results.pop(job)
+    def _finish(self, job: tuple[str, Geometry, float, float], result: tuple[np.ndarray, float],
+                top_k: int) -> Prediction:
+        (source, geometry, prep_ms, submitted), (raw, finished) = job, result
         return self.prediction_from_raw(raw, source, geometry, top_k,
                                         {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
 
@@ -285,7 +302,7 @@ class Classifier:
         """A :class:`Prediction` from one image's raw model output."""
         probabilities, kind = self.to_probabilities(raw[None])
         return Prediction(source, self.top_k(probabilities[0], top_k), probabilities[0], self.device, kind,
-                          timings, geometry)
+                          timings, geometry, self.precision)
 
     def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None]:
         embedded_spec, embedded = read_spec_from_model(self.model)

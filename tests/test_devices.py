@@ -4,36 +4,55 @@ from __future__ import annotations
 
 import logging
 
+import openvino as ov
 import pytest
 
 from conftest import tiny_classifier_model
 from ov_explain.devices import (DeviceRequest, auto_choice, candidates_for, compile_config, compile_with_fallback,
-                                default_cache_dir, discover)
+                                default_cache_dir, default_precision, discover, precision_name)
 from ov_explain.errors import DeviceError
 
 
 class FakeCompiled:
-    def __init__(self, device: str, model) -> None:
-        self.device, self.model = device, model
+    def __init__(self, device: str, model, precision: str) -> None:
+        self.device, self.model, self.precision = device, model, precision
 
     def get_property(self, key: str):
+        if key == "INFERENCE_PRECISION_HINT":
+            return {"f32": ov.Type.f32, "bf16": ov.Type.bf16, "f16": ov.Type.f16}[self.precision]
         assert key == "EXECUTION_DEVICES"
         return [self.device]
 
 
-class FakeCore:
-    """Devices and failures are injected: ``fails`` maps a device to 'always' or 'dynamic'."""
+#: Per device kind: (OPTIMIZATION_CAPABILITIES, default working precision), as the real plugins report
+#: them on an AMX Xeon, an Arc GPU and a Core Ultra NPU.
+FAKE_DEVICES = {"CPU": (["BF16", "FP32", "FP16", "INT8", "BIN"], "bf16"), "GPU": (["FP32", "FP16", "INT8"], "f16"),
+                "NPU": (["FP16", "INT8"], "f16")}
 
-    def __init__(self, devices: list[str], fails: dict[str, str] | None = None) -> None:
+
+class FakeCore:
+    """Devices and failures are injected: ``fails`` maps a device to 'always' or 'dynamic'.
+
+    ``kinds`` overrides a device kind's (capabilities, default precision), e.g. an f32-only CPU.
+    """
+
+    def __init__(self, devices: list[str], fails: dict[str, str] | None = None,
+                 kinds: dict[str, tuple[list[str], str]] | None = None) -> None:
         self.available_devices = devices
         self.fails = fails or {}
+        self.kinds = {**FAKE_DEVICES, **(kinds or {})}
         self.calls: list[tuple[str, bool, dict]] = []
+
+    def _kind(self, device: str) -> tuple[list[str], str]:
+        return self.kinds[device.split(".")[0]]
 
     def get_property(self, device: str, key: str):
         if key == "FULL_DEVICE_NAME":
             return f"Fake {device}"
         if key == "OPTIMIZATION_CAPABILITIES":
-            return ["FP16", "INT8"] if device.startswith("NPU") else ["FP32", "FP16"]
+            return self._kind(device)[0]
+        if key == "INFERENCE_PRECISION_HINT":
+            return {"f32": ov.Type.f32, "bf16": ov.Type.bf16, "f16": ov.Type.f16}[self._kind(device)[1]]
         raise RuntimeError(f"{device} does not support {key}")
 
     def compile_model(self, model, device: str, config: dict):
@@ -44,7 +63,7 @@ class FakeCore:
             raise RuntimeError(f"Exception from src/plugin.cpp:42:\n{device} plugin is not installed\n")
         if rule == "dynamic" and dynamic:
             raise RuntimeError("Exception from src/npu.cpp:7:\nDynamic shapes are not supported\n")
-        return FakeCompiled(device, model)
+        return FakeCompiled(device, model, config.get("INFERENCE_PRECISION_HINT", self._kind(device)[1]))
 
 
 @pytest.fixture
@@ -92,6 +111,8 @@ def test_discover_reports_names_and_capabilities_and_survives_unknown_properties
     assert [d.name for d in devices] == ["CPU", "NPU"]
     assert devices[1].full_name == "Fake NPU"
     assert devices[1].capabilities == ("FP16", "INT8")
+    assert (devices[0].default_precision, devices[0].precisions) == ("bf16", ("f32", "bf16", "f16"))
+    assert (devices[1].default_precision, devices[1].precisions) == ("f16", ("f16",))
     assert "DEVICE_ARCHITECTURE" not in devices[0].properties  # the fake raises for it: skipped, not fatal
 
 
@@ -143,7 +164,8 @@ def test_every_candidate_failing_lists_each_reason(dynamic_model, tmp_path):
 def test_hint_and_cache_dir_reach_the_compiler(dynamic_model, tmp_path):
     core = FakeCore(["CPU"])
     compile_with_fallback(core, dynamic_model, "CPU", hint="THROUGHPUT", cache_dir=tmp_path / "cache")
-    assert core.calls[0][2] == {"PERFORMANCE_HINT": "THROUGHPUT", "CACHE_DIR": str(tmp_path / "cache")}
+    assert core.calls[0][2] == {"PERFORMANCE_HINT": "THROUGHPUT", "CACHE_DIR": str(tmp_path / "cache"),
+                                "INFERENCE_PRECISION_HINT": "f32"}
     assert (tmp_path / "cache").is_dir()
     core = FakeCore(["CPU"])
     compile_with_fallback(core, dynamic_model, "CPU", cache_dir=None)
@@ -171,3 +193,70 @@ def test_real_cpu_compile_records_execution_device(tmp_path):
     result = compile_with_fallback(ov.Core(), tiny_classifier_model(), "AUTO", cache_dir=tmp_path)
     assert result.device == "CPU" and result.execution_devices == ("CPU",)
     assert any(tmp_path.iterdir()), "the compiled-model cache should have been written"
+
+
+# ----- precision ----------------------------------------------------------------------------------
+F32_ONLY_CPU = {"CPU": (["FP32", "INT8", "BIN"], "f32")}  # an EPYC or a Xeon without AVX512-BF16 / AMX
+
+
+@pytest.mark.parametrize("kinds, precision, hint, executed", [
+    (None, "f32", "f32", "f32"),              # the default: reproducible, even where the CPU has bf16
+    (None, "device", None, "bf16"),           # what deployment sees on an AMX Xeon
+    (None, "bf16", "bf16", "bf16"),
+    (F32_ONLY_CPU, "f32", "f32", "f32"),
+    (F32_ONLY_CPU, "device", None, "f32"),
+])
+def test_cpu_precision_reaches_the_compiler_and_is_read_back(dynamic_model, tmp_path, kinds, precision, hint,
+                                                             executed):
+    core = FakeCore(["CPU"], kinds=kinds)
+    result = compile_with_fallback(core, dynamic_model, "CPU", cache_dir=None, precision=precision)
+    assert core.calls[0][2].get("INFERENCE_PRECISION_HINT") == hint
+    assert (result.precision, result.requested_precision) == (executed, precision)
+
+
+@pytest.mark.parametrize("device, kinds, precision, offered, executed", [
+    ("NPU", None, "f32", "f16", "f16"),              # an NPU has no f32
+    ("NPU", None, "bf16", "f16", "f16"),
+    ("CPU", F32_ONLY_CPU, "bf16", "f32", "f32"),     # bf16 asked of a CPU without it
+    ("CPU", F32_ONLY_CPU, "f16", "f32", "f32"),
+])
+def test_precision_the_device_lacks_falls_back_with_one_warning(dynamic_model, caplog, device, kinds, precision,
+                                                                offered, executed):
+    core = FakeCore([device], kinds=kinds)
+    with caplog.at_level(logging.WARNING, logger="ov_explain"):
+        result = compile_with_fallback(core, dynamic_model, device, cache_dir=None, precision=precision)
+    assert "INFERENCE_PRECISION_HINT" not in core.calls[0][2]
+    assert (result.precision, result.requested_precision) == (executed, precision)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warnings == [f"{device} cannot compute in {precision} (it offers {offered}); running in {executed}"]
+
+
+def test_precision_is_chosen_per_device_along_the_fallback(dynamic_model, tmp_path):
+    core = FakeCore(["CPU", "GPU", "NPU"], fails={"NPU": "always"})
+    result = compile_with_fallback(core, dynamic_model, "AUTO", cache_dir=None, precision="f32")
+    assert [c[2].get("INFERENCE_PRECISION_HINT") for c in core.calls] == [None, None, "f32"]  # NPU twice, GPU
+    assert (result.device, result.precision) == ("GPU", "f32")
+
+
+def test_unknown_precision_is_refused_before_compiling(dynamic_model):
+    core = FakeCore(["CPU"])
+    with pytest.raises(DeviceError, match=r"precision 'fp64': expected one of f32, bf16, f16, device"):
+        compile_with_fallback(core, dynamic_model, "CPU", precision="fp64")
+    assert core.calls == []
+
+
+@pytest.mark.parametrize("value, name", [(ov.Type.f32, "f32"), (ov.Type.bf16, "bf16"), (ov.Type.f16, "f16"),
+                                         ("bfloat16", "bf16"), ("FP16", "f16"), (ov.Type.i8, None),
+                                         ("<Type: 'float32'>", "f32")])
+def test_precision_names(value, name):
+    assert precision_name(value) == name
+
+
+def test_real_cpu_runs_f32_when_asked_and_reports_its_default_otherwise(tmp_path):
+    core = ov.Core()
+    model = tiny_classifier_model()
+    pinned = compile_with_fallback(core, model, "CPU", cache_dir=None, precision="f32")
+    native = compile_with_fallback(core, model, "CPU", cache_dir=None, precision="device")
+    assert pinned.precision == "f32"
+    assert native.precision == default_precision(core, "CPU")
+    assert native.precision in ("f32", "bf16")

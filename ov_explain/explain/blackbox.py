@@ -1,6 +1,6 @@
 """Black-box methods: RISE and AISE perturb the preprocessed input and only read class probabilities.
 
-Both keep the device busy: RISE sends chunks of masked inputs through OpenVINO's async infer queue;
+Both keep the device busy: RISE keeps chunks of masked inputs in flight on a ring of infer requests;
 AISE runs its independent DIRECT searches (one per target and kernel width) in threads, each with its
 own infer request, and evaluates the preserve/delete pair of every probe as one batch of two. Memory is
 bounded: RISE holds only the masks of in-flight chunks and one float32 accumulator per target.
@@ -18,6 +18,7 @@ from typing import Any, Callable, Sequence
 import cv2
 import numpy as np
 
+from ..devices import RequestRing
 from .base import ExplainError
 
 logger = logging.getLogger(__name__)
@@ -98,10 +99,8 @@ def rise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
     """RISE maps (T, H, W) at model-input resolution: sum over masks of score[target] * mask / (N * p).
 
     Masks are drawn in a fixed order from ``seed`` and accumulated in that order, so the result does
-    not depend on how the async queue finishes.
+    not depend on which inference finishes first.
     """
-    import openvino as ov
-
     if num_masks < 1 or num_cells < 1 or not 0 < probability < 1:
         raise ExplainError(f"RISE needs num_masks >= 1, num_cells >= 1 and 0 < prob < 1; got {num_masks}, "
                            f"{num_cells}, {probability}")
@@ -109,56 +108,31 @@ def rise(score: ScoreFunction, tensor: np.ndarray, layout: str, targets: Sequenc
     rng = np.random.default_rng(seed)
     targets = list(targets)
     accumulator = np.zeros((len(targets), input_size[0] * input_size[1]), np.float64)
-    queue = ov.AsyncInferQueue(score.compiled, max(1, requests))
-    pending: dict[int, np.ndarray] = {}
-    finished: dict[int, np.ndarray] = {}
-    errors: list[BaseException] = []
     axes = _mask_axes(layout)
 
-    def on_done(request: Any, job: int) -> None:
-        try:
-            raw = np.array(request.get_output_tensor(score.output_index).data)
-            finished[job] = score.to_probabilities(raw.reshape(raw.shape[0], -1))[:, targets]  # padded rows too
-        except BaseException as exc:  # surfaced in the main thread
-            errors.append(exc)
+    def read(request: Any) -> np.ndarray:
+        raw = np.array(request.get_output_tensor(score.output_index).data)
+        return score.to_probabilities(raw.reshape(raw.shape[0], -1))[:, targets]  # padded rows too
 
-    queue.set_callback(on_done)
+    def add(finished: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for masks, scores in finished:  # in submission order: the sum does not depend on timing
+            accumulator[:] += scores[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
+
     batch_size = chunk if score.max_batch is None else score.max_batch
     jobs = math.ceil(num_masks / batch_size)
-    next_to_add = 0
-
-    def drain(block: bool) -> None:
-        nonlocal next_to_add
-        while next_to_add in pending:
-            if next_to_add not in finished:
-                if not block:
-                    return
-                queue.wait_all()
-                continue
-            masks = pending.pop(next_to_add)
-            scores = finished.pop(next_to_add)[: len(masks)]
-            accumulator[:] += scores.T.astype(np.float64) @ masks.reshape(len(masks), -1)
-            next_to_add += 1
-
-    for job in range(jobs):
-        count = min(batch_size, num_masks - job * batch_size)
-        masks = rise_masks(rng, count, input_size, num_cells, probability)
-        batch = (tensor[None] * masks[axes]).astype(np.float32)
-        if count < batch_size and score.max_batch is not None:
-            batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
-        pending[job] = masks
-        queue.start_async({0: batch}, job)
-        score.count(1)
-        drain(block=False)
-        if errors:
-            raise errors[0]
-        if progress is not None and progress(job + 1, jobs):
-            queue.wait_all()
-            raise Cancelled("RISE cancelled")
-    queue.wait_all()
-    if errors:
-        raise errors[0]
-    drain(block=True)
+    with RequestRing(score.compiled, requests, read) as ring:
+        for job in range(jobs):
+            count = min(batch_size, num_masks - job * batch_size)
+            masks = rise_masks(rng, count, input_size, num_cells, probability)
+            batch = (tensor[None] * masks[axes]).astype(np.float32)
+            if count < batch_size and score.max_batch is not None:
+                batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
+            add(ring.start({0: batch}, masks))
+            score.count(1)
+            add(ring.ready())
+            if progress is not None and progress(job + 1, jobs):
+                raise Cancelled("RISE cancelled")
+        add(ring.drain())
     maps = accumulator / (num_masks * probability)
     return maps.reshape(len(targets), *input_size).astype(np.float32)
 
