@@ -37,6 +37,7 @@ import numpy as np
 from . import render
 from .cases import CASES, CaseDecision, CaseThresholds, classify_case
 from .dataset import LabelResolver, Sample, read_dataset, select
+from .devices import DEFAULT_PRECISION
 from .errors import OvExplainError, one_line
 from .explain.base import Explanation
 from .explain.explainer import Explainer
@@ -106,6 +107,7 @@ class AuditSummary:
     method: str
     mode: str
     device: str
+    precision: str  # the working precision that executed (f32, bf16, f16)
     target_layer: str | None
     thresholds: dict[str, float]
     seconds: float
@@ -186,8 +188,12 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = False, save_rgba: bool = False,
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
-          cache_dir: str | None = "default") -> AuditSummary:
-    """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options)."""
+          cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION) -> AuditSummary:
+    """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
+
+    ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
+    audits the model as the device runs it by default (bf16 on an AMX Xeon, f16 on GPU / NPU).
+    """
     from .dataset import default_label_map, read_label_map
     from .model import Classifier
 
@@ -196,15 +202,15 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     everything = read_dataset(dataset, kind=kind)
     chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
     classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
-                            hint="THROUGHPUT", cache_dir=cache_dir)
+                            hint="THROUGHPUT", cache_dir=cache_dir, precision=precision)
     if label_map is None and any(s.label is not None for s in chosen):
         label_map = default_label_map(classifier.files.model)
     mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
     resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
-    explainer = Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
-                          seed=seed)
-    return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
-                     progress=progress, all_samples=everything)
+    with classifier, Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
+                               seed=seed) as explainer:
+        return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
+                         progress=progress, all_samples=everything)
 
 
 def _record(result: dict[str, Any], manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
@@ -297,7 +303,7 @@ class _ImageWorker:
             base[f"top{rank}_class"] = self.names[index]
             base[f"top{rank}_probability"] = round(float(probabilities[index]), 6)
         base.update({"method": explanation.method, "mode": explanation.mode, "device": explanation.device,
-                     "target_layer": explanation.target_layer, "inferences": explanation.inferences})
+                     "precision": explanation.precision, "target_layer": explanation.target_layer, "inferences": explanation.inferences})
         rows = []
         roles = dict(decision.targets)
         bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)  # once per image: colour maps and JPEG are BGR
@@ -341,6 +347,8 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         "labels_sha256": _digest(json.dumps(classifier.labels)),
         "label_map_sha256": _digest(json.dumps(resolver.label_map, sort_keys=True)),
         "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
+        # Asked for and executed: resuming on a machine whose 'device' precision differs would mix results.
+        "precision": classifier.requested_precision, "executed_precision": explainer.precision,
         "preset": explainer.preset if explainer.mode == "blackbox" else None,
         "seed": explainer.seed if explainer.mode == "blackbox" else None,
         "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
@@ -467,7 +475,7 @@ def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: flo
         top1_accuracy=round(sum(bool(r["correct"]) for r in labelled) / len(labelled), 4) if labelled else None,
         top5_accuracy=round(sum(bool(r["in_top_k"]) for r in labelled) / len(labelled), 4) if labelled else None,
         model=str(explainer.classifier.files.model), method=explainer.method, mode=explainer.mode,
-        device=explainer.device, target_layer=explainer.target_layer,
+        device=explainer.device, precision=explainer.precision, target_layer=explainer.target_layer,
         thresholds=options.thresholds.to_dict(), seconds=round(seconds, 3),
         images_per_second=round(ran / seconds, 3) if seconds > 0 else 0.0, grids=grids)
     atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")

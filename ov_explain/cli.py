@@ -15,7 +15,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .devices import DEFAULT_PRIORITY, DeviceRequest, auto_choice, candidates_for, default_cache_dir, discover
+from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, candidates_for, \
+    default_cache_dir, discover
 from .errors import OvExplainError
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,9 @@ def devices(as_json: bool, priority: str) -> None:
         click.echo(f"{mark} {device.name:8s} {device.full_name}")
         if device.capabilities:
             click.echo(f"  {'':8s} capabilities: {', '.join(device.capabilities)}")
+        if device.precisions or device.default_precision:
+            click.echo(f"  {'':8s} precision: {device.default_precision or 'unknown'} by default; offers "
+                       f"{', '.join(device.precisions) or 'unknown'}")
         arch = device.properties.get("DEVICE_ARCHITECTURE")
         if arch:
             click.echo(f"  {'':8s} architecture: {arch}")
@@ -101,6 +105,10 @@ def model_options(command: Any) -> Any:
                      help="AUTO, AUTO:GPU,CPU (priority list) or one device such as CPU, GPU.0, NPU."),
         click.option("--output", "output_kind", type=click.Choice(["auto", "logits", "probabilities"]),
                      default="auto", show_default=True, help="What the model outputs (softmax only on logits)."),
+        click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION,
+                     show_default=True, help="Working precision: f32 gives the same numbers on every CPU; "
+                                             "device is what the device runs by default (bf16 on CPUs with AMX, "
+                                             "f16 on GPU and NPU)."),
         click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache."),
     ]
     for option in reversed(options):
@@ -109,13 +117,13 @@ def model_options(command: Any) -> Any:
 
 
 def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
-                     output_kind: str, no_cache: bool, hint: str) -> Any:
+                     output_kind: str, precision: str, no_cache: bool, hint: str) -> Any:
     from .model import Classifier
 
     try:
         DeviceRequest.parse(device)
         return Classifier(model_path, device=device, preprocess=preprocess, labels=labels, output=output_kind,
-                          hint=hint, cache_dir=None if no_cache else "default")
+                          hint=hint, cache_dir=None if no_cache else "default", precision=precision)
     except OvExplainError as exc:
         _fail(str(exc))
 
@@ -127,10 +135,10 @@ def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Pa
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
-            device: str, output_kind: str, no_cache: bool, top_k: int, as_json: bool) -> None:
+            device: str, output_kind: str, precision: str, no_cache: bool, top_k: int, as_json: bool) -> None:
     """Top-k classes for each IMAGE."""
     hint = "THROUGHPUT" if len(images) > 1 else "LATENCY"
-    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, hint)
+    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache, hint)
     errors: list[dict[str, str]] = []
 
     def on_error(source: str, error: OvExplainError) -> None:
@@ -138,15 +146,17 @@ def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
         click.echo(f"error: {error}", err=True)
 
     results = []
-    for prediction in classifier.predict_many(images, top_k=top_k, on_error=on_error):
-        results.append(prediction)
-        if not as_json:
-            click.echo(f"{prediction.source}  [{prediction.device}]")
-            for rank, score in enumerate(prediction.top, 1):
-                name = score.name if score.name is not None else f"class {score.index}"
-                click.echo(f"  {rank}. {name:32s} {score.probability:.3f}")
+    with classifier:
+        for prediction in classifier.predict_many(images, top_k=top_k, on_error=on_error):
+            results.append(prediction)
+            if not as_json:
+                click.echo(f"{prediction.source}  [{prediction.device} {prediction.precision}]")
+                for rank, score in enumerate(prediction.top, 1):
+                    name = score.name if score.name is not None else f"class {score.index}"
+                    click.echo(f"  {rank}. {name:32s} {score.probability:.3f}")
     if as_json:
         click.echo(json.dumps({"model": str(classifier.files.model), "device": classifier.device,
+                               "precision": classifier.precision, "requested_precision": precision,
                                "predictions": [p.to_dict() for p in results], "errors": errors}, indent=2))
     elif errors:
         click.echo(f"{len(errors)} of {len(images)} images failed", err=True)
@@ -201,9 +211,9 @@ def _progress_bar(description: str) -> Any:
 @click.option("--weight", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
 def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
-            device: str, output_kind: str, no_cache: bool, mode: str, method: str | None, target_layer: str | None,
-            targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int, backend: str,
-            out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool) -> None:
+            device: str, output_kind: str, precision: str, no_cache: bool, mode: str, method: str | None,
+            target_layer: str | None, targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int,
+            backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool) -> None:
     """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
     import numpy as np
 
@@ -214,7 +224,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 
     if colormap not in COLORMAPS:
         _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
-    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, "LATENCY")
+    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
+                                  "LATENCY")
     try:
         explainer = create_explainer(classifier, backend=backend, mode=mode, method=method,
                                      target_layer=target_layer, preset=preset, seed=seed)
@@ -256,18 +267,21 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
         report.append(entry)
         if not as_json:
             layer = f", layer {result.target_layer}" if result.target_layer else ""
-            click.echo(f"{path}: {result.method} ({result.mode}{layer}) on {result.device}, "
+            click.echo(f"{path}: {result.method} ({result.mode}{layer}) on {result.device} in {result.precision}, "
                        f"{result.inferences} inference(s), {sum(result.timings_ms.values()):.0f} ms")
             for saliency, item in zip(result.maps, entry["maps"]):
                 probability = "" if saliency.probability is None else f" {saliency.probability:.3f}"
                 click.echo(f"  {saliency.label}{probability} -> {item['overlay']}")
     if as_json:
         click.echo(json.dumps({"model": str(classifier.files.model), "mode": explainer.mode,
-                               "method": explainer.method, "backend": backend,
+                               "method": explainer.method, "backend": backend, "device": explainer.device,
+                               "precision": explainer.precision, "requested_precision": precision,
                                "fallback_reason": getattr(explainer, "fallback_reason", None),
                                "explanations": report, "errors": errors}, indent=2))
     elif errors:
         click.echo(f"{len(errors)} of {len(images)} images failed", err=True)
+    explainer.close()
+    classifier.close()
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
 
 
@@ -307,7 +321,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
-          output_kind: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
+          output_kind: str, precision: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
           sample_seed: int, raw: bool, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
@@ -335,7 +349,8 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                       classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
                       high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
                       save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart, workers=workers,
-                      output=output_kind, progress=update, cache_dir=None if no_cache else "default")
+                      output=output_kind, progress=update, cache_dir=None if no_cache else "default",
+                      precision=precision)
     except OvExplainError as exc:
         bar.close()
         _fail(str(exc))
@@ -345,7 +360,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
     else:
         layer = f", layer {summary.target_layer}" if summary.target_layer else ""
         click.echo(f"{summary.images} images audited into {summary.out_dir} with {summary.method} "
-                   f"({summary.mode}{layer}) on {summary.device}; {summary.resumed} resumed, "
+                   f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
                    f"{summary.images_per_second:.1f} images/s")
         for case, count in summary.cases.items():
             click.echo(f"  {case:34s} {count}")
@@ -378,19 +393,28 @@ def report(audit_dir: Path) -> None:
 @click.option("--target-layer", help="Node name of the feature map or token stream (default: auto).")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
 def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
-               no_cache: bool, method: str | None, target_layer: str | None, out_path: Path) -> None:
-    """Save an IR that outputs predictions and a `saliency_map` in one inference."""
+               precision: str, no_cache: bool, method: str | None, target_layer: str | None, out_path: Path) -> None:
+    """Save an IR that outputs predictions and a `saliency_map` in one inference.
+
+    The exported graph is compiled once on --device in --precision before it is written, so an
+    export that the device cannot run fails here; the precision that executed is printed.
+    """
     import openvino as ov
 
+    from .devices import compile_with_fallback
     from .explain import build_xai_model
 
     if out_path.suffix.lower() != ".xml":
         _fail(f"{out_path}: the output must be an IR path ending in .xml")
-    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, no_cache, "LATENCY")
+    classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
+                                  "LATENCY")
     try:
         xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer)
+        checked = compile_with_fallback(classifier.core, xai.model, classifier.compile_info.device,
+                                        cache_dir=None, precision=precision)
     except OvExplainError as exc:
         _fail(str(exc))
+    classifier.close()
     out_path.parent.mkdir(parents=True, exist_ok=True)
     ov.save_model(xai.model, str(out_path), compress_to_fp16=False)
     stem = out_path.name[: -len(out_path.suffix)]
@@ -400,7 +424,8 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
         out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n", encoding="utf-8")
     click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
                f"{', algebraic shortcut' if xai.shortcut else ''}); outputs: "
-               + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs)))
+               + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs))
+               + f"; runs on {','.join(checked.execution_devices)} in {checked.precision}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import render
+from .devices import DEFAULT_PRECISION, PRECISIONS, check_precision
 from .errors import OvExplainError
 from .explain.blackbox import Cancelled
 from .explain.explainer import METHODS, Explainer
@@ -47,20 +48,21 @@ class Explorer:
     """The widget tree and its behaviour; ``Explorer(...).ui`` is what a notebook displays."""
 
     def __init__(self, model: str | Path | None = None, *, device: str = "AUTO", images: list[Path] | None = None,
-                 core: Any = None, preset: str = "speed") -> None:
+                 core: Any = None, preset: str = "speed", precision: str = DEFAULT_PRECISION) -> None:
         import ipywidgets as w
         import openvino as ov
 
         self._w = w
         self.model_path, self.preset = model, preset
         self.core = core if core is not None else ov.Core()
-        self._classifiers: dict[str, Classifier] = {}
-        self._explainers: dict[tuple[str, str, str | None], Explainer] = {}
+        self._classifiers: dict[tuple[str, str], Classifier] = {}
+        self._explainers: dict[tuple[str, str, str, str | None], Explainer] = {}
         self._job = _Job()
         self._lock = threading.Lock()
         photos = images if images is not None else sample_images()
 
         self.device = w.Dropdown(description="Device", options=["AUTO", *self.core.available_devices], value=device)
+        self.precision = w.Dropdown(description="Precision", options=list(PRECISIONS), value=check_precision(precision))
         self.image = w.Dropdown(description="Image", options=[(p.name, str(p)) for p in photos]
                                 + [(PATH_CHOICE, PATH_CHOICE), (UPLOAD_CHOICE, UPLOAD_CHOICE)])
         self.path = w.Text(description="Path", placeholder="/path/to/image.jpg (choose '(path below)')")
@@ -81,8 +83,8 @@ class Explorer:
         self.picture = w.Image(format="png", layout={"max_width": "640px"})
         self.gallery = w.HBox()
 
-        controls = w.VBox([self.device, self.image, self.path, self.upload, self.mode, self.method, self.target,
-                           self.opacity, self.colormap,
+        controls = w.VBox([self.device, self.precision, self.image, self.path, self.upload, self.mode, self.method,
+                           self.target, self.opacity, self.colormap,
                            w.HBox([self.run_button, self.cancel_button, self.progress]),
                            self.compare, self.compare_button])
         self.ui = w.VBox([w.HBox([controls, w.VBox([self.predictions, self.picture])]), self.status,
@@ -94,7 +96,8 @@ class Explorer:
         self.run_button.on_click(lambda _: self.explain())
         self.compare_button.on_click(lambda _: self.compare_methods())
         self.cancel_button.on_click(lambda _: self.cancel())
-        for widget in (self.device, self.image, self.path, self.upload, self.mode, self.method, self.target):
+        for widget in (self.device, self.precision, self.image, self.path, self.upload, self.mode, self.method,
+                       self.target):
             widget.observe(self._on_input_change, names="value")
         for widget in (self.opacity, self.colormap):
             widget.observe(lambda _: self._redraw(), names="value")
@@ -102,15 +105,15 @@ class Explorer:
 
     # ----- engine ------------------------------------------------------------------------------------
     def classifier(self) -> Classifier:
-        device = self.device.value
-        if device not in self._classifiers:
-            self._classifiers[device] = Classifier(self.model_path, device=device, core=self.core)
-        return self._classifiers[device]
+        key = (self.device.value, self.precision.value)
+        if key not in self._classifiers:
+            self._classifiers[key] = Classifier(self.model_path, device=key[0], core=self.core, precision=key[1])
+        return self._classifiers[key]
 
     def explainer(self, method: str | None = None) -> Explainer:
         mode = self.mode.value if method is None else METHODS[method].mode
         method = method if method is not None else (None if self.method.value == AUTO_METHOD else self.method.value)
-        key = (self.device.value, mode, method)
+        key = (self.device.value, self.precision.value, mode, method)
         if key not in self._explainers:
             self._explainers[key] = Explainer(self.classifier(), mode=mode, method=method, preset=self.preset)
         return self._explainers[key]
@@ -179,7 +182,7 @@ class Explorer:
     def _on_input_change(self, change: dict) -> None:
         if self._quiet:
             return
-        if change["owner"] in (self.device, self.image, self.path, self.upload):
+        if change["owner"] in (self.device, self.precision, self.image, self.path, self.upload):
             self._set(self.target, "value", "")  # a new image gets its own top classes
         if change["owner"] is self.target and change["new"] and change["new"] not in self.target.options:
             return  # typing: wait for a complete class name
@@ -263,10 +266,11 @@ class Explorer:
                        for s in prediction.top)
         self.predictions.value = f"<table><tr><th>class</th><th>probability</th></tr>{rows}</table>"
         saliency = explanation.maps[0]
-        fallback = getattr(self._explainers.get((self.device.value, self.mode.value, None)), "fallback_reason", None)
+        fallback = getattr(self._explainers.get((self.device.value, self.precision.value, self.mode.value, None)),
+                           "fallback_reason", None)
         layer = f", layer <code>{html.escape(explanation.target_layer)}</code>" if explanation.target_layer else ""
         self.status.value = (f"<b>{html.escape(explanation.method)}</b> ({explanation.mode}{layer}) on "
-                             f"<b>{html.escape(explanation.device)}</b> for <b>{html.escape(saliency.label)}</b>: "
+                             f"<b>{html.escape(explanation.device)}</b> in {html.escape(explanation.precision)} for <b>{html.escape(saliency.label)}</b>: "
                              f"{explanation.inferences} inference(s), {elapsed_ms:.0f} ms"
                              + (f" — fell back: {html.escape(fallback)}" if fallback else ""))
         self._redraw()

@@ -2,7 +2,8 @@
 
     python scripts/benchmark_explain.py [--rounds 7] [--blackbox-preset balance] [--skip-blackbox]
 
-Prints:
+Prints, with white-box and ov_explain's black-box runs in f32 and in the CPU's default precision
+(bf16 on CPUs with AMX / AVX512-BF16, where it is the same as f32 elsewhere) side by side:
   * ReciproCAM explain latency / plain inference latency (one image, LATENCY hint; target <= 1.2);
   * a batch of 8 images explained in one call vs 8 single calls;
   * RISE and AISE, ov_explain vs openvino-xai at the same preset, when openvino-xai is importable
@@ -74,11 +75,12 @@ def xai_explainers(classifier: Classifier):
 
 
 def device_floor(classifier: Classifier, tensor: np.ndarray, images: int, batch: int):
-    """A callable pushing ``images`` masked copies of ``tensor`` through a THROUGHPUT-compiled async
-    queue in batches of ``batch``: inference and nothing else."""
+    """A callable pushing ``images`` masked copies of ``tensor`` through a THROUGHPUT-compiled (f32)
+    async queue in batches of ``batch``: inference and nothing else."""
     import openvino as ov
 
-    compiled = classifier.core.compile_model(classifier.model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT"})
+    compiled = classifier.core.compile_model(classifier.model, "CPU", {"PERFORMANCE_HINT": "THROUGHPUT",
+                                                                       "INFERENCE_PRECISION_HINT": "f32"})
     queue = ov.AsyncInferQueue(compiled, max(4, 2 * compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     masks = np.random.default_rng(0).random((batch, 1) + tensor.shape[2:], dtype=np.float32)
     masked = (tensor * masks).astype(np.float32)
@@ -99,28 +101,42 @@ def main() -> int:
     parser.add_argument("--skip-blackbox", action="store_true")
     args = parser.parse_args()
 
-    classifier = Classifier(device="CPU", cache_dir=None)
+    classifier = Classifier(device="CPU", cache_dir=None)  # f32
+    native_classifier = Classifier(device="CPU", cache_dir=None, precision="device")
+    native = native_classifier.precision
+    print(f"precisions: f32 and the CPU's default, {native}")
     photos = [read_image(p) for p in sample_images()]
     coffee = read_image(next(p for p in sample_images() if p.name == "coffee.jpg"))
     explainer = Explainer(classifier, method="reciprocam")
+    native_explainer = Explainer(native_classifier, method="reciprocam")
     tensor = classifier.prepare(coffee)[0][None]
 
     print("== white-box ReciproCAM vs plain inference (one image, infer only / full call) ==")
     times = interleave({
-        "plain infer": lambda: classifier.compiled(tensor),
-        "reciprocam infer": lambda: explainer._xai_compiled(tensor),
-        "plain predict()": lambda: classifier.predict(coffee),
-        "explain()": lambda: explainer.explain(coffee, top_k=1),
+        "plain infer f32": lambda: classifier.compiled(tensor),
+        "reciprocam infer f32": lambda: explainer._xai_compiled(tensor),
+        "plain predict() f32": lambda: classifier.predict(coffee),
+        "explain() f32": lambda: explainer.explain(coffee, top_k=1),
+        f"plain infer {native}": lambda: native_classifier.compiled(tensor),
+        f"reciprocam infer {native}": lambda: native_explainer._xai_compiled(tensor),
+        f"plain predict() {native}": lambda: native_classifier.predict(coffee),
+        f"explain() {native}": lambda: native_explainer.explain(coffee, top_k=1),
     }, args.rounds * 10)
     for name, seconds in times.items():
-        print(f"  {name:18s} {seconds * 1000:8.2f} ms")
-    print(f"  ratio infer   (reciprocam / plain): {times['reciprocam infer'] / times['plain infer']:.2f}")
-    print(f"  ratio end-end (explain / predict):  {times['explain()'] / times['plain predict()']:.2f}")
+        print(f"  {name:24s} {seconds * 1000:8.2f} ms")
+    for precision in ("f32", native):
+        print(f"  {precision:4s} ratio infer   (reciprocam / plain): "
+              f"{times[f'reciprocam infer {precision}'] / times[f'plain infer {precision}']:.2f}")
+        print(f"  {precision:4s} ratio end-end (explain / predict):  "
+              f"{times[f'explain() {precision}'] / times[f'plain predict() {precision}']:.2f}")
+    print(f"  {native} vs f32 speed: plain infer {times['plain infer f32'] / times[f'plain infer {native}']:.2f}x, "
+          f"reciprocam infer {times['reciprocam infer f32'] / times[f'reciprocam infer {native}']:.2f}x, "
+          f"explain() {times['explain() f32'] / times[f'explain() {native}']:.2f}x")
 
     batch = (photos * 2)[:8]
     times = interleave({"8 single calls": lambda: [explainer.explain(p, top_k=1) for p in batch],
                         "one call of 8": lambda: explainer.explain(batch, top_k=1)}, args.rounds)
-    print("== batch of 8 images ==")
+    print("== batch of 8 images (f32) ==")
     for name, seconds in times.items():
         print(f"  {name:18s} {seconds * 1000:8.1f} ms")
     print(f"  speed-up of one batched call: {times['8 single calls'] / times['one call of 8']:.2f}x")
@@ -131,8 +147,10 @@ def main() -> int:
     print(f"== black-box, preset {preset}, target espresso (967), coffee.jpg ==")
     contenders = {}
     for method in ("rise", "aise"):
-        native = Explainer(classifier, method=method, preset=preset)
-        contenders[f"ov_explain {method}"] = lambda native=native: native.explain(coffee, targets=[967])
+        pinned = Explainer(classifier, method=method, preset=preset)
+        contenders[f"ov_explain {method}"] = lambda pinned=pinned: pinned.explain(coffee, targets=[967])
+        in_native = Explainer(native_classifier, method=method, preset=preset)
+        contenders[f"ov_explain {native} {method}"] = lambda e=in_native: e.explain(coffee, targets=[967])
     aise_pairs = Explainer(classifier, method="aise", preset=preset).explain(coffee, targets=[967]).inferences - 1
     # RISE: one image per mask, in chunks of 8; AISE: a preserve/delete pair per probe.
     contenders["device floor rise"] = device_floor(classifier, tensor, RISE_PRESETS[preset][0], 8)
@@ -144,6 +162,8 @@ def main() -> int:
     if found is not None:
         made, Preset, xai = found
         preset_value = getattr(Preset, preset.upper())
+        # openvino-xai compiles with no properties: the CPU's default precision.
+        print(f"  openvino-xai computes in {native} (the CPU's default)")
         contenders["openvino-xai rise"] = lambda: made["RISE"](coffee, targets=[967], preset=preset_value)
         contenders["openvino-xai aise"] = lambda: made["AISE"](coffee, targets=[967], preset=preset_value)
     # RISE runs take ~30 s each, AISE ~2 s: AISE gets more rounds so its median means something.
@@ -151,13 +171,15 @@ def main() -> int:
     for method, rounds in (("rise", args.blackbox_rounds), ("aise", max(args.blackbox_rounds, args.rounds))):
         times.update(interleave({name: run for name, run in contenders.items() if name.endswith(method)}, rounds))
     for name, seconds in times.items():
-        print(f"  {name:18s} {seconds:8.2f} s")
+        print(f"  {name:22s} {seconds:8.2f} s")
     for method in ("rise", "aise"):
         floor = times[f"device floor {method}"]
-        print(f"  {method}: ov_explain / device floor = {times[f'ov_explain {method}'] / floor:.2f}")
-        if found is not None:
-            print(f"  {method}: ov_explain is {times[f'openvino-xai {method}'] / times[f'ov_explain {method}']:.2f}x "
-                  f"faster than openvino-xai; the most any implementation could be here: "
+        print(f"  {method}: ov_explain f32 / device floor (f32) = {times[f'ov_explain {method}'] / floor:.2f}; "
+              f"{native} vs f32 speed {times[f'ov_explain {method}'] / times[f'ov_explain {native} {method}']:.2f}x")
+        if found is not None:  # both in the CPU's default precision
+            print(f"  {method}: ov_explain ({native}) is "
+                  f"{times[f'openvino-xai {method}'] / times[f'ov_explain {native} {method}']:.2f}x faster than "
+                  f"openvino-xai ({native}); the most any f32 implementation could be here: "
                   f"{times[f'openvino-xai {method}'] / floor:.2f}x")
     return 0
 

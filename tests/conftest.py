@@ -39,6 +39,18 @@ def chelsea_rgb(photos_dir: Path) -> np.ndarray:
     return read_image(photos_dir / "chelsea.jpg")
 
 
+#: Exact-value and definition tests compile in f32: a CPU with AMX (or AVX512-BF16) computes in bf16
+#: by default, which rounds 1.0 to 1.0009765625 and a small map difference into noise.
+F32 = {"INFERENCE_PRECISION_HINT": "f32"}
+
+
+def compile_f32(model, device: str = "CPU"):
+    """``model`` compiled in f32, whatever the CPU would choose by default."""
+    import openvino as ov
+
+    return ov.Core().compile_model(model, device, F32)
+
+
 def identity_model(shape: list[int]):
     """A graph whose output is its float input: embedding preprocessing into it exposes the tensor."""
     import openvino as ov

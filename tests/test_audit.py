@@ -82,10 +82,12 @@ def test_audit_of_the_bundled_photos(explainer, photos_dir, tmp_path):
         assert raw.shape == (7, 7) and raw.dtype == np.float32
         assert (out / row["rgba_path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert row["method"] == "reciprocam" and row["mode"] == "whitebox" and row["device"] == "CPU"
+        assert row["precision"] == "f32"  # pinned by default: these cases hold on every CPU
     with open(out / "manifest.csv", newline="") as handle:
         csv_rows = list(csv.DictReader(handle))
     assert len(csv_rows) == len(rows) == 10 and csv_rows[0]["overlay_path"] == rows[0]["overlay_path"]
     summary_file = json.loads((out / "summary.json").read_text())
+    assert summary.precision == summary_file["precision"] == "f32"
     assert summary_file["cases"] == summary.cases and summary_file["confusion"]["tabby"] == {"tiger cat": 1}
     assert summary_file["per_class"]["espresso"] == {"images": 1, "True_positive_high_confidence": 1, "correct": 1}
     for case in summary.cases:

@@ -38,8 +38,8 @@ def test_predict_bundled_photos(run, photos_dir):
     result = run("predict", photos_dir / "coffee.jpg", photos_dir / "camera.jpg", "-k", "2")
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0].endswith("coffee.jpg  [CPU]") and "1. espresso" in lines[1]
-    assert lines[3].endswith("camera.jpg  [CPU]") and "1. tripod" in lines[4]
+    assert lines[0].endswith("coffee.jpg  [CPU f32]") and "1. espresso" in lines[1]
+    assert lines[3].endswith("camera.jpg  [CPU f32]") and "1. tripod" in lines[4]
     assert len(lines) == 6
 
 

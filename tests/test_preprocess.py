@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import identity_model
+from conftest import compile_f32, identity_model
 from ov_explain.errors import PreprocessError
 from ov_explain.preprocess import Geometry, PreprocessSpec, load_preprocess_function, read_spec_from_model, \
     run_custom
@@ -145,7 +145,7 @@ def test_embedded_graph_matches_numpy(resize, interpolation, layout, color, chel
     shape = [1, 3, 96, 128] if layout == "NCHW" else [1, 96, 128, 3]
     embedded = spec.embed(identity_model(shape))
     host_input, host_geometry = spec.embedded_input(chelsea_rgb)
-    got = ov.Core().compile_model(embedded, "CPU")(host_input[None])[0][0]
+    got = compile_f32(embedded)(host_input[None])[0][0]
     expected, geometry = spec(chelsea_rgb)
     assert got.shape == expected.shape
     # Graph and OpenCV resizes may round a pixel to the neighbouring grey level: at most 1 / std.

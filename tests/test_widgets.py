@@ -68,7 +68,7 @@ def test_black_box_waits_for_the_button_then_runs_in_the_background(explorer):
     explorer.method.value = "aise"
     assert "press <b>Explain</b>" in explorer.status.value
     explorer.explain(wait=True)
-    assert "<b>aise</b> (blackbox) on <b>CPU</b> for <b>espresso</b>" in explorer.status.value
+    assert "<b>aise</b> (blackbox) on <b>CPU</b> in f32 for <b>espresso</b>" in explorer.status.value
     assert explorer.progress.value == 1.0 and explorer.cancel_button.disabled
     explorer.method.value = "reciprocam"
 

@@ -93,7 +93,7 @@ class SaliencyMap:
 
 @dataclass
 class Explanation:
-    """Maps for one image plus where they came from: method, mode, layer, device, inferences, time."""
+    """Maps for one image plus where they came from: method, mode, layer, device, precision, inferences, time."""
 
     source: str
     image_size: tuple[int, int]
@@ -107,6 +107,7 @@ class Explanation:
     inferences: int = 0
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: Geometry | None = field(default=None, repr=False)
+    precision: str = "unknown"  # the working precision the maps were computed in (f32, bf16, f16)
 
     def __post_init__(self) -> None:
         if self.mode not in ("whitebox", "blackbox"):
@@ -125,7 +126,7 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "image_size": list(self.image_size), "method": self.method,
                 "mode": self.mode, "backend": self.backend, "target_layer": self.target_layer,
-                "device": self.device, "inferences": self.inferences,
+                "device": self.device, "precision": self.precision, "inferences": self.inferences,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
                 "prediction": self.prediction.to_dict(),
                 "maps": [{"target": m.target, "name": m.name,

@@ -9,7 +9,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ..devices import ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
+from ..devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
 from ..model import Classifier, ImageInput, Prediction
 from ..preprocess import Geometry
 from . import blackbox
@@ -104,29 +104,33 @@ class Explainer:
             self._xai_compiled = self.classifier.compiled
             self._xai_requests = ThreadRequests(self._xai_compiled)
             self._xai_outputs = _xai_output_indices(self._xai_compiled)
-            self._xai_device = self.classifier.device
+            self._xai_device, self._xai_precision = self.classifier.device, self.classifier.precision
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
             return method or (info["method"] if info.get("method") in METHODS else "reciprocam")
         xai = build_xai_model(self.classifier.model, self.classifier.output_port, method,
                               target_layer=target_layer, shortcut=shortcut)
-        info_compiled = compile_with_fallback(self.classifier.core, xai.model, self.classifier.compile_info.device,
-                                              hint=self.classifier.hint,
-                                              cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
+        info_compiled = self._compile_like_classifier(xai.model, self.classifier.hint)
         self._xai_compiled = info_compiled.compiled
         self._xai_requests = ThreadRequests(self._xai_compiled)
         self._xai_outputs = _xai_output_indices(self._xai_compiled)
         self._xai_device = ",".join(info_compiled.execution_devices)
+        self._xai_precision = info_compiled.precision
         self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
         return xai.method
 
     def _prepare_blackbox(self) -> None:
         # A THROUGHPUT-compiled copy: many masked inputs in flight keep every core or stream busy.
-        compiled = compile_with_fallback(self.classifier.core, self.classifier.model,
-                                         self.classifier.compile_info.device, hint="THROUGHPUT",
-                                         cache_dir=self.classifier.compile_info.config.get("CACHE_DIR"))
+        compiled = self._compile_like_classifier(self.classifier.model, "THROUGHPUT")
         self._blackbox_compiled = compiled.compiled
         self._blackbox_device = ",".join(compiled.execution_devices)
+        self._blackbox_precision = compiled.precision
         self._requests = optimal_requests(compiled.compiled)
+
+    def _compile_like_classifier(self, model: Any, hint: str) -> CompiledModel:
+        """Compile on the classifier's device, in the precision it was asked for, with its cache."""
+        info = self.classifier.compile_info
+        return compile_with_fallback(self.classifier.core, model, info.device, hint=hint,
+                                     cache_dir=info.config.get("CACHE_DIR"), precision=info.requested_precision)
 
     @property
     def parallel_requests(self) -> int:
@@ -136,6 +140,23 @@ class Explainer:
     @property
     def device(self) -> str:
         return self._xai_device if self.mode == "whitebox" else self._blackbox_device
+
+    @property
+    def precision(self) -> str:
+        """The working precision the maps are computed in, as the compiled model reports it."""
+        return self._xai_precision if self.mode == "whitebox" else self._blackbox_precision
+
+    def close(self) -> None:
+        """Release this thread's infer request now rather than at interpreter shutdown (the classifier,
+        which others may share, is closed by its owner)."""
+        if self.mode == "whitebox":
+            self._xai_requests.close()
+
+    def __enter__(self) -> "Explainer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
 
     # ----- explain ----------------------------------------------------------------------------------
     def explain(self, images: ImageInput | Sequence[ImageInput], targets: TargetChoice = "predicted", *,
@@ -212,7 +233,8 @@ class Explainer:
             timings = {"preprocess": prep_ms, "infer": infer_ms,
                        "postprocess": (time.perf_counter() - post_started) * 1000}
             results.append(Explanation(source, geometry.original_size, prediction, saliency, self.method,
-                                       "whitebox", self.device, self.target_layer, "native", 1, timings, geometry))
+                                       "whitebox", self.device, self.target_layer, "native", 1, timings, geometry,
+                                       self.precision))
         return results
 
     def _maps_for(self, maps: np.ndarray, chosen: list[int], probabilities: np.ndarray,
@@ -245,7 +267,7 @@ class Explainer:
                    "explain": (explained - predicted) * 1000,
                    "postprocess": (time.perf_counter() - explained) * 1000}
         return Explanation(source, geometry.original_size, prediction, saliency, self.method, "blackbox",
-                           self.device, None, "native", score.calls + 1, timings, geometry)
+                           self.device, None, "native", score.calls + 1, timings, geometry, self.precision)
 
     def _run_blackbox(self, score: blackbox.ScoreFunction, tensor: np.ndarray, layout: str, chosen: list[int],
                       progress: blackbox.Progress | None) -> np.ndarray:

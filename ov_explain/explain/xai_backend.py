@@ -13,6 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..devices import compile_with_fallback
 from ..model import Classifier, ImageInput
 from .base import ExplainError, Explanation, SaliencyMap, Targets, as_image_list, check_mode, select_targets, \
     to_original
@@ -66,6 +67,26 @@ class XaiBackendExplainer:
             explain_method=getattr(xai.Method, _METHODS[method]), target_layer=target_layer,
             embed_scaling=False, device_name="CPU")
         self.device = "CPU"
+        self.precision = self._recompile_in(classifier.requested_precision)
+
+    def _recompile_in(self, precision: str) -> str:
+        """Compile openvino-xai's model again in ``precision``: the library compiles with no properties,
+        which is bf16 on CPUs with AMX, so parity with the native (f32) maps would depend on the CPU.
+
+        openvino-xai 1.1 keeps its model and compiled model on ``method._model`` / ``_model_compiled``
+        (the version the ``xai`` extra pins); returns the precision that executes.
+        """
+        method = getattr(self._xai, "method", None)
+        if method is None or not hasattr(method, "_model_compiled") or getattr(method, "_model", None) is None:
+            raise ExplainError("backend 'openvino-xai': this openvino-xai version keeps its compiled model "
+                               "elsewhere; install the version the xai extra pins (1.1.0)")
+        compiled = compile_with_fallback(self.classifier.core, method._model, "CPU", cache_dir=None,
+                                         precision=precision)
+        method._model_compiled = compiled.compiled
+        return compiled.precision
+
+    def close(self) -> None:
+        """Nothing of ours to release: openvino-xai owns its requests."""
 
     def _preprocess(self, image: np.ndarray) -> np.ndarray:
         return self.classifier.prepare(image)[0][None]
@@ -105,5 +126,6 @@ class XaiBackendExplainer:
             prediction.source = str(image) if not isinstance(image, np.ndarray) else "<array>"
             results.append(Explanation(prediction.source, geometry.original_size, prediction, saliency, self.method,
                                        self.mode, self.device, self.target_layer, self.backend, 0,
-                                       {"total": (time.perf_counter() - started) * 1000}, geometry))
+                                       {"total": (time.perf_counter() - started) * 1000}, geometry,
+                                       self.precision))
         return results[0] if single else results

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import save_model, tiny_vit
+from conftest import compile_f32, save_model, tiny_vit
 from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model
 from ov_explain.explain.base import ExplainError
@@ -30,7 +30,7 @@ def vit_classifier(tmp_path, **options) -> Classifier:
 def compile_and_run(model, batch):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(model, "CPU")
+    compiled = compile_f32(model)
     outputs = compiled(batch)
     return [np.asarray(outputs[o]) for o in compiled.outputs]
 

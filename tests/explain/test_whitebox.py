@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from conftest import save_model, tiny_classifier_model, tiny_cnn
+from conftest import compile_f32, save_model, tiny_classifier_model, tiny_cnn
 from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model, find_target_layer
 from ov_explain.errors import LabelsError
@@ -19,7 +19,7 @@ LAST_LAYER = "__module._swish/aten::hardtanh/Clamp_1"
 def run(xai, batch):
     import openvino as ov
 
-    compiled = ov.Core().compile_model(xai.model, "CPU")
+    compiled = compile_f32(xai.model)
     outputs = compiled(batch)
     return np.asarray(outputs[compiled.outputs[0]]), np.asarray(outputs[compiled.output("saliency_map")])
 
@@ -71,7 +71,7 @@ def test_mosaic_cell_map_is_the_head_on_that_cell_alone():
     # Recompute by hand: features from a model cut at the target layer, head applied per cell in numpy.
     target = find_target_layer(model)
     features_model = ov.Model([target.node.output(0)], model.get_parameters())
-    features = ov.Core().compile_model(features_model, "CPU")(batch)[0]  # (2, 16, 4, 4)
+    features = compile_f32(features_model)(batch)[0]  # (2, 16, 4, 4)
     nodes = {n.get_type_name(): n for n in model.get_ordered_ops()}
     hidden = [n for n in model.get_ordered_ops() if n.get_type_name() == "MatMul"]
     w1 = hidden[0].input_value(1).get_node().get_data()
@@ -95,7 +95,7 @@ def test_activation_map_is_the_channel_mean():
     batch = random_images("NCHW", n=2)
     _, maps = run(build_xai_model(model, model.outputs[0], "activationmap"), batch)
     target = find_target_layer(model)
-    features = ov.Core().compile_model(ov.Model([target.node.output(0)], model.get_parameters()), "CPU")(batch)[0]
+    features = compile_f32(ov.Model([target.node.output(0)], model.get_parameters()))(batch)[0]
     np.testing.assert_allclose(maps[:, 0], features.mean(axis=1), rtol=1e-5, atol=1e-6)
 
 
