@@ -24,6 +24,21 @@ def ground_truth(photos_dir: Path) -> dict[str, str]:
         return {row["path"]: row["label"] for row in csv.DictReader(handle)}
 
 
+@pytest.fixture
+def run(monkeypatch, tmp_path):
+    """``run("predict", path, ...)``: the ov-explain CLI in-process, with its own model cache."""
+    from click.testing import CliRunner
+
+    from ov_explain.cli import main
+
+    monkeypatch.setenv("OV_EXPLAIN_CACHE_DIR", str(tmp_path / "cache"))
+
+    def invoke(*args: str):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    return invoke
+
+
 @pytest.fixture(scope="session")
 def classifier():
     """The bundled EfficientNet-Lite0 on CPU, compiled once for the whole session (no disk cache)."""

@@ -5,19 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
-
-from ov_explain.cli import main
-
-
-@pytest.fixture
-def run(monkeypatch, tmp_path):
-    monkeypatch.setenv("OV_EXPLAIN_CACHE_DIR", str(tmp_path / "cache"))
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def test_devices_lists_cpu_and_auto_choice(run):

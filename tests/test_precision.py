@@ -8,10 +8,8 @@ import logging
 
 import openvino as ov
 import pytest
-from click.testing import CliRunner
 
 from ov_explain import Classifier
-from ov_explain.cli import main
 from ov_explain.devices import default_precision
 from ov_explain.explain import Explainer
 
@@ -44,16 +42,6 @@ class F32OnlyCore:
 
     def compile_model(self, model, device: str, config: dict):
         return self._core.compile_model(model, device, {"INFERENCE_PRECISION_HINT": "f32", **config})
-
-
-@pytest.fixture
-def run(monkeypatch, tmp_path):
-    monkeypatch.setenv("OV_EXPLAIN_CACHE_DIR", str(tmp_path / "cache"))
-
-    def invoke(*args: str):
-        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
-
-    return invoke
 
 
 def test_results_record_f32_by_default(classifier, photos_dir):
