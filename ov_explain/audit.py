@@ -23,7 +23,6 @@ import io
 import json
 import logging
 import os
-import shutil
 import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -44,7 +43,9 @@ from .explain.explainer import Explainer
 from .grids import Tile, grid_png, thumbnail
 from .images import read_image
 from .naming import file_labels, format_name, unique_stems
-from .storage import JsonlLog, atomic_write_bytes, atomic_write_text, read_jsonl, remove_temp_files, write_jsonl
+from .naming import parse_name
+from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_bytes, atomic_write_text, read_jsonl, \
+    remove_temp_files, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -142,11 +143,20 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     if resolver is None:
         resolver = LabelResolver(classifier.labels, classifier.num_classes)
     settings = _settings(explainer, options, resolver, extra_settings or {})
-    _prepare_out_dir(out, settings, restart)
     universe = list(all_samples) if all_samples is not None else list(samples)
     stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
                                                              [s.path.stem for s in universe])))
-    done = _recover(out, {s.key for s in samples})
+    _make_out_dir(out)
+    with FolderLock(out, "audit"):
+        return _run_locked(samples, explainer, out, settings, stems, resolver, options, restart, progress)
+
+
+def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, settings: dict[str, Any],
+                stems: dict[str, str], resolver: LabelResolver, options: AuditOptions, restart: bool,
+                progress: Progress | None) -> AuditSummary:
+    """The audit proper, while this process holds the output folder's lock."""
+    _prepare_out_dir(out, settings, restart, set(stems.values()))
+    done = _recover(out, {s.key for s in samples}, set(stems.values()))
     todo = [s for s in samples if s.key not in done]
     logger.info("audit: %d images, %d already done, %d to do", len(samples), len(samples) - len(todo), len(todo))
     worker = _ImageWorker(explainer, resolver, options, out, stems)
@@ -199,7 +209,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
 
     options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
                            save_rgba=save_rgba, grids=grids, report=report, workers=workers)
-    everything = read_dataset(dataset, kind=kind)
+    everything = read_dataset(dataset, kind=kind, exclude=out_dir)  # never audit our own overlays
     chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
     classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
                             hint="THROUGHPUT", cache_dir=cache_dir, precision=precision)
@@ -372,9 +382,21 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool) -> None:
+def _make_out_dir(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise AuditError(f"{out}: output path exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AuditError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
+
+
+#: Files an audit writes at the top of its folder (besides the case folders and grids/).
+_TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT)
+_MAP_EXTENSIONS = (".jpg", ".npy", ".rgba.png")
+
+
+def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool, stems: set[str]) -> None:
     settings_path = out / SETTINGS_FILE
     if settings_path.exists():
         try:
@@ -387,28 +409,82 @@ def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool) -> None
             raise AuditError(f"{out}: holds an audit with different settings ({', '.join(changed)}); "
                              "use another output folder, or restart to start over")
         if restart:
-            _clear(out)
-    elif out.exists() and any(out.iterdir()) and not restart:
+            _clear(out, stems)
+    elif any(p.name != LOCK_FILE for p in out.iterdir()):
+        # --restart replaces an audit; it never empties a folder of someone else's files.
         raise AuditError(f"{out}: folder is not empty and holds no audit; choose an empty or new folder")
-    out.mkdir(parents=True, exist_ok=True)
     if not (out / SETTINGS_FILE).exists():
         atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
 
 
-def _clear(out: Path) -> None:
-    """Remove what an audit writes (only that: the folder may hold other things of the user's)."""
+def _is_ours(case: str, path: Path, listed: set[str], stems: set[str]) -> bool:
+    """Whether a file in a case folder was written by an audit of this dataset.
+
+    Listed in the manifest, or (a killed run's file whose row never made it) a structured map name
+    of one of the dataset's stems. Anything else is the user's and is left alone.
+    """
+    if f"{case}/{path.name}" in listed:
+        return True
+    if not path.is_file() or not path.name.endswith(_MAP_EXTENSIONS):
+        return False
+    try:
+        return parse_name(path.name).stem in stems
+    except ValueError:
+        return False
+
+
+def _remove_ours(out: Path, keep: set[str], listed: set[str], stems: set[str]) -> tuple[int, list[str]]:
+    """Delete the audit's map files in case folders except ``keep``; returns (removed, foreign files)."""
+    removed, foreign = 0, []
     for case in CASES:
-        shutil.rmtree(out / case, ignore_errors=True)
-    shutil.rmtree(out / GRIDS, ignore_errors=True)
-    for name in (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT):
+        folder = out / case
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            relative = f"{case}/{path.name}"
+            if relative in keep:
+                continue
+            if _is_ours(case, path, listed, stems):
+                path.unlink()
+                removed += 1
+            else:
+                foreign.append(relative)
+    return removed, foreign
+
+
+def _listed(rows: Iterable[dict[str, Any]]) -> set[str]:
+    """The map files (relative paths) that manifest rows name."""
+    return {row[k] for row in rows for k in ("overlay_path", "raw_path", "rgba_path") if row.get(k)}
+
+
+def _mention_foreign(out: Path, foreign: list[str]) -> None:
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        logger.warning("%s: left %d file(s) that are not the audit's alone: %s", out, len(foreign), shown)
+
+
+def _clear(out: Path, stems: set[str]) -> None:
+    """Remove what the audit in ``out`` wrote, and only that: the folder may hold the user's files."""
+    remove_temp_files(out)
+    _, foreign = _remove_ours(out, set(), _listed(read_jsonl(out / MANIFEST)), stems)
+    for case in CASES:
+        (out / GRIDS / f"{case}.png").unlink(missing_ok=True)
+    if (out / GRIDS).is_dir():
+        foreign += sorted(f"{GRIDS}/{p.name}" for p in (out / GRIDS).iterdir())
+    for folder in [out / case for case in CASES] + [out / GRIDS]:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    for name in _TOP_FILES:
         (out / name).unlink(missing_ok=True)
+    _mention_foreign(out, foreign)
     logger.info("%s: previous audit removed (restart)", out)
 
 
-def _recover(out: Path, selected: set[str]) -> set[str]:
+def _recover(out: Path, selected: set[str], stems: set[str]) -> set[str]:
     """Keys already done; repairs what a killed run left: torn rows, half-written images, temp files.
 
-    Errors of selected images are dropped so they are tried again.
+    Errors of selected images are dropped so they are tried again. Files in the folder that the
+    audit did not write are left alone.
     """
     removed = remove_temp_files(out)
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -421,16 +497,9 @@ def _recover(out: Path, selected: set[str]) -> set[str]:
     if (out / MANIFEST).exists() and (kept_lines != lines or _has_torn_tail(out / MANIFEST)):
         write_jsonl(out / MANIFEST, (row for rows in complete.values() for row in rows))
         logger.warning("%s: repaired the manifest of an interrupted run", out / MANIFEST)
-    referenced = {row[k] for rows in complete.values() for row in rows
-                  for k in ("overlay_path", "raw_path", "rgba_path") if row.get(k)}
-    orphans = 0
-    for case in CASES:
-        folder = out / case
-        if folder.is_dir():
-            for path in folder.iterdir():
-                if f"{case}/{path.name}" not in referenced:
-                    path.unlink()
-                    orphans += 1
+    orphans, foreign = _remove_ours(out, _listed(r for rows in complete.values() for r in rows),
+                                    _listed(r for rows in by_key.values() for r in rows), stems)
+    _mention_foreign(out, foreign)
     errors = list(read_jsonl(out / ERRORS))
     kept_errors = [e for e in errors if e.get("key") not in selected and e.get("key") not in complete]
     if len(kept_errors) != len(errors) or _has_torn_tail(out / ERRORS):

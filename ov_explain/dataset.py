@@ -39,15 +39,18 @@ class Sample:
     key: str
 
 
-def read_dataset(source: str | os.PathLike, *, kind: str = "auto") -> list[Sample]:
+def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
+                 exclude: str | os.PathLike | None = None) -> list[Sample]:
     """Every sample of a dataset, in a stable order.
 
     ``kind``: ``folders`` (``ROOT/<label>/<image>``), ``csv`` (columns ``path,label``), ``jsonl``
     (objects with ``path`` and ``label``), ``unlabeled`` (every image under the folder) or ``auto``:
     a .csv / .jsonl file by its suffix; a folder with images directly inside is unlabeled, a folder
-    of sub-folders is class folders.
+    of sub-folders is class folders. A folder walk skips ``exclude`` (an audit's output folder inside
+    the dataset: its overlays are not the dataset's images, nor is it a class).
     """
     source = Path(source)
+    skip = Path(exclude).resolve() if exclude is not None else None
     if kind not in KINDS:
         raise DatasetError(f"dataset kind must be one of {list(KINDS)}, got {kind!r}")
     if not source.exists():
@@ -61,7 +64,7 @@ def read_dataset(source: str | os.PathLike, *, kind: str = "auto") -> list[Sampl
     else:
         if not source.is_dir():
             raise DatasetError(f"{source}: expected a folder")
-        samples = _read_folders(source) if kind == "folders" else _read_unlabeled(source)
+        samples = _read_folders(source, skip) if kind == "folders" else _read_unlabeled(source, skip)
     if not samples:
         raise DatasetError(f"{source}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
     logger.info("%s: %d images (%s)", source, len(samples), kind)
@@ -174,17 +177,22 @@ def _detect_kind(source: Path) -> str:
     return "folders"
 
 
-def _read_folders(root: Path) -> list[Sample]:
+def _outside(path: Path, skip: Path | None) -> bool:
+    return skip is None or not path.resolve().is_relative_to(skip)
+
+
+def _read_folders(root: Path, skip: Path | None = None) -> list[Sample]:
     samples = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and _is_image(p)):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and _outside(p, skip)):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and _is_image(p) and _outside(p, skip)):
             samples.append(Sample(path, folder.name, path.relative_to(root).as_posix()))
     return samples
 
 
-def _read_unlabeled(root: Path) -> list[Sample]:
+def _read_unlabeled(root: Path, skip: Path | None = None) -> list[Sample]:
     return [Sample(p, None, p.relative_to(root).as_posix())
-            for p in sorted(p for p in root.rglob("*") if p.is_file() and _is_image(p))]
+            for p in sorted(p for p in root.rglob("*") if p.is_file() and _is_image(p) and _outside(p, skip))]
 
 
 def _entry(base: Path, path_text: str, label: object, where: str) -> Sample:

@@ -2,15 +2,63 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import logging
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from .errors import OvExplainError
+
 logger = logging.getLogger(__name__)
 
 TEMP_SUFFIX = ".ov-explain-tmp"
+LOCK_FILE = ".ov-explain.lock"
+
+
+class FolderBusyError(OvExplainError):
+    """Another run holds the output folder's lock."""
+
+
+class FolderLock:
+    """An exclusive lock on an output folder for one run: a second writer is refused, not interleaved.
+
+    ``flock`` locks die with their process, so a lock file left by a killed run is no obstacle; the
+    file holds the holder's PID so the refusal can name it. The file stays (removing it would let a
+    third run lock a new file while the second still waits on the old one).
+    """
+
+    def __init__(self, folder: Path, what: str = "audit") -> None:
+        self.folder, self.what = Path(folder), what
+        self._handle: Any = None
+
+    def __enter__(self) -> "FolderLock":
+        path = self.folder / LOCK_FILE
+        handle = open(path, "a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK):
+                handle.close()
+                raise
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise FolderBusyError(f"{self.folder}: another ov-explain {self.what} (PID {holder}) is writing "
+                                  "there; wait for it to finish or choose another output folder") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing releases the lock
+            self._handle = None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -39,6 +39,22 @@ def run(monkeypatch, tmp_path):
     return invoke
 
 
+@pytest.fixture
+def photo_copies(tmp_path: Path, photos_dir: Path, ground_truth: dict[str, str]):
+    """``photo_copies(n)``: a class-folder dataset of the 7 photos, ``n`` times each (named by label)."""
+    import shutil
+
+    def make(times: int) -> Path:
+        root = tmp_path / f"copies_{times}"
+        for name, label in ground_truth.items():
+            (root / label).mkdir(parents=True, exist_ok=True)
+            for i in range(times):
+                shutil.copy(photos_dir / name, root / label / f"{Path(name).stem}_{i}.jpg")
+        return root
+
+    return make
+
+
 @pytest.fixture(scope="session")
 def classifier():
     """The bundled EfficientNet-Lite0 on CPU, compiled once for the whole session (no disk cache)."""

@@ -38,14 +38,9 @@ def files_under(root: Path) -> set[str]:
 
 
 @pytest.fixture
-def copies(tmp_path: Path, photos_dir: Path, ground_truth: dict[str, str]) -> Path:
+def copies(photo_copies) -> Path:
     """The 7 photos, 6 times each, in class folders named by label (42 images)."""
-    root = tmp_path / "copies"
-    for name, label in ground_truth.items():
-        (root / label).mkdir(parents=True)
-        for i in range(6):
-            shutil.copy(photos_dir / name, root / label / f"{Path(name).stem}_{i}.jpg")
-    return root
+    return photo_copies(6)
 
 
 @pytest.mark.slow
