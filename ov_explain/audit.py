@@ -163,6 +163,8 @@ def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, sett
     started = time.perf_counter()
     workers = options.workers or _default_workers(explainer)
     finished = 0
+    if progress is not None:
+        progress(0, len(todo))  # the total and ETA show from the start
     with JsonlLog(out / MANIFEST) as manifest, JsonlLog(out / ERRORS) as errors, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ov-explain-audit") as pool:
         window: deque[Future] = deque()
@@ -211,16 +213,38 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
                            save_rgba=save_rgba, grids=grids, report=report, workers=workers)
     everything = read_dataset(dataset, kind=kind, exclude=out_dir)  # never audit our own overlays
     chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
+    if not chosen:
+        known = sorted({s.label for s in everything if s.label is not None})
+        raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample (dataset labels: "
+                         f"{', '.join(known[:10]) or 'none'}{', ...' if len(known) > 10 else ''})")
     classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
                             hint="THROUGHPUT", cache_dir=cache_dir, precision=precision)
     if label_map is None and any(s.label is not None for s in chosen):
         label_map = default_label_map(classifier.files.model)
     mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
     resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
+    _check_labels(dataset, chosen, resolver)
     with classifier, Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
                                seed=seed) as explainer:
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
                          progress=progress, all_samples=everything)
+
+
+def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolver) -> None:
+    """Refuse before any image when no dataset label names a class of the model (some bad labels
+    only become error rows): typically id folders (n01440764) without a label map."""
+    labels = sorted({s.label for s in samples if s.label is not None})
+    failures = []
+    for label in labels:
+        try:
+            resolver(label)
+        except OvExplainError as exc:
+            failures.append(str(exc))
+        else:
+            return
+    if failures:
+        raise AuditError(f"{dataset}: none of its {len(labels)} labels is a class of the model ({failures[0]}); "
+                         "if the labels are ids (such as WordNet synsets), pass --label-map FILE")
 
 
 def _record(result: dict[str, Any], manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
@@ -490,8 +514,9 @@ def _recover(out: Path, selected: set[str], stems: set[str]) -> set[str]:
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     lines = 0
     for row in read_jsonl(out / MANIFEST):
-        by_key[row["key"]].append(row)
         lines += 1
+        if isinstance(row, dict) and isinstance(row.get("key"), str):  # a damaged row is dropped, and redone
+            by_key[row["key"]].append(row)
     complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0].get("targets_total")}
     kept_lines = sum(len(rows) for rows in complete.values())
     if (out / MANIFEST).exists() and (kept_lines != lines or _has_torn_tail(out / MANIFEST)):

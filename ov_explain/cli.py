@@ -69,11 +69,12 @@ def devices(as_json: bool, priority: str) -> None:
     core = _core()
     found = discover(core)
     order = tuple(p.strip().upper() for p in priority.split(",") if p.strip())
+    if not order:
+        _fail(f"--priority {priority!r}: expected device names such as NPU,GPU,CPU")
     try:
         choice = auto_choice(core, order)
     except OvExplainError as exc:
-        choice = None
-        logger.warning("%s", exc)
+        _fail(f"--priority {priority}: {exc}")
     cache = default_cache_dir()
     if as_json:
         click.echo(json.dumps({"devices": [d.to_dict() for d in found], "auto_priority": list(order),
@@ -218,6 +219,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     import numpy as np
 
     from .explain import create_explainer
+    from .explain.base import select_targets
     from .images import read_image
     from .naming import safe_component
     from .render import COLORMAPS, encode_jpeg, overlay
@@ -232,7 +234,17 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     except OvExplainError as exc:
         _fail(str(exc))
     wanted = _parse_targets(targets)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not isinstance(wanted, str):  # class names and indices are checked once, before any image
+        try:
+            select_targets(wanted, np.zeros(classifier.num_classes, np.float32), classifier.labels)
+        except OvExplainError as exc:
+            _fail(f"--targets: {exc}")
+    if out_dir.exists() and not out_dir.is_dir():
+        _fail(f"--out {out_dir}: exists and is not a folder; give a folder for the overlays")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})")
     report, errors, used_stems = [], [], set()
     for path in images:
         try:

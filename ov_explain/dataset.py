@@ -13,9 +13,10 @@ import logging
 import os
 import random
 import re
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 from .errors import LabelsError, OvExplainError
 from .labels import read_text, resolve_class
@@ -205,7 +206,7 @@ def _entry(base: Path, path_text: str, label: object, where: str) -> Sample:
 
 
 def _read_csv(path: Path) -> list[Sample]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:
+    with _utf8(path), open(path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         fields = [f.strip().lower() for f in reader.fieldnames or []]
         if "path" not in fields:
@@ -218,7 +219,7 @@ def _read_csv(path: Path) -> list[Sample]:
 
 def _read_jsonl(path: Path) -> list[Sample]:
     samples = []
-    with open(path, encoding="utf-8") as handle:
+    with _utf8(path), open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, 1):
             if not line.strip():
                 continue
@@ -230,6 +231,16 @@ def _read_jsonl(path: Path) -> list[Sample]:
                 raise DatasetError(f"{path}:{number}: expected an object with 'path' and 'label'")
             samples.append(_entry(path.parent, str(row["path"]).strip(), row.get("label"), f"{path}:{number}"))
     return _check_unique(samples, path)
+
+
+@contextmanager
+def _utf8(path: Path) -> Iterator[None]:
+    """Turn a decoding error while reading ``path`` into one line naming the file and the byte."""
+    try:
+        yield
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); "
+                           "save the list as UTF-8") from None
 
 
 def _check_unique(samples: list[Sample], path: Path) -> list[Sample]:

@@ -26,6 +26,8 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
     images are scaled to 8 bits, CMYK JPEGs are converted by the decoder.
     """
     path = Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():  # a FIFO or device would block or never end
+        raise ImageReadError(f"{path}: not a regular file (a pipe or device), expected an image file")
     try:
         data = np.fromfile(path, dtype=np.uint8)
     except FileNotFoundError:

@@ -55,12 +55,21 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> 
     summary_path = out / SUMMARY
     if not (out / MANIFEST).exists() or not summary_path.exists():
         raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
+    if not isinstance(summary, dict):
+        raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
     rows_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in read_jsonl(out / MANIFEST):
-        rows_by_key[row["key"]].append(row)
-    items = [_item(out, sorted(rows, key=lambda r: r["target_rank"]), thumbnail_size)
-             for rows in rows_by_key.values()]
+    try:
+        for row in read_jsonl(out / MANIFEST):
+            rows_by_key[row["key"]].append(row)
+        items = [_item(out, sorted(rows, key=lambda r: r["target_rank"]), thumbnail_size)
+                 for rows in rows_by_key.values()]
+    except (KeyError, TypeError) as exc:
+        raise ReportError(f"{out / MANIFEST}: a row lacks {exc} or is not an object; run the audit again "
+                          "(it repairs the manifest) or restart it") from None
     items.sort(key=lambda i: (-i.confidence, i.key))
     by_case = {case: [i for i in items if i.case == case] for case in CASES}
     errors = list(read_jsonl(out / ERRORS))

@@ -1,0 +1,117 @@
+"""Hostile input gets one line naming the file or value and the documented exit status, before any
+image is processed where it is a setup error; never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from ov_explain.audit import audit
+
+
+def broken_summary(out: Path) -> None:
+    (out / "summary.json").write_text("{ not json")
+
+
+def row_without_keys(out: Path) -> None:
+    with open(out / "manifest.jsonl", "a", encoding="utf-8") as handle:
+        handle.write(json.dumps({"key": "x.jpg", "case": "True_positive_high_confidence"}) + "\n")
+
+
+@pytest.fixture
+def finished_audit(run, photos_dir, tmp_path) -> Path:
+    out = tmp_path / "audit"
+    csv = tmp_path / "two.csv"
+    csv.write_text(f"path,label\n{photos_dir / 'coffee.jpg'},espresso\n{photos_dir / 'camera.jpg'},tripod\n")
+    assert run("audit", csv, "--out", out, "--no-grids").exit_code == 0
+    return out
+
+
+@pytest.mark.parametrize("damage, message", [
+    (broken_summary, "summary.json: damaged ("),
+    (row_without_keys, "manifest.jsonl: a row lacks 'target_rank' or is not an object"),
+])
+def test_report_on_a_damaged_audit_is_one_line(run, finished_audit, damage, message):
+    damage(finished_audit)
+    result = run("report", finished_audit)
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_a_damaged_manifest_row_is_redone_on_resume(run, finished_audit, tmp_path):
+    row_without_keys(finished_audit)
+    result = run("audit", tmp_path / "two.csv", "--out", finished_audit, "--no-grids")
+    assert result.exit_code == 0 and "2 resumed" in result.output
+
+
+def test_a_list_that_is_not_utf8_is_one_line(run, photos_dir, tmp_path):
+    listing = tmp_path / "latin1.csv"
+    listing.write_bytes(f"path,label\n{photos_dir / 'coffee.jpg'},caf\xe9\n".encode("latin-1"))
+    result = run("audit", listing, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {listing}: not UTF-8 text (byte 0xe9 at offset "
+                                     f"{listing.read_bytes().index(0xe9)}); save the list as UTF-8")
+
+
+def test_explain_into_an_existing_file_is_one_line(run, photos_dir, tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("mine")
+    result = run("explain", photos_dir / "coffee.jpg", "--out", target)
+    assert result.exit_code == 2 and target.read_text() == "mine"
+    assert result.output.strip() == f"error: --out {target}: exists and is not a folder; give a folder for the overlays"
+
+
+def test_unknown_targets_are_one_usage_error_before_any_image(run, photos_dir, tmp_path):
+    images = [photos_dir / n for n in ("coffee.jpg", "camera.jpg", "chelsea.jpg")]
+    result = run("explain", *images, "--targets", "unicorn", "--out", tmp_path / "maps")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --targets: ") and "unicorn" in lines[0]
+    assert not (tmp_path / "maps").exists()
+
+
+def test_predict_on_a_fifo_does_not_hang(run, photos_dir, tmp_path):
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    result = run("predict", fifo, photos_dir / "coffee.jpg")
+    assert result.exit_code == 1
+    assert f"error: {fifo}: not a regular file (a pipe or device), expected an image file" in result.output
+    assert "1. espresso" in result.output
+
+
+def test_id_folders_without_a_label_map_are_refused_with_the_hint(run, photos_dir, tmp_path):
+    root = tmp_path / "ids"
+    for folder, photo in (("n0001", "coffee.jpg"), ("n0002", "camera.jpg")):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(photos_dir / photo, root / folder / photo)
+    result = run("audit", root, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    line = result.output.strip()
+    assert line.startswith(f"error: {root}: none of its 2 labels is a class of the model (label 'n0001'")
+    assert line.endswith("pass --label-map FILE") and "\n" not in line
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*/*.jpg"))
+
+
+def test_classes_matching_nothing_are_refused(run, photos_dir, tmp_path):
+    result = run("audit", photos_dir / "ground_truth.csv", "--out", tmp_path / "out", "--classes", "unicorn")
+    assert result.exit_code == 2
+    assert "no image is left after --classes/--limit/--sample (dataset labels: " in result.output
+    assert "espresso" in result.output
+
+
+@pytest.mark.parametrize("priority", ["FOO,BAR", " , "])
+def test_devices_with_a_priority_naming_no_device_is_a_usage_error(run, priority):
+    result = run("devices", "--priority", priority)
+    assert result.exit_code == 2 and result.output.startswith("error: --priority")
+
+
+def test_audit_progress_reports_its_total_before_the_first_image(photos_dir, tmp_path):
+    calls = []
+    audit(photos_dir / "ground_truth.csv", tmp_path / "out", device="CPU", limit=2, grids=False, report=False,
+          cache_dir=None, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(0, 2), (1, 2), (2, 2)]
