@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import threading
 import time
 from collections import Counter, defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -60,6 +61,15 @@ Progress = Callable[[int, int], None]
 
 class AuditError(OvExplainError):
     """The audit cannot start (e.g. the output folder holds a different audit)."""
+
+
+class AuditInterrupted(Exception):
+    """The audit stopped when asked (``stop`` was set); ``saved`` of ``total`` images are recorded and a
+    re-run of the same audit resumes."""
+
+    def __init__(self, out_dir: Path, saved: int, total: int) -> None:
+        super().__init__(f"{saved} of {total} images saved in {out_dir}")
+        self.out_dir, self.saved, self.total = out_dir, saved, total
 
 
 @dataclass(frozen=True)
@@ -131,9 +141,12 @@ class AuditSummary:
 def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os.PathLike, *,
               resolver: LabelResolver | None = None, options: AuditOptions = AuditOptions(),
               restart: bool = False, progress: Progress | None = None,
-              all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None
-              ) -> AuditSummary:
+              all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None,
+              stop: threading.Event | None = None) -> AuditSummary:
     """Audit ``samples`` into ``out_dir``; resumes a previous run of the same settings.
+
+    Setting ``stop`` (from a signal handler or another thread) ends the run between images: the
+    images in flight are finished and recorded, then :class:`AuditInterrupted` says how many are saved.
 
     ``all_samples`` is the whole dataset when ``samples`` is a selection of it: file names are made
     unique over the whole dataset so a later, larger run names files the same way.
@@ -148,12 +161,12 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
                                                              [s.path.stem for s in universe])))
     _make_out_dir(out)
     with FolderLock(out, "audit"):
-        return _run_locked(samples, explainer, out, settings, stems, resolver, options, restart, progress)
+        return _run_locked(samples, explainer, out, settings, stems, resolver, options, restart, progress, stop)
 
 
 def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, settings: dict[str, Any],
                 stems: dict[str, str], resolver: LabelResolver, options: AuditOptions, restart: bool,
-                progress: Progress | None) -> AuditSummary:
+                progress: Progress | None, stop: threading.Event | None) -> AuditSummary:
     """The audit proper, while this process holds the output folder's lock."""
     _prepare_out_dir(out, settings, restart, set(stems.values()))
     done = _recover(out, {s.key for s in samples}, set(stems.values()))
@@ -168,14 +181,28 @@ def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, sett
     with JsonlLog(out / MANIFEST) as manifest, JsonlLog(out / ERRORS) as errors, \
             ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ov-explain-audit") as pool:
         window: deque[Future] = deque()
-        pending = iter(todo)
+
+        def record_oldest() -> None:
+            nonlocal finished
+            finished = _record(window[0].result(), manifest, errors, finished, len(todo), progress)
+            window.popleft()
+
         try:
-            for sample in pending:
+            for sample in todo:
+                if stop is not None and stop.is_set():
+                    break
                 window.append(pool.submit(worker, sample))
-                while len(window) >= 2 * workers:
-                    finished = _record(window.popleft().result(), manifest, errors, finished, len(todo), progress)
+                while len(window) >= 2 * workers and not (stop is not None and stop.is_set()):
+                    record_oldest()
+            if stop is not None and stop.is_set():
+                # Images not started are dropped; those in flight finish and are recorded, so every
+                # image whose files are in place has its rows and a resume redoes none of them.
+                window = deque(f for f in window if not f.cancel())
+                while window:
+                    record_oldest()
+                raise AuditInterrupted(out, len(samples) - len(todo) + finished, len(samples))
             while window:
-                finished = _record(window.popleft().result(), manifest, errors, finished, len(todo), progress)
+                record_oldest()
         except BaseException:
             for future in window:
                 future.cancel()
@@ -200,7 +227,8 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = False, save_rgba: bool = False,
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
-          cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION) -> AuditSummary:
+          cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
+          stop: threading.Event | None = None) -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
 
     ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
@@ -227,7 +255,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     with classifier, Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
                                seed=seed) as explainer:
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
-                         progress=progress, all_samples=everything)
+                         progress=progress, all_samples=everything, stop=stop)
 
 
 def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolver) -> None:

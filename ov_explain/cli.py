@@ -1,14 +1,17 @@
 """The ``ov-explain`` command line: the only module that imports everything and talks to the terminal.
 
 Exit status: 0 all good; 1 some inputs failed (the others were processed); 2 bad usage or a setup
-error (model, preprocessing spec, labels, device) before anything ran.
+error (model, preprocessing spec, labels, device) before anything ran; 130 / 143 interrupted by
+SIGINT / SIGTERM (an audit records what was finished first: re-run to resume).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ from .errors import OvExplainError
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PARTIAL, EXIT_SETUP = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
 class _OneLineFormatter(logging.Formatter):
@@ -39,6 +43,45 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
                   logging.INFO if verbose else logging.WARNING)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so work in flight ends as cleanly as on Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
+_HANDLERS: dict[int, Any] = {}
+
+
+def _stop_on_signals() -> tuple[threading.Event, list[int]]:
+    """SIGINT / SIGTERM set an event the audit checks between images (it finishes those in flight);
+    a second signal interrupts at once. Returns the event and the list the signal numbers land in."""
+    stop, received = threading.Event(), []
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+        received.append(signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            _HANDLERS[signum] = signal.signal(signum, handler)
+    return stop, received
+
+
+def _restore_signals() -> None:
+    while _HANDLERS:
+        signum, previous = _HANDLERS.popitem()
+        signal.signal(signum, previous)
+
+
+def _interrupt_status(cause: BaseException) -> int:
+    """The shell's convention: 128 + the signal number (130 for SIGINT, 143 for SIGTERM)."""
+    return EXIT_TERMINATED if isinstance(cause, Terminated) else EXIT_INTERRUPTED
+
+
 def _fail(message: str, code: int = EXIT_SETUP) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -50,7 +93,20 @@ def _core() -> Any:
     return ov.Core()
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """The command group: SIGTERM ends work as Ctrl-C does, and either exits 128 + signal, quietly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt as stop:
+            click.echo("interrupted", err=True)
+            sys.exit(_interrupt_status(stop))
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ov-explain")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
@@ -346,6 +402,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
     """
     from tqdm import tqdm
 
+    from .audit import AuditInterrupted
     from .audit import audit as run
 
     bar = tqdm(total=0, desc="audit", unit="img", disable=None, file=sys.stderr, dynamic_ncols=True)
@@ -354,6 +411,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
         bar.total = total
         bar.update(done - bar.n)
 
+    stop, signals = _stop_on_signals()
     try:
         summary = run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
                       target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
@@ -362,10 +420,17 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                       high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
                       save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart, workers=workers,
                       output=output_kind, progress=update, cache_dir=None if no_cache else "default",
-                      precision=precision)
+                      precision=precision, stop=stop)
     except OvExplainError as exc:
         bar.close()
         _fail(str(exc))
+    except AuditInterrupted as stopped:
+        bar.close()
+        click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
+                   "same command to resume", err=True)
+        sys.exit(128 + signals[0])
+    finally:
+        _restore_signals()
     bar.close()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

@@ -143,6 +143,8 @@ class Classifier:
         self.output_port = _classification_output(self.model, self.files.model)
         self.num_classes = int(self.output_port.get_partial_shape()[-1].get_length())
         self.spec, self.embedded, self.custom_fn = self._resolve_preprocess(preprocess)
+        if self.custom_fn is None and not self.embedded:
+            _check_spec_fits(self.model, self.spec, self.files.model)
         self.labels = self._resolve_labels(labels)
         self.output_kind = output if output != "auto" else _graph_output_kind(self.output_port)
         self.hint = hint
@@ -372,6 +374,21 @@ def _classification_output(model: Any, path: Path) -> Any:
     if len(model.inputs) != 1:
         raise ModelLoadError(f"{path}: expected a single image input, the model has {len(model.inputs)}")
     return candidates[0]
+
+
+def _check_spec_fits(model: Any, spec: PreprocessSpec, path: Path) -> None:
+    """A spec whose size or layout the model's static input cannot take is a setup error, found once
+    here rather than as one failed inference per image."""
+    shape = model.inputs[0].get_partial_shape()
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+        return
+    dims = [d.get_length() if d.is_static else None for d in shape]
+    channels, height, width = (dims[1], dims[2], dims[3]) if spec.layout == "NCHW" else (dims[3], dims[1], dims[2])
+    wanted = (spec.size[0], spec.size[1])
+    if (height not in (None, wanted[0]) or width not in (None, wanted[1])
+            or channels not in (None, 1, 3)):
+        raise PreprocessError(f"preprocessing spec: {spec.layout} {wanted[0]}x{wanted[1]} does not fit {path.name}, "
+                              f"whose input is {shape}; give the spec the model's size and layout")
 
 
 def _output_index(model: Any, port: Any) -> int:

@@ -262,20 +262,46 @@ def rt_info_str(value: Any) -> str:
 
 
 def load_preprocess_function(reference: str) -> PreprocessFn:
-    """Import ``package.module:function`` and check it is callable."""
+    """Import ``package.module:function`` or ``path/to/file.py:function`` and check it is callable."""
     import importlib
 
-    module_name, sep, attribute = reference.partition(":")
+    module_name, sep, attribute = reference.rpartition(":")
     if not sep or not module_name or not attribute:
-        raise PreprocessError(f"{reference!r}: expected 'package.module:function' or a path to a spec .json")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise PreprocessError(f"{reference!r}: cannot import module {module_name!r} ({exc})") from None
+        raise PreprocessError(f"{reference!r}: expected 'package.module:function', 'path/to/file.py:function' "
+                              "or a path to a spec .json")
+    if module_name.endswith(".py") or "/" in module_name or os.sep in module_name:
+        module = _module_from_file(reference, Path(module_name))
+    else:
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise PreprocessError(f"{reference!r}: cannot import module {module_name!r} ({exc}); if it is a file "
+                                  f"here, write ./{module_name.replace('.', '/')}.py:{attribute} or add its folder "
+                                  "to PYTHONPATH") from None
+        except Exception as exc:  # the user's module failed while importing
+            raise PreprocessError(f"{reference!r}: importing {module_name!r} failed "
+                                  f"({type(exc).__name__}: {exc})") from None
     function = getattr(module, attribute, None)
     if not callable(function):
         raise PreprocessError(f"{reference!r}: {module_name} has no callable named {attribute!r}")
     return function
+
+
+def _module_from_file(reference: str, path: Path) -> Any:
+    """Load a preprocessing module from a .py file (it need not be on the import path)."""
+    import importlib.util
+
+    if not path.is_file():
+        raise PreprocessError(f"{reference!r}: {path}: file not found")
+    spec = importlib.util.spec_from_file_location(f"ov_explain_user_preprocess_{path.stem}", path)
+    if spec is None or spec.loader is None:
+        raise PreprocessError(f"{reference!r}: {path}: not a Python module")
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # a syntax error or an exception in the user's file
+        raise PreprocessError(f"{reference!r}: loading {path} failed ({type(exc).__name__}: {exc})") from None
+    return module
 
 
 def run_custom(function: PreprocessFn, image: np.ndarray, input_size: tuple[int, int] | None

@@ -205,3 +205,40 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_an_uninterrupted_run(copie
     reference_summary = json.loads((reference / "summary.json").read_text())
     for key in ("cases", "per_class", "confusion", "top1_accuracy"):
         assert summary[key] == reference_summary[key]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_an_interrupted_run_records_what_it_finished_and_resumes_to_an_uninterrupted_run(copies, tmp_path, signum,
+                                                                                        status):
+    command = [sys.executable, "-m", "ov_explain.cli", "audit", str(copies), "--no-cache", "--workers", "2",
+               "--device", "CPU"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    reference, out = tmp_path / "reference", tmp_path / "interrupted"
+    subprocess.run(command + ["--out", str(reference)], check=True, capture_output=True, env=env)
+
+    victim = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env, text=True)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and victim.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= 8:
+            break
+        time.sleep(0.005)
+    assert victim.poll() is None, "the audit finished before it could be interrupted"
+    victim.send_signal(signum)
+    _, stderr = victim.communicate(timeout=120)
+    assert victim.returncode == status, stderr
+    rows = rows_of(manifest)
+    saved = len({r["key"] for r in rows})
+    assert f"interrupted: {saved} of 42 images saved in {out}; run the same command to resume" in stderr
+    assert "Traceback" not in stderr and 4 <= saved < 42
+    on_disk = {p.relative_to(out).as_posix() for p in out.glob("*/*.jpg")}
+    assert on_disk == {r["overlay_path"] for r in rows}, "every finished image recorded, nothing unrecorded left"
+
+    resumed = subprocess.run(command + ["--out", str(out), "--json"], check=True, capture_output=True, env=env,
+                             text=True)
+    assert json.loads(resumed.stdout)["resumed"] == saved
+    assert files_under(out) == files_under(reference)
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
+    assert strip(rows_of(out / "manifest.jsonl")) == strip(rows_of(reference / "manifest.jsonl"))

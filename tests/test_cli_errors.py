@@ -115,3 +115,34 @@ def test_audit_progress_reports_its_total_before_the_first_image(photos_dir, tmp
     audit(photos_dir / "ground_truth.csv", tmp_path / "out", device="CPU", limit=2, grids=False, report=False,
           cache_dir=None, progress=lambda done, total: calls.append((done, total)))
     assert calls == [(0, 2), (1, 2), (2, 2)]
+
+
+def test_a_spec_that_does_not_fit_the_model_is_one_setup_error(run, classifier, photos_dir, tmp_path):
+    spec = json.loads(json.dumps(classifier.spec.to_dict()))
+    spec["size"] = [300, 300]  # the bundled model takes 224x224
+    path = tmp_path / "wrong.json"
+    path.write_text(json.dumps(spec))
+    for command in (("predict", photos_dir / "coffee.jpg"), ("audit", photos_dir / "ground_truth.csv", "--out",
+                                                             tmp_path / "out")):
+        result = run(*command, "--preprocess", path)
+        assert result.exit_code == 2
+        assert result.output.strip().startswith("error: preprocessing spec: NCHW 300x300 does not fit "
+                                                "efficientnet_lite0.xml, whose input is [")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").glob("*/*.jpg"))
+
+
+def test_preprocess_from_a_file_path_and_the_module_hint(run, classifier, photos_dir, tmp_path, monkeypatch):
+    (tmp_path / "prep.py").write_text(
+        "from ov_explain import Classifier\n"
+        "_reference = Classifier(device='CPU', cache_dir=None)\n"
+        "def fn(rgb):\n    return _reference.prepare(rgb)[0]\n")
+    monkeypatch.chdir(tmp_path)
+    result = run("predict", photos_dir / "coffee.jpg", "--preprocess", "./prep.py:fn")
+    assert result.exit_code == 0 and "1. espresso" in result.output
+    missing = run("predict", photos_dir / "coffee.jpg", "--preprocess", "prep:fn")
+    assert missing.exit_code == 2
+    assert "cannot import module 'prep'" in missing.output and "write ./prep.py:fn or add its folder to " \
+        "PYTHONPATH" in missing.output
+    (tmp_path / "broken.py").write_text("def fn(:\n")
+    broken = run("predict", photos_dir / "coffee.jpg", "--preprocess", "./broken.py:fn")
+    assert broken.exit_code == 2 and "loading broken.py failed (SyntaxError" in broken.output
