@@ -45,8 +45,8 @@ from .grids import Tile, grid_png, thumbnail
 from .images import read_image
 from .naming import file_labels, format_name, unique_stems
 from .naming import parse_name
-from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_bytes, atomic_write_text, read_jsonl, \
-    remove_temp_files, write_jsonl
+from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_bytes, atomic_write_text, ensure_writable_folder, \
+    read_jsonl, remove_temp_files, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     universe = list(all_samples) if all_samples is not None else list(samples)
     stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
                                                              [s.path.stem for s in universe])))
-    _make_out_dir(out)
+    ensure_writable_folder(out)
     with FolderLock(out, "audit"):
         return _run_locked(samples, explainer, out, settings, stems, resolver, options, restart, progress, stop)
 
@@ -432,15 +432,6 @@ def _model_digest(path: Path) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _make_out_dir(out: Path) -> None:
-    if out.exists() and not out.is_dir():
-        raise AuditError(f"{out}: output path exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise AuditError(f"{out}: cannot create the output folder ({exc.strerror or exc})") from None
 
 
 #: Files an audit writes at the top of its folder (besides the case folders and grids/).

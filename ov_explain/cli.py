@@ -20,7 +20,7 @@ import click
 from . import __version__
 from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, candidates_for, \
     default_cache_dir, discover
-from .errors import OvExplainError
+from .errors import OvExplainError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -277,6 +277,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     from .explain import create_explainer
     from .explain.base import select_targets
     from .images import read_image
+    from .storage import ensure_writable_folder
     from .naming import safe_component
     from .render import COLORMAPS, encode_jpeg, overlay
 
@@ -295,12 +296,10 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
             select_targets(wanted, np.zeros(classifier.num_classes, np.float32), classifier.labels)
         except OvExplainError as exc:
             _fail(f"--targets: {exc}")
-    if out_dir.exists() and not out_dir.is_dir():
-        _fail(f"--out {out_dir}: exists and is not a folder; give a folder for the overlays")
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        _fail(f"--out {out_dir}: cannot create the folder ({exc.strerror or exc})")
+        ensure_writable_folder(out_dir)
+    except OvExplainError as exc:
+        _fail(f"--out {exc}")
     report, errors, used_stems = [], [], set()
     for path in images:
         try:
@@ -480,6 +479,7 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
 
     from .devices import compile_with_fallback
     from .explain import build_xai_model
+    from .storage import ensure_writable_folder
 
     if out_path.suffix.lower() != ".xml":
         _fail(f"{out_path}: the output must be an IR path ending in .xml")
@@ -492,13 +492,19 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
     except OvExplainError as exc:
         _fail(str(exc))
     classifier.close()
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    ov.save_model(xai.model, str(out_path), compress_to_fp16=False)
     stem = out_path.name[: -len(out_path.suffix)]
-    if classifier.custom_fn is None:
-        classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
-    if classifier.labels is not None:
-        out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n", encoding="utf-8")
+    try:
+        ensure_writable_folder(out_path.parent)
+        ov.save_model(xai.model, str(out_path), compress_to_fp16=False)
+        if classifier.custom_fn is None:
+            classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
+        if classifier.labels is not None:
+            out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n",
+                                                                encoding="utf-8")
+    except OvExplainError as exc:
+        _fail(f"--out {exc}")
+    except (OSError, RuntimeError) as exc:  # OpenVINO's writer raises RuntimeError ("Can't open bin file")
+        _fail(f"--out {out_path}: cannot write the IR ({one_line(exc)})")
     click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
                f"{', algebraic shortcut' if xai.shortcut else ''}); outputs: "
                + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs))

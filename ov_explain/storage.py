@@ -22,6 +22,24 @@ class FolderBusyError(OvExplainError):
     """Another run holds the output folder's lock."""
 
 
+class OutputFolderError(OvExplainError):
+    """An output folder cannot be created or written (read-only, immutable, a file, no permission)."""
+
+
+def ensure_writable_folder(folder: Path) -> None:
+    """Create ``folder`` if needed and prove a file can be written in it, before any work is done."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise OutputFolderError(f"{folder}: exists and is not a folder")
+    probe = folder / f".write-check.{os.getpid()}{TEMP_SUFFIX}"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(f"{folder}: cannot write there ({exc.strerror or exc})") from None
+
+
 class FolderLock:
     """An exclusive lock on an output folder for one run: a second writer is refused, not interleaved.
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ def test_explain_into_an_existing_file_is_one_line(run, photos_dir, tmp_path):
     target.write_text("mine")
     result = run("explain", photos_dir / "coffee.jpg", "--out", target)
     assert result.exit_code == 2 and target.read_text() == "mine"
-    assert result.output.strip() == f"error: --out {target}: exists and is not a folder; give a folder for the overlays"
+    assert result.output.strip() == f"error: --out {target}: exists and is not a folder"
 
 
 def test_unknown_targets_are_one_usage_error_before_any_image(run, photos_dir, tmp_path):
@@ -146,3 +147,46 @@ def test_preprocess_from_a_file_path_and_the_module_hint(run, classifier, photos
     (tmp_path / "broken.py").write_text("def fn(:\n")
     broken = run("predict", photos_dir / "coffee.jpg", "--preprocess", "./broken.py:fn")
     assert broken.exit_code == 2 and "loading broken.py failed (SyntaxError" in broken.output
+
+
+@pytest.mark.parametrize("method", ["reciprocam", "activationmap"])
+def test_a_cnn_method_on_a_transformer_names_the_method_that_fits(run, photos_dir, tmp_path, method):
+    from conftest import save_model, tiny_vit
+
+    model = save_model(tiny_vit(), tmp_path)
+    result = run("explain", photos_dir / "coffee.jpg", "--model", model, "--method", method, "--out", tmp_path / "m")
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (f"error: {method} needs a CNN feature map, and this model "
+                                                      "is a vision transformer: use vitreciprocam")
+
+
+def test_vit_method_on_a_cnn_names_reciprocam(run, photos_dir, tmp_path):
+    result = run("explain", photos_dir / "coffee.jpg", "--method", "vitreciprocam", "--out", tmp_path / "m")
+    assert result.exit_code == 2 and "for a CNN use reciprocam" in result.output
+
+
+def _immutable(folder: Path) -> Path:
+    """A folder nobody, root included, can write into (``chattr +i``); skips where that is not possible."""
+    folder.mkdir()
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not possible on this filesystem")
+    return folder
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    folder = _immutable(tmp_path / "locked")
+    yield folder
+    subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+@pytest.mark.parametrize("command", ["audit", "explain", "export-xai"])
+def test_an_unwritable_output_folder_is_one_line_before_any_work(run, photos_dir, unwritable, command):
+    args = {"audit": ("audit", photos_dir / "ground_truth.csv", "--out", unwritable),
+            "explain": ("explain", photos_dir / "coffee.jpg", "--out", unwritable),
+            "export-xai": ("export-xai", "--out", unwritable / "xai.xml")}[command]
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1].endswith(f"{unwritable}: cannot write there (Operation not "
+                                                           "permitted)")
+    assert list(unwritable.iterdir()) == []

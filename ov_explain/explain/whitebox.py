@@ -346,7 +346,7 @@ def find_token_layer(model: Any, name: str | None = None) -> TokenLayer:
     if not candidates:
         raise WhiteboxUnsupportedError("no transformer block found (a static (N, T, D) token stream feeding "
                                        "LayerNorm -> attention -> a residual Add, with T = CLS + a square "
-                                       "patch grid); the model needs ReciproCAM or a black-box method")
+                                       "patch grid); for a CNN use reciprocam, or a black-box method")
     return candidates[-1]
 
 
@@ -412,26 +412,16 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     work = model.clone()
     position = _output_position(model, classification_output)
     work_output = work.outputs[position]
-    used_shortcut = False
-    if method == "vitreciprocam":
-        target: TargetLayer | TokenLayer = find_token_layer(work, target_layer)
-        work_output, target = _with_dynamic_batch(work, position, target, find_token_layer)
-        maps = _vit_reciprocam(work, target, work_output)
-    elif method in ("reciprocam", "activationmap"):
-        target = find_target_layer(work, target_layer)
-        head = match_linear_head(target, work_output) if method == "reciprocam" and shortcut is not False else None
-        if method == "activationmap":
-            maps = opset.reduce_mean(_as_nchw(target), np.array([1], np.int64), keep_dims=True)
-        elif head is not None:
-            maps, used_shortcut = _reciprocam_shortcut(target, head), True
-        elif shortcut is True:
-            raise WhiteboxUnsupportedError(f"the head after {target.name} is not global pooling + linear; "
-                                           "the algebraic shortcut does not apply")
-        else:
-            work_output, target = _with_dynamic_batch(work, position, target, find_target_layer)
-            maps = _reciprocam_mosaic(work, target, work_output)
-    else:
-        raise WhiteboxUnsupportedError(f"unknown white-box method {method!r}")
+    if method in ("reciprocam", "activationmap") and target_layer is None and is_transformer(work):
+        # Its rank-4 tensors are patch embeddings or attention scores, not a CNN feature map.
+        raise WhiteboxUnsupportedError(f"{method} needs a CNN feature map, and this model is a vision "
+                                       "transformer: use vitreciprocam")
+    try:
+        maps, work_output, target, used_shortcut = _insert_maps(work, position, work_output, method,
+                                                                target_layer, shortcut)
+    except RuntimeError as exc:  # OpenVINO refused a reshape of the cloned tail (e.g. a hard-coded batch)
+        raise WhiteboxUnsupportedError(f"{method} cannot be built on this graph "
+                                       f"({str(exc).strip().splitlines()[-1][:160]})") from None
     maps = opset.convert(maps, ov.Type.f32)
     maps.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
@@ -452,6 +442,32 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     logger.info("inserted %s at %s (%dx%d)%s", method, target.name, target.height, target.width,
                 " via the algebraic shortcut" if used_shortcut else "")
     return XaiModel(xai, method, target.name, used_shortcut, (target.height, target.width))
+
+
+def _insert_maps(work: Any, position: int, work_output: Any, method: str, target_layer: str | None,
+                 shortcut: bool | None) -> tuple[Any, Any, Any, bool]:
+    """The saliency-map node of ``method`` in ``work``: (maps, classification output, target, shortcut used)."""
+    used_shortcut = False
+    if method == "vitreciprocam":
+        target: TargetLayer | TokenLayer = find_token_layer(work, target_layer)
+        work_output, target = _with_dynamic_batch(work, position, target, find_token_layer)
+        maps = _vit_reciprocam(work, target, work_output)
+    elif method in ("reciprocam", "activationmap"):
+        target = find_target_layer(work, target_layer)
+        head = match_linear_head(target, work_output) if method == "reciprocam" and shortcut is not False else None
+        if method == "activationmap":
+            maps = opset.reduce_mean(_as_nchw(target), np.array([1], np.int64), keep_dims=True)
+        elif head is not None:
+            maps, used_shortcut = _reciprocam_shortcut(target, head), True
+        elif shortcut is True:
+            raise WhiteboxUnsupportedError(f"the head after {target.name} is not global pooling + linear; "
+                                           "the algebraic shortcut does not apply")
+        else:
+            work_output, target = _with_dynamic_batch(work, position, target, find_target_layer)
+            maps = _reciprocam_mosaic(work, target, work_output)
+    else:
+        raise WhiteboxUnsupportedError(f"unknown white-box method {method!r}")
+    return maps, work_output, target, used_shortcut
 
 
 def _copy_rt_info(source: Any, destination: Any) -> None:
