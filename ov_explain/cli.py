@@ -1,8 +1,9 @@
 """The ``ov-explain`` command line: the only module that imports everything and talks to the terminal.
 
 Exit status: 0 all good; 1 some inputs failed (the others were processed); 2 bad usage or a setup
-error (model, preprocessing spec, labels, device) before anything ran; 130 / 143 interrupted by
-SIGINT / SIGTERM (an audit records what was finished first: re-run to resume).
+error (model, preprocessing spec, labels, device) before anything ran; 3 an unexpected error (a bug:
+one line, and the full trace in a file it names); 130 / 143 interrupted by SIGINT / SIGTERM (an audit
+records what was finished first: re-run to resume).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .errors import OvExplainError, one_line
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_PARTIAL, EXIT_SETUP = 0, 1, 2
+EXIT_UNEXPECTED = 3
 EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
@@ -82,6 +84,17 @@ def _interrupt_status(cause: BaseException) -> int:
     return EXIT_TERMINATED if isinstance(cause, Terminated) else EXIT_INTERRUPTED
 
 
+def _save_trace() -> str:
+    """Write the current exception's traceback to a file and return its path."""
+    import tempfile
+    import traceback
+
+    with tempfile.NamedTemporaryFile("w", prefix="ov-explain-error-", suffix=".log", delete=False,
+                                     encoding="utf-8") as handle:
+        traceback.print_exc(file=handle)
+    return handle.name
+
+
 def _fail(message: str, code: int = EXIT_SETUP) -> None:
     click.echo(f"error: {message}", err=True)
     sys.exit(code)
@@ -104,6 +117,14 @@ class _Commands(click.Group):
         except KeyboardInterrupt as stop:
             click.echo("interrupted", err=True)
             sys.exit(_interrupt_status(stop))
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except Exception as exc:  # a bug: one line for the user, the whole trace in a file
+            trace = _save_trace()
+            logger.debug("unexpected error", exc_info=True)
+            click.echo(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (full trace in {trace}; "
+                       "-vv also prints it)", err=True)
+            sys.exit(EXIT_UNEXPECTED)
 
 
 @click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
@@ -156,7 +177,8 @@ def model_options(command: Any) -> Any:
     options = [
         click.option("--model", "model_path", type=click.Path(path_type=Path),
                      help="IR .xml, .onnx, or a folder with one. Default: the bundled EfficientNet-Lite0."),
-        click.option("--preprocess", help="Spec .json, or 'package.module:function'. Default: the model's own."),
+        click.option("--preprocess", help="Spec .json, 'package.module:function' or 'path/to/file.py:function'. "
+                                          "Default: the model's own."),
         click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line."),
         click.option("--device", default="AUTO", show_default=True,
                      help="AUTO, AUTO:GPU,CPU (priority list) or one device such as CPU, GPU.0, NPU."),

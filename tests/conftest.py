@@ -139,7 +139,8 @@ def tiny_cnn(layout: str = "NCHW", batch: int = -1, num_classes: int = 5, softma
 
 
 def tiny_vit(*, batch: int = -1, size: int = 32, patch: int = 8, dim: int = 16, blocks: int = 2,
-             num_classes: int = 5, heads: int = 2, seed: int = 3, planted: bool = False, markers: bool = True):
+             num_classes: int = 5, heads: int = 2, seed: int = 3, planted: bool = False, markers: bool = True,
+             literal_shapes: bool = False):
     """A small real vision transformer: conv patch embedding, CLS token, pre-norm blocks (LayerNorm as
     MVN * gamma + beta, multi-head softmax attention, GELU MLP, two residual Adds), final norm, linear
     head on the CLS token. With ``markers`` each block's input is an identity node named
@@ -196,7 +197,8 @@ def tiny_vit(*, batch: int = -1, size: int = 32, patch: int = 8, dim: int = 16, 
         q, k, v = opset.split(opset.matmul(normed, qkv, False, False), np.int64(2), 3).outputs()
 
         def split_heads(value):
-            shaped = opset.reshape(value, np.array([0, 0, heads, head_dim], np.int64), True)
+            pattern = [batch, grid * grid + 1, heads, head_dim] if literal_shapes else [0, 0, heads, head_dim]
+            shaped = opset.reshape(value, np.array(pattern, np.int64), True)
             return opset.transpose(shaped, np.array([0, 2, 1, 3], np.int64))  # (N, heads, T, d)
 
         scores = opset.matmul(split_heads(q), split_heads(k), False, True)

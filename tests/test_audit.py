@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -35,6 +36,27 @@ def rows_of(path: Path) -> list[dict]:
 
 def files_under(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def audit_command(dataset: Path) -> tuple[list[str], dict[str, str]]:
+    """The CLI audit of ``dataset`` as a fresh process (add ``--out``), and its environment."""
+    return ([sys.executable, "-m", "ov_explain.cli", "audit", str(dataset), "--no-cache", "--workers", "2",
+             "--device", "CPU"], {**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def start_and_wait_for_rows(command: list[str], env: dict[str, str], out: Path, rows: int,
+                            **popen: Any) -> subprocess.Popen:
+    """Start an audit process and return once its manifest has ``rows`` rows (it must still be running)."""
+    popen = popen or {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    process = subprocess.Popen(command, env=env, **popen)
+    manifest = out / "manifest.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        if manifest.exists() and manifest.read_text().count("\n") >= rows:
+            break
+        time.sleep(0.005)
+    assert process.poll() is None, "the audit finished before it could be stopped"
+    return process
 
 
 @pytest.fixture
@@ -173,21 +195,12 @@ def test_resume_repairs_a_torn_row_orphan_files_and_temp_files(explainer, photos
 
 @pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_to_exactly_an_uninterrupted_run(copies, tmp_path):
-    command = [sys.executable, "-m", "ov_explain.cli", "audit", str(copies), "--no-cache", "--workers", "2",
-               "--device", "CPU"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command, env = audit_command(copies)
     reference, out = tmp_path / "reference", tmp_path / "killed"
     subprocess.run(command + ["--out", str(reference)], check=True, capture_output=True, env=env)
 
-    victim = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL, env=env)
+    victim = start_and_wait_for_rows(command + ["--out", str(out)], env, out, 8)
     manifest = out / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if manifest.exists() and manifest.read_text().count("\n") >= 8:
-            break
-        time.sleep(0.005)
-    assert victim.poll() is None, "the audit finished before it could be killed"
     victim.send_signal(signal.SIGKILL)
     victim.wait()
     killed_rows = manifest.read_text().count("\n")
@@ -211,21 +224,13 @@ def test_a_run_killed_with_sigkill_resumes_to_exactly_an_uninterrupted_run(copie
 @pytest.mark.parametrize("signum, status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_an_interrupted_run_records_what_it_finished_and_resumes_to_an_uninterrupted_run(copies, tmp_path, signum,
                                                                                         status):
-    command = [sys.executable, "-m", "ov_explain.cli", "audit", str(copies), "--no-cache", "--workers", "2",
-               "--device", "CPU"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command, env = audit_command(copies)
     reference, out = tmp_path / "reference", tmp_path / "interrupted"
     subprocess.run(command + ["--out", str(reference)], check=True, capture_output=True, env=env)
 
-    victim = subprocess.Popen(command + ["--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              env=env, text=True)
+    victim = start_and_wait_for_rows(command + ["--out", str(out)], env, out, 8, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
     manifest = out / "manifest.jsonl"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and victim.poll() is None:
-        if manifest.exists() and manifest.read_text().count("\n") >= 8:
-            break
-        time.sleep(0.005)
-    assert victim.poll() is None, "the audit finished before it could be interrupted"
     victim.send_signal(signum)
     _, stderr = victim.communicate(timeout=120)
     assert victim.returncode == status, stderr

@@ -190,3 +190,36 @@ def test_an_unwritable_output_folder_is_one_line_before_any_work(run, photos_dir
     assert result.output.strip().splitlines()[-1].endswith(f"{unwritable}: cannot write there (Operation not "
                                                            "permitted)")
     assert list(unwritable.iterdir()) == []
+
+
+def test_an_unexpected_error_is_one_line_and_a_trace_file(run, photos_dir, monkeypatch):
+    from ov_explain import model
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(model.Classifier, "predict_many", broken)
+    result = run("predict", photos_dir / "coffee.jpg")
+    assert result.exit_code == 3
+    line = result.output.strip()
+    assert line.startswith("error: unexpected ZeroDivisionError: a bug (full trace in ") and "\n" not in line
+    trace = Path(line.split("full trace in ", 1)[1].split(";", 1)[0])
+    assert "ZeroDivisionError: a bug" in trace.read_text() and "Traceback" not in line
+    trace.unlink()
+
+
+def test_a_static_batch_vit_whose_tail_cannot_grow_falls_back_or_says_why(run, photos_dir, tmp_path):
+    from conftest import save_model, tiny_vit
+
+    from ov_explain import Classifier
+    from ov_explain.explain import Explainer
+
+    model = save_model(tiny_vit(batch=1, literal_shapes=True), tmp_path)
+    classifier = Classifier(model, device="CPU", cache_dir=None)
+    auto = Explainer(classifier, mode="auto")
+    assert auto.mode == "blackbox" and "vitreciprocam cannot run on this graph ([cpu]reshape" in auto.fallback_reason
+    result = run("explain", photos_dir / "coffee.jpg", "--model", model, "--mode", "whitebox",
+                 "--out", tmp_path / "maps")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines[-1].startswith("error: vitreciprocam cannot run on this graph (") and "Traceback" not in result.output

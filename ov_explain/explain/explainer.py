@@ -110,6 +110,7 @@ class Explainer:
         xai = build_xai_model(self.classifier.model, self.classifier.output_port, method,
                               target_layer=target_layer, shortcut=shortcut)
         info_compiled = self._compile_like_classifier(xai.model, self.classifier.hint)
+        _probe(info_compiled.compiled, xai.method)
         self._xai_compiled = info_compiled.compiled
         self._xai_requests = ThreadRequests(self._xai_compiled)
         self._xai_outputs = _xai_output_indices(self._xai_compiled)
@@ -281,6 +282,20 @@ class Explainer:
         return blackbox.aise(score, tensor, layout, chosen, iterations=options.pop("iterations", iterations),
                              kernel_widths=options.pop("kernel_widths", widths), workers=max(8, self._requests),
                              progress=progress, **options)
+
+
+def _probe(compiled: Any, method: str) -> None:
+    """One inference on zeros, so that a tail that cannot run on the mosaic's bigger batch (a reshape
+    that spells out a static batch) is found now, and ``auto`` can fall back, not at the first image."""
+    shape = compiled.inputs[0].get_partial_shape()
+    if any(d.is_dynamic for d in list(shape)[1:]):
+        return  # a dynamic image size: nothing to probe with
+    dims = [1 if d.is_dynamic else d.get_length() for d in shape]
+    try:
+        compiled.create_infer_request().infer({0: np.zeros(dims, compiled.inputs[0].get_element_type().to_dtype())})
+    except RuntimeError as exc:
+        reason = [line.strip() for line in str(exc).splitlines() if line.strip()][-1]
+        raise WhiteboxUnsupportedError(f"{method} cannot run on this graph ({reason[:200]})") from None
 
 
 def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
