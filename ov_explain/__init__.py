@@ -16,7 +16,8 @@ from .resources import default_model_path, sample_images
 __version__ = "0.1.0"
 
 __all__ = [
-    "DEFAULT_PRECISION", "PRECISIONS", "Classifier", "ClassScore", "DeviceError", "DeviceInfo", "DeviceRequest", "Geometry", "ImageReadError",
+    "DEFAULT_PRECISION", "PRECISIONS", "Classifier", "ClassScore", "DeviceError", "DeviceInfo", "DeviceRequest",
+    "Geometry", "ImageReadError",
     "LabelsError", "ModelFiles", "ModelLoadError", "OvExplainError", "Prediction", "PreprocessError",
     "PreprocessSpec", "auto_choice", "compile_with_fallback", "decode_image", "default_model_path", "discover",
     "read_image", "sample_images",

@@ -365,7 +365,8 @@ class _ImageWorker:
             base[f"top{rank}_class"] = self.names[index]
             base[f"top{rank}_probability"] = round(float(probabilities[index]), 6)
         base.update({"method": explanation.method, "mode": explanation.mode, "device": explanation.device,
-                     "precision": explanation.precision, "target_layer": explanation.target_layer, "inferences": explanation.inferences})
+                     "precision": explanation.precision, "target_layer": explanation.target_layer,
+                     "inferences": explanation.inferences})
         rows = []
         roles = dict(decision.targets)
         bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)  # once per image: colour maps and JPEG are BGR

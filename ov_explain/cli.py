@@ -19,8 +19,8 @@ from typing import Any
 import click
 
 from . import __version__
-from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, candidates_for, \
-    default_cache_dir, discover
+from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, default_cache_dir, \
+    discover
 from .errors import OvExplainError, one_line
 
 logger = logging.getLogger(__name__)

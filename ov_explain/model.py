@@ -15,7 +15,7 @@ import numpy as np
 from . import resources
 from .devices import DEFAULT_PRECISION, CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, \
     RequestRing, optimal_requests
-from .errors import ImageReadError, LabelsError, ModelLoadError, OvExplainError, PreprocessError, \
+from .errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError, \
     one_line
 from .images import read_image
 from .labels import check_labels, read_labels

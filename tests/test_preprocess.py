@@ -138,8 +138,6 @@ def test_geometry_maps_input_back_onto_the_original(resize):
 @pytest.mark.parametrize("interpolation", ["nearest", "linear", "cubic"])
 @pytest.mark.parametrize("layout, color", [("NCHW", "RGB"), ("NHWC", "BGR")])
 def test_embedded_graph_matches_numpy(resize, interpolation, layout, color, chelsea_rgb):
-    import openvino as ov
-
     spec = PreprocessSpec(size=(96, 128), resize=resize, interpolation=interpolation, crop_fraction=0.875,
                           mean=(120, 110, 100), std=(60, 50, 40), layout=layout, color=color)
     shape = [1, 3, 96, 128] if layout == "NCHW" else [1, 96, 128, 3]

@@ -28,8 +28,6 @@ def vit_classifier(tmp_path, **options) -> Classifier:
 
 
 def compile_and_run(model, batch):
-    import openvino as ov
-
     compiled = compile_f32(model)
     outputs = compiled(batch)
     return [np.asarray(outputs[o]) for o in compiled.outputs]

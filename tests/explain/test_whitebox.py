@@ -17,8 +17,6 @@ LAST_LAYER = "__module._swish/aten::hardtanh/Clamp_1"
 
 
 def run(xai, batch):
-    import openvino as ov
-
     compiled = compile_f32(xai.model)
     outputs = compiled(batch)
     return np.asarray(outputs[compiled.outputs[0]]), np.asarray(outputs[compiled.output("saliency_map")])
