@@ -31,3 +31,11 @@ def one_line(exc: BaseException, limit: int = 200) -> str:
     useful = [line for line in lines if not line.startswith(("Exception from", "Check '"))] or lines
     text = useful[0] if useful else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def last_line(exc: BaseException, limit: int = 200) -> str:
+    """The last non-empty line of an exception text: where OpenVINO's plugins put the actual reason
+    (after the "Exception from ..." source locations)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[-1] if lines else type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

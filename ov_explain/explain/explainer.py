@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence, Union
 import numpy as np
 
 from ..devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
+from ..errors import last_line
 from ..model import Classifier, ImageInput, Prediction
 from ..preprocess import Geometry
 from . import blackbox
@@ -294,8 +295,7 @@ def _probe(compiled: Any, method: str) -> None:
     try:
         compiled.create_infer_request().infer({0: np.zeros(dims, compiled.inputs[0].get_element_type().to_dtype())})
     except RuntimeError as exc:
-        reason = [line.strip() for line in str(exc).splitlines() if line.strip()][-1]
-        raise WhiteboxUnsupportedError(f"{method} cannot run on this graph ({reason[:200]})") from None
+        raise WhiteboxUnsupportedError(f"{method} cannot run on this graph ({last_line(exc)})") from None
 
 
 def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .._compat import opset
+from ..errors import last_line
 from .base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
@@ -420,8 +421,7 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
         maps, work_output, target, used_shortcut = _insert_maps(work, position, work_output, method,
                                                                 target_layer, shortcut)
     except RuntimeError as exc:  # OpenVINO refused a reshape of the cloned tail (e.g. a hard-coded batch)
-        raise WhiteboxUnsupportedError(f"{method} cannot be built on this graph "
-                                       f"({str(exc).strip().splitlines()[-1][:160]})") from None
+        raise WhiteboxUnsupportedError(f"{method} cannot be built on this graph ({last_line(exc)})") from None
     maps = opset.convert(maps, ov.Type.f32)
     maps.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
