@@ -13,6 +13,8 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,20 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 128 + signal.SIGINT, 128 + signal.SIGTERM
 
 
 class _OneLineFormatter(logging.Formatter):
+    """``level: message``; with ``traces`` (-vv) a record's exception trace follows it."""
+
+    def __init__(self, traces: bool = False) -> None:
+        super().__init__()
+        self.traces = traces
+
     def format(self, record: logging.LogRecord) -> str:
-        return f"{record.levelname.lower()}: {record.getMessage()}"
+        line = f"{record.levelname.lower()}: {record.getMessage()}"
+        return line + "\n" + self.formatException(record.exc_info) if self.traces and record.exc_info else line
 
 
 def _configure_logging(verbose: int, quiet: bool) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_OneLineFormatter())
+    handler.setFormatter(_OneLineFormatter(traces=verbose > 1 and not quiet))
     root = logging.getLogger("ov_explain")
     root.handlers[:] = [handler]
     root.propagate = False
@@ -53,12 +62,10 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-_HANDLERS: dict[int, Any] = {}
-
-
-def _stop_on_signals() -> tuple[threading.Event, list[int]]:
-    """SIGINT / SIGTERM set an event the audit checks between images (it finishes those in flight);
-    a second signal interrupts at once. Returns the event and the list the signal numbers land in."""
+@contextmanager
+def _stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """While inside, SIGINT / SIGTERM set an event the audit checks between images (it finishes those
+    in flight) and land in the list; a second signal interrupts at once. The old handlers come back after."""
     stop, received = threading.Event(), []
 
     def handler(signum: int, frame: Any) -> None:
@@ -67,16 +74,14 @@ def _stop_on_signals() -> tuple[threading.Event, list[int]]:
         received.append(signum)
         stop.set()
 
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            _HANDLERS[signum] = signal.signal(signum, handler)
-    return stop, received
-
-
-def _restore_signals() -> None:
-    while _HANDLERS:
-        signum, previous = _HANDLERS.popitem()
-        signal.signal(signum, previous)
+        previous = {signum: signal.signal(signum, handler) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop, received
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 def _interrupt_status(cause: BaseException) -> int:
@@ -432,26 +437,25 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
         bar.total = total
         bar.update(done - bar.n)
 
-    stop, signals = _stop_on_signals()
-    try:
-        summary = run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
-                      target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
-                      label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
-                      classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-                      high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
-                      save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart, workers=workers,
-                      output=output_kind, progress=update, cache_dir=None if no_cache else "default",
-                      precision=precision, stop=stop)
-    except OvExplainError as exc:
-        bar.close()
-        _fail(str(exc))
-    except AuditInterrupted as stopped:
-        bar.close()
-        click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
-                   "same command to resume", err=True)
-        sys.exit(128 + signals[0])
-    finally:
-        _restore_signals()
+    with _stop_on_signals() as (stop, signals):
+        try:
+            summary = run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
+                          target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
+                          label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
+                          classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                          high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
+                          save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
+                          workers=workers,
+                          output=output_kind, progress=update, cache_dir=None if no_cache else "default",
+                          precision=precision, stop=stop)
+        except OvExplainError as exc:
+            bar.close()
+            _fail(str(exc))
+        except AuditInterrupted as stopped:
+            bar.close()
+            click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
+                       "same command to resume", err=True)
+            sys.exit(128 + signals[0])
     bar.close()
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))

@@ -206,6 +206,9 @@ def test_an_unexpected_error_is_one_line_and_a_trace_file(run, photos_dir, monke
     trace = Path(line.split("full trace in ", 1)[1].split(";", 1)[0])
     assert "ZeroDivisionError: a bug" in trace.read_text() and "Traceback" not in line
     trace.unlink()
+    verbose = run("-vv", "predict", photos_dir / "coffee.jpg")  # what the one line promises
+    assert verbose.exit_code == 3 and "Traceback (most recent call last)" in verbose.output
+    Path(verbose.output.split("full trace in ", 1)[1].split(";", 1)[0]).unlink()
 
 
 def test_a_static_batch_vit_whose_tail_cannot_grow_falls_back_or_says_why(run, photos_dir, tmp_path):
