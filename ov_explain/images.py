@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import ImageReadError
+from .errors import ImageReadError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -17,6 +18,8 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_PIXELS = 200_000_000
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+#: A JPEG marker: FF then a code that is not stuffing (FF 00), fill (FF FF) or a restart (FF D0-D7).
+_JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -47,7 +50,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFA
     # JPEG carries EXIF orientation and never alpha: decode it upright. Other formats keep alpha
     # and bit depth (IMREAD_UNCHANGED), which skips EXIF orientation; they rarely carry it.
     is_jpeg = data[:3] == _JPEG_MAGIC
-    if is_jpeg and b"\xff\xd9" not in data[-4096:]:
+    if is_jpeg and not _jpeg_has_end(data):
         # libjpeg decodes a cut-off file into a half-grey picture with only a stderr warning.
         raise ImageReadError(f"{source}: truncated JPEG (no end-of-image marker)")
     flags = cv2.IMREAD_COLOR if is_jpeg else cv2.IMREAD_UNCHANGED
@@ -55,7 +58,7 @@ def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFA
         decoded = cv2.imdecode(buffer, flags)
     except cv2.error as exc:
         # OpenCV refuses images above its own pixel limit with an exception rather than None.
-        raise ImageReadError(f"{source}: cannot decode ({_first_line(str(exc))})") from None
+        raise ImageReadError(f"{source}: cannot decode ({one_line(exc)})") from None
     if decoded is None:
         raise ImageReadError(f"{source}: not a readable image (corrupt, truncated or unsupported format)")
     height, width = decoded.shape[:2]
@@ -67,9 +70,23 @@ def decode_image(data: bytes, *, source: str = "<bytes>", max_pixels: int = DEFA
     return _to_rgb_uint8(decoded, source)
 
 
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1] if lines else text
+def _jpeg_has_end(data: bytes) -> bool:
+    """Whether the JPEG's marker structure reaches its end-of-image marker (FF D9).
+
+    Walks from the start: each marker segment is skipped by its length (so a thumbnail's FF D9
+    inside EXIF does not count), and after a scan header the entropy-coded data is searched for the
+    next marker (the several scans of a progressive JPEG included). Whatever follows the first end
+    of image (Motion Photo video, maker trailers, appended thumbnails) is never looked at.
+    """
+    position = 2  # after SOI
+    while marker := _JPEG_MARKER.search(data, position):
+        code = data[marker.start() + 1]
+        if code == 0xD9:
+            return True
+        position = marker.end()
+        if code not in (0x01, 0xD8):  # every other marker starts a segment with a 2-byte length
+            position += int.from_bytes(data[position:position + 2], "big")
+    return False
 
 
 def _to_rgb_uint8(decoded: np.ndarray, source: str) -> np.ndarray:

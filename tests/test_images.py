@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import struct
+import zlib
+
 import cv2
 import numpy as np
 import pytest
@@ -111,6 +115,71 @@ def test_truncated_jpeg_is_refused(tmp_path, photos_dir):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageReadError, match="cut.jpg: truncated JPEG"):
         read_image(path)
+
+
+def trailer(size: int = 100_000, seed: int = 0) -> bytes:
+    """Arbitrary bytes without FF D9 in them, like a camera maker's trailer or a Motion Photo's video."""
+    data = np.random.default_rng(seed).integers(0, 256, size, dtype=np.uint8).tobytes()
+    data = data.replace(b"\xff\xd9", b"\xff\x00")
+    assert b"\xff\xd9" not in data
+    return data
+
+
+def with_thumbnail(jpeg: bytes) -> bytes:
+    """An APP13 segment holding a small complete JPEG (as Photoshop and EXIF embed thumbnails) after SOI."""
+    ok, thumbnail = cv2.imencode(".jpg", np.full((8, 8, 3), 90, np.uint8))
+    assert ok and thumbnail.tobytes().endswith(b"\xff\xd9")
+    payload = b"Photoshop 3.0\x00" + thumbnail.tobytes()
+    return jpeg[:2] + b"\xff\xed" + struct.pack(">H", len(payload) + 2) + payload + jpeg[2:]
+
+
+@pytest.fixture(params=["baseline", "progressive", "restart markers", "embedded thumbnail"])
+def photo_jpeg(request, photos_dir) -> bytes:
+    """A complete real photo as JPEG bytes, in the layouts that matter for finding its end."""
+    original = (photos_dir / "coffee.jpg").read_bytes()
+    if request.param == "baseline":
+        return original
+    if request.param == "embedded thumbnail":
+        return with_thumbnail(original)
+    options = {"progressive": True} if request.param == "progressive" else {"restart_marker_blocks": 4}
+    buffer = io.BytesIO()
+    Image.open(io.BytesIO(original)).save(buffer, "JPEG", quality=90, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("after", ["100 KB trailer", "FF D9 then 100 KB", "appended JPEG"])
+def test_jpeg_with_data_after_the_image_is_read(tmp_path, photos_dir, photo_jpeg, after):
+    extra = {"100 KB trailer": trailer(),
+             "FF D9 then 100 KB": b"\xff\xd9" + trailer(),
+             "appended JPEG": (photos_dir / "chelsea.jpg").read_bytes()}[after]
+    path = tmp_path / "motion.jpg"
+    path.write_bytes(photo_jpeg + extra)
+    np.testing.assert_array_equal(read_image(path), decode_image(photo_jpeg))
+
+
+@pytest.mark.parametrize("after", [b"", trailer(20_000)], ids=["nothing", "trailer"])
+def test_jpeg_cut_in_its_scan_data_is_refused(tmp_path, photo_jpeg, after):
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(photo_jpeg[: len(photo_jpeg) * 6 // 10] + after)
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    assert str(info.value) == f"{path}: truncated JPEG (no end-of-image marker)"
+
+
+def test_opencv_refusal_is_one_line_naming_the_file(tmp_path):
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    # A tiny PNG whose header claims 40000 x 40000 pixels: above OpenCV's own limit, which raises.
+    header = struct.pack(">IIBBBBB", 40_000, 40_000, 8, 2, 0, 0, 0)
+    path = tmp_path / "huge.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b""))
+                     + chunk(b"IEND", b""))
+    with pytest.raises(ImageReadError) as info:
+        read_image(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot decode (") and "CV_IO_MAX_IMAGE_PIXELS" in message
+    assert "\n" not in message and len(message) < len(str(path)) + 250
 
 
 def test_missing_file_and_directory(tmp_path):
