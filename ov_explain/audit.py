@@ -17,43 +17,40 @@ are in place, which is what makes a re-run resume exactly where a killed one sto
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import logging
 import os
 import threading
 import time
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
-import cv2
 import numpy as np
 
-from . import render
+from .audit_folder import ERRORS, FORMAT_VERSION, GRIDS, MANIFEST, MAP_EXTENSIONS, SETTINGS_FILE, TOP_FILES, \
+    AuditRow, ErrorRow, RankedClass, read_errors, read_rows
+from .audit_summary import AuditSummary, write_summary
 from .cases import CASES, CaseDecision, CaseThresholds, classify_case
 from .dataset import LabelResolver, Sample, read_dataset, select
 from .devices import DEFAULT_PRECISION
 from .errors import OvExplainError, one_line
+from .explain import create_explainer
 from .explain.base import Explanation
 from .explain.explainer import Explainer
-from .grids import Tile, grid_png, thumbnail
 from .images import read_image
-from .naming import file_labels, format_name, unique_stems
-from .naming import parse_name
-from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_bytes, atomic_write_text, ensure_writable_folder, \
-    read_jsonl, remove_temp_files, write_jsonl
+from .naming import file_labels, format_name, parse_name, unique_stems
+from .report import build_report
+from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_text, ensure_writable_folder, read_jsonl, \
+    remove_temp_files, write_jsonl
+from .writer import MapStyle, to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
 
-SETTINGS_FILE, MANIFEST, ERRORS = "audit.json", "manifest.jsonl", "errors.jsonl"
-MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS, REPORT = \
-    "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids", "report.html"
-FORMAT_VERSION = 1
+__all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "audit", "run_audit"]
 
 #: Progress callback: (images finished in this run, images to do in this run).
 Progress = Callable[[int, int], None]
@@ -86,55 +83,21 @@ class AuditOptions:
     grids: bool = True
     grid_tiles: int = 24
     report: bool = True  # report.html (see ov_explain.report)
-    workers: int | None = None  # None: the device's optimal number of requests + 1
+    workers: int | None = None  # inferences in flight; None: what fills the device (Explainer.plan)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise AuditError(f"top_k: expected >= 1, got {self.top_k}")
-        if self.colormap not in render.COLORMAPS:
-            raise AuditError(f"colormap: unknown {self.colormap!r}; known: {', '.join(render.COLORMAPS)}")
-        if not 0.0 <= self.overlay_weight <= 1.0:
-            raise AuditError(f"overlay_weight: expected 0..1, got {self.overlay_weight}")
-        if not 1 <= self.jpeg_quality <= 100:
-            raise AuditError(f"jpeg_quality: expected 1..100, got {self.jpeg_quality}")
+        try:
+            _ = self.style  # colormap, overlay weight and JPEG quality are the writer's to check
+        except ValueError as exc:
+            raise AuditError(str(exc)) from None
         if self.workers is not None and self.workers < 1:
             raise AuditError(f"workers: expected >= 1, got {self.workers}")
 
-
-@dataclass
-class AuditSummary:
-    """What an audit found, over every image in the output folder (this run and resumed ones)."""
-
-    out_dir: Path
-    images: int
-    errors: int
-    resumed: int
-    cases: dict[str, int]
-    per_class: dict[str, dict[str, int]]
-    confusion: dict[str, dict[str, int]]
-    top1_accuracy: float | None
-    top5_accuracy: float | None
-    model: str
-    method: str
-    mode: str
-    device: str
-    precision: str  # the working precision that executed (f32, bf16, f16)
-    target_layer: str | None
-    thresholds: dict[str, float]
-    seconds: float
-    images_per_second: float
-    grids: dict[str, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if set(self.cases) - set(CASES):
-            raise ValueError(f"cases: unknown case names {sorted(set(self.cases) - set(CASES))}")
-        if sum(self.cases.values()) != self.images:
-            raise ValueError(f"cases: counts add up to {sum(self.cases.values())}, not {self.images} images")
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["out_dir"] = str(self.out_dir)
-        return data
+    @property
+    def style(self) -> MapStyle:
+        return MapStyle(self.colormap, self.overlay_weight, self.jpeg_quality, self.save_raw, self.save_rgba)
 
 
 # ----- the audit ----------------------------------------------------------------------------------------
@@ -172,9 +135,10 @@ def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, sett
     done = _recover(out, {s.key for s in samples}, set(stems.values()))
     todo = [s for s in samples if s.key not in done]
     logger.info("audit: %d images, %d already done, %d to do", len(samples), len(samples) - len(todo), len(todo))
-    worker = _ImageWorker(explainer, resolver, options, out, stems)
+    # One budget of inferences in flight for the whole audit, shared by the images at once.
+    workers, per_image = explainer.plan(options.workers)
+    worker = _ImageWorker(explainer, resolver, options, out, stems, per_image)
     started = time.perf_counter()
-    workers = options.workers or _default_workers(explainer)
     finished = 0
     if progress is not None:
         progress(0, len(todo))  # the total and ETA show from the start
@@ -210,8 +174,6 @@ def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, sett
     seconds = time.perf_counter() - started
     summary = _finish(out, explainer, options, seconds, len(todo), len(samples) - len(todo))
     if options.report:
-        from .report import build_report
-
         build_report(out)
     logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", len(todo), seconds,
                 summary.images_per_second, summary.errors)
@@ -228,8 +190,10 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
-          stop: threading.Event | None = None) -> AuditSummary:
+          stop: threading.Event | None = None, backend: str = "native") -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
+
+    ``backend`` is ``native`` or ``openvino-xai`` (the library, in an environment with the xai extra).
 
     ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
     audits the model as the device runs it by default (bf16 on an AMX Xeon, f16 on GPU / NPU).
@@ -252,8 +216,8 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
     resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
     _check_labels(dataset, chosen, resolver)
-    with classifier, Explainer(classifier, mode=mode, method=method, target_layer=target_layer, preset=preset,
-                               seed=seed) as explainer:
+    with classifier, create_explainer(classifier, backend=backend, mode=mode, method=method,
+                                      target_layer=target_layer, preset=preset, seed=seed) as explainer:
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
                          progress=progress, all_samples=everything, stop=stop)
 
@@ -275,38 +239,34 @@ def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolv
                          "if the labels are ids (such as WordNet synsets), pass --label-map FILE")
 
 
-def _record(result: dict[str, Any], manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
+def _record(result: list[AuditRow] | ErrorRow, manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
             progress: Progress | None) -> int:
-    if "error" in result:
-        logger.error("%s", result["error"])
-        errors.append([result])
+    if isinstance(result, ErrorRow):
+        logger.error("%s", result.error)
+        errors.append([result.to_dict()])
     else:
-        manifest.append(result["rows"])
+        manifest.append([row.to_dict() for row in result])
     finished += 1
     if progress is not None:
         progress(finished, total)
     return finished
 
 
-def _default_workers(explainer: Explainer) -> int:
-    # One more thread than the device takes requests: someone is always decoding or writing.
-    return explainer.parallel_requests + 1
-
-
 # ----- one image ------------------------------------------------------------------------------------
 class _ImageWorker:
-    """Everything done for one image, in a worker thread: returns manifest rows or an error row."""
+    """Everything done for one image, in a worker thread: returns its manifest rows or an error row."""
 
     def __init__(self, explainer: Explainer, resolver: LabelResolver, options: AuditOptions, out: Path,
-                 stems: dict[str, str]) -> None:
+                 stems: dict[str, str], parallel: int) -> None:
         self.explainer, self.resolver, self.options, self.out, self.stems = explainer, resolver, options, out, stems
+        self.parallel, self.style = parallel, options.style
         classifier = explainer.classifier
         names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
         self.names, self.file_names = names, file_labels(names)
 
-    def __call__(self, sample: Sample) -> dict[str, Any]:
+    def __call__(self, sample: Sample) -> list[AuditRow] | ErrorRow:
         try:
-            return {"rows": self._audit(sample)}
+            return self._audit(sample)
         except Exception as exc:  # one bad image must not stop the audit: it becomes an error row
             kind = "unexpected" if not isinstance(exc, OvExplainError) else type(exc).__name__
             message = str(exc) if isinstance(exc, OvExplainError) else f"{sample.path}: {one_line(exc)}"
@@ -314,16 +274,15 @@ class _ImageWorker:
                 message = f"{sample.path}: {message}"
             if kind == "unexpected":
                 logger.debug("unexpected error on %s", sample.path, exc_info=True)
-            return {"error": message, "key": sample.key, "source": str(sample.path), "label": sample.label,
-                    "error_type": kind}
+            return ErrorRow(sample.key, str(sample.path), sample.label, kind, message)
 
-    def _audit(self, sample: Sample) -> list[dict[str, Any]]:
+    def _audit(self, sample: Sample) -> list[AuditRow]:
         options = self.options
         truth = self.resolver(sample.label) if sample.label is not None else None
         started = time.perf_counter()
         pixels = read_image(sample.path)
         decoded = time.perf_counter()
-        tensor, geometry, _ = self.explainer.classifier.prepare(pixels)
+        prepared = self.explainer.prepare(pixels, source=str(sample.path))
         prep_ms = (time.perf_counter() - decoded) * 1000
 
         decisions: list[CaseDecision] = []  # the case is decided once, inside the explanation
@@ -332,69 +291,44 @@ class _ImageWorker:
             decisions.append(classify_case(prediction.probabilities, truth, options.thresholds))
             return [c for c, _ in decisions[0].targets]
 
-        explanation = self.explainer.explain_prepared(tensor, geometry, str(sample.path), choose,
-                                                      top_k=options.top_k, preprocess_ms=prep_ms)
+        explanation = self.explainer.explain_prepared(prepared, choose, top_k=options.top_k, preprocess_ms=prep_ms,
+                                                      parallel=self.parallel)
         explained = time.perf_counter()
-        decision = decisions[0]
-        rows = self._write(sample, pixels, explanation, truth, decision)
-        written = time.perf_counter()
         timings = {"decode_ms": (decoded - started) * 1000, "preprocess_ms": prep_ms,
-                   "explain_ms": (explained - decoded) * 1000 - prep_ms, "write_ms": (written - explained) * 1000}
-        for row in rows:
-            row.update({k: round(v, 3) for k, v in timings.items()})
-        return rows
+                   "explain_ms": (explained - decoded) * 1000 - prep_ms}
+        return self._write(sample, pixels, explanation, truth, decisions[0], timings, explained)
 
     def _write(self, sample: Sample, pixels: np.ndarray, explanation: Explanation, truth: int | None,
-               decision: CaseDecision) -> list[dict[str, Any]]:
-        options = self.options
+               decision: CaseDecision, timings: dict[str, float], explained: float) -> list[AuditRow]:
         probabilities = explanation.prediction.probabilities
-        folder = self.out / decision.case
-        folder.mkdir(exist_ok=True)
+        (self.out / decision.case).mkdir(exist_ok=True)
         stem = self.stems[sample.key]
-        top = [score.index for score in explanation.prediction.top[:options.top_k]]  # already ranked
-        base = {
-            "key": sample.key, "source": str(sample.path), "stem": stem, "width": int(pixels.shape[1]),
-            "height": int(pixels.shape[0]), "ground_truth": sample.label,
-            "ground_truth_index": truth, "ground_truth_class": None if truth is None else self.names[truth],
-            "ground_truth_probability": None if truth is None else round(float(probabilities[truth]), 6),
-            "case": decision.case, "correct": None if truth is None else top[0] == truth,
-            "in_top_k": None if truth is None else bool(truth in top),
-        }
-        for rank, index in enumerate(top, 1):
-            base[f"top{rank}_index"] = index
-            base[f"top{rank}_class"] = self.names[index]
-            base[f"top{rank}_probability"] = round(float(probabilities[index]), 6)
-        base.update({"method": explanation.method, "mode": explanation.mode, "device": explanation.device,
-                     "precision": explanation.precision, "target_layer": explanation.target_layer,
-                     "inferences": explanation.inferences})
-        rows = []
-        roles = dict(decision.targets)
-        bgr = cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)  # once per image: colour maps and JPEG are BGR
+        top = [score.index for score in explanation.prediction.top[:self.options.top_k]]  # already ranked
+        bgr = to_bgr(pixels)
         maps = {m.target: m for m in explanation.maps}
-        for rank, (index, role) in enumerate(decision.targets):
+        written = []
+        for index, _ in decision.targets:
             saliency = maps.get(index) or explanation.maps[0]  # class-agnostic methods give one map
             name = format_name(stem, self.file_names[index], float(probabilities[index]),
                                None if truth is None else self.file_names[truth],
                                None if truth is None else float(probabilities[truth]), extension="")
-            levels = saliency.levels_on_image(as_uint8=True)
-            overlay = render.blend_levels(bgr, levels, weight=options.overlay_weight, colormap=options.colormap,
-                                          bgr=True)
-            paths = {"overlay_path": f"{decision.case}/{name}.jpg", "raw_path": None, "rgba_path": None}
-            atomic_write_bytes(self.out / paths["overlay_path"],
-                               render.encode_jpeg(overlay, options.jpeg_quality, bgr=True))
-            if options.save_raw:
-                paths["raw_path"] = f"{decision.case}/{name}.npy"
-                buffer = io.BytesIO()
-                np.save(buffer, saliency.raw.astype(np.float32))
-                atomic_write_bytes(self.out / paths["raw_path"], buffer.getvalue())
-            if options.save_rgba:
-                paths["rgba_path"] = f"{decision.case}/{name}.rgba.png"
-                rgba = render.colorize_rgba(levels.astype(np.float32) / 255.0, colormap=options.colormap)
-                atomic_write_bytes(self.out / paths["rgba_path"], render.encode_png(rgba))
-            rows.append({**base, "target_rank": rank, "targets_total": len(decision.targets),
-                         "target_role": roles[index], "target_index": int(index), "target_class": self.names[index],
-                         "target_probability": round(float(probabilities[index]), 6), **paths})
-        return rows
+            written.append(write_map_files(self.out, f"{decision.case}/{name}", bgr, saliency, self.style))
+        timings["write_ms"] = (time.perf_counter() - explained) * 1000
+        rounded = {k: round(v, 3) for k, v in timings.items()}
+        ranked = tuple(RankedClass(i, self.names[i], round(float(probabilities[i]), 6)) for i in top)
+        return [AuditRow(
+            key=sample.key, source=str(sample.path), stem=stem, width=int(pixels.shape[1]),
+            height=int(pixels.shape[0]), ground_truth=sample.label, ground_truth_index=truth,
+            ground_truth_class=None if truth is None else self.names[truth],
+            ground_truth_probability=None if truth is None else round(float(probabilities[truth]), 6),
+            case=decision.case, correct=None if truth is None else top[0] == truth,
+            in_top_k=None if truth is None else bool(truth in top), top=ranked, method=explanation.method,
+            mode=explanation.mode, device=explanation.device, precision=explanation.precision,
+            target_layer=explanation.target_layer, inferences=explanation.inferences, target_rank=rank,
+            targets_total=len(decision.targets), target_role=role, target_index=int(index),
+            target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
+            overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded)
+            for rank, ((index, role), files) in enumerate(zip(decision.targets, written))]
 
 
 # ----- output folder: settings, recovery, final files ------------------------------------------------
@@ -417,7 +351,9 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
         "thresholds": options.thresholds.to_dict(), "top_k": options.top_k, "save_raw": options.save_raw,
         "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
-        "jpeg_quality": options.jpeg_quality, **extra,
+        "jpeg_quality": options.jpeg_quality,
+        # Recorded only when not the native engine, so audits written before backends existed resume.
+        **({"backend": explainer.backend} if explainer.backend != "native" else {}), **extra,
     }
 
 
@@ -433,11 +369,6 @@ def _model_digest(path: Path) -> str:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-#: Files an audit writes at the top of its folder (besides the case folders and grids/).
-_TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT)
-_MAP_EXTENSIONS = (".jpg", ".npy", ".rgba.png")
 
 
 def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool, stems: set[str]) -> None:
@@ -469,7 +400,7 @@ def _is_ours(case: str, path: Path, listed: set[str], stems: set[str]) -> bool:
     """
     if f"{case}/{path.name}" in listed:
         return True
-    if not path.is_file() or not path.name.endswith(_MAP_EXTENSIONS):
+    if not path.is_file() or not path.name.endswith(MAP_EXTENSIONS):
         return False
     try:
         return parse_name(path.name).stem in stems
@@ -497,8 +428,10 @@ def _remove_ours(out: Path, keep: set[str], listed: set[str], stems: set[str]) -
 
 
 def _listed(rows: Iterable[dict[str, Any]]) -> set[str]:
-    """The map files (relative paths) that manifest rows name."""
-    return {row[k] for row in rows for k in ("overlay_path", "raw_path", "rgba_path") if row.get(k)}
+    """The map files (relative paths) that manifest rows name (read as dicts: a damaged row's files
+    are still the audit's)."""
+    return {row[k] for row in rows if isinstance(row, dict) for k in ("overlay_path", "raw_path", "rgba_path")
+            if isinstance(row.get(k), str)}
 
 
 def _mention_foreign(out: Path, foreign: list[str]) -> None:
@@ -518,7 +451,7 @@ def _clear(out: Path, stems: set[str]) -> None:
     for folder in [out / case for case in CASES] + [out / GRIDS]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    for name in _TOP_FILES:
+    for name in TOP_FILES:
         (out / name).unlink(missing_ok=True)
     _mention_foreign(out, foreign)
     logger.info("%s: previous audit removed (restart)", out)
@@ -533,20 +466,24 @@ def _recover(out: Path, selected: set[str], stems: set[str]) -> set[str]:
     removed = remove_temp_files(out)
     by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
     lines = 0
+    damaged: list[dict[str, Any]] = []
     for row in read_jsonl(out / MANIFEST):
         lines += 1
-        if isinstance(row, dict) and isinstance(row.get("key"), str):  # a damaged row is dropped, and redone
-            by_key[row["key"]].append(row)
-    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0].get("targets_total")}
+        try:
+            by_key[AuditRow.from_dict(row).key].append(row)
+        except (ValueError, TypeError):  # a damaged row is dropped, and its image redone
+            damaged.append(row)
+    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0]["targets_total"]}
     kept_lines = sum(len(rows) for rows in complete.values())
     if (out / MANIFEST).exists() and (kept_lines != lines or _has_torn_tail(out / MANIFEST)):
         write_jsonl(out / MANIFEST, (row for rows in complete.values() for row in rows))
         logger.warning("%s: repaired the manifest of an interrupted run", out / MANIFEST)
     orphans, foreign = _remove_ours(out, _listed(r for rows in complete.values() for r in rows),
-                                    _listed(r for rows in by_key.values() for r in rows), stems)
+                                    _listed([r for rows in by_key.values() for r in rows] + damaged), stems)
     _mention_foreign(out, foreign)
     errors = list(read_jsonl(out / ERRORS))
-    kept_errors = [e for e in errors if e.get("key") not in selected and e.get("key") not in complete]
+    kept_errors = [e for e in errors if isinstance(e, dict) and e.get("key") not in selected
+                   and e.get("key") not in complete]
     if len(kept_errors) != len(errors) or _has_torn_tail(out / ERRORS):
         write_jsonl(out / ERRORS, kept_errors)
     if removed or orphans:
@@ -564,83 +501,9 @@ def _has_torn_tail(path: Path) -> bool:
 
 def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
             resumed: int) -> AuditSummary:
-    rows = list(read_jsonl(out / MANIFEST))
-    errors = list(read_jsonl(out / ERRORS))
-    _write_csv(out / MANIFEST_CSV, rows)
-    _write_csv(out / ERRORS_CSV, errors, ["key", "source", "label", "error_type", "error"])
-    images = [r for r in rows if r["target_rank"] == 0]
-    cases = Counter(r["case"] for r in images)
-    per_class: dict[str, Counter] = defaultdict(Counter)
-    confusion: dict[str, Counter] = defaultdict(Counter)
-    for row in images:
-        truth = row["ground_truth_class"] or "(no ground truth)"
-        per_class[truth]["images"] += 1
-        per_class[truth][row["case"]] += 1
-        if row["correct"]:
-            per_class[truth]["correct"] += 1
-        confusion[truth][row["top1_class"]] += 1
-    labelled = [r for r in images if r["ground_truth_index"] is not None]
-    grids = _write_grids(out, rows, options) if options.grids else {}
-    summary = AuditSummary(
-        out_dir=out, images=len(images), errors=len(errors), resumed=resumed,
-        cases={c: cases[c] for c in CASES if cases[c]},
-        per_class={k: dict(v) for k, v in sorted(per_class.items())},
-        confusion={k: dict(v.most_common()) for k, v in sorted(confusion.items())},
-        top1_accuracy=round(sum(bool(r["correct"]) for r in labelled) / len(labelled), 4) if labelled else None,
-        top5_accuracy=round(sum(bool(r["in_top_k"]) for r in labelled) / len(labelled), 4) if labelled else None,
-        model=str(explainer.classifier.files.model), method=explainer.method, mode=explainer.mode,
-        device=explainer.device, precision=explainer.precision, target_layer=explainer.target_layer,
-        thresholds=options.thresholds.to_dict(), seconds=round(seconds, 3),
-        images_per_second=round(ran / seconds, 3) if seconds > 0 else 0.0, grids=grids)
-    atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
-    _write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
-                                 for t, row in summary.confusion.items() for p, n in row.items()],
-               ["ground_truth", "predicted", "images"])
-    return summary
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
-    if columns is None:
-        columns = list(dict.fromkeys(k for row in rows for k in row))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(path, buffer.getvalue())
-
-
-def _write_grids(out: Path, rows: list[dict[str, Any]], options: AuditOptions) -> dict[str, str]:
-    (out / GRIDS).mkdir(exist_ok=True)
-    written = {}
-    by_case: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_case[row["case"]].append(row)
-    for case in CASES:
-        stale = out / GRIDS / f"{case}.png"
-        if case not in by_case:
-            stale.unlink(missing_ok=True)
-            continue
-        # Most confident images first; an image's maps stay together.
-        chosen = sorted(by_case[case], key=lambda r: (-r["top1_probability"], r["key"], r["target_rank"]))
-        tiles = []
-        for row in chosen[:options.grid_tiles]:
-            picture = cv2.imread(str(out / row["overlay_path"]), cv2.IMREAD_COLOR)
-            if picture is None:
-                continue
-            tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), _tile_title(row)))
-        if not tiles:
-            continue
-        images = len({r["key"] for r in by_case[case]})
-        shown = f"{len(tiles)} of {len(by_case[case])} maps, {images} images"
-        atomic_write_bytes(stale, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
-        written[case] = f"{GRIDS}/{case}.png"
-    return written
-
-
-def _tile_title(row: dict[str, Any]) -> str:
-    lines = [row["stem"]]
-    if row["ground_truth_class"] is not None:
-        lines.append(f"gt: {row['ground_truth_class']} {row['ground_truth_probability']:.2f}")
-    lines.append(f"pr: {row['top1_class']} {row['top1_probability']:.2f}")
-    lines.append(f"map: {row['target_class']} ({row['target_role'].replace('_', ' ')})")
-    return "\n".join(lines)
+    run = {"resumed": resumed, "model": str(explainer.classifier.files.model), "method": explainer.method,
+           "mode": explainer.mode, "device": explainer.device, "precision": explainer.precision,
+           "target_layer": explainer.target_layer, "thresholds": options.thresholds.to_dict(),
+           "seconds": round(seconds, 3), "images_per_second": round(ran / seconds, 3) if seconds > 0 else 0.0}
+    return write_summary(out, list(read_rows(out)), read_errors(out), run,
+                         options.grid_tiles if options.grids else None)

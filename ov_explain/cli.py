@@ -13,6 +13,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,6 +25,9 @@ from . import __version__
 from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, default_cache_dir, \
     discover
 from .errors import OvExplainError, one_line
+from .explain import BACKENDS
+from .explain.base import MODES
+from .explain.registry import PRESETS, method_names
 
 logger = logging.getLogger(__name__)
 
@@ -273,8 +277,8 @@ def _progress_bar(description: str) -> Any:
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
-@click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
+@click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
+@click.option("--method", type=click.Choice(method_names()),
               help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
                                      "entering a transformer block (default: auto).")
@@ -284,10 +288,10 @@ def _progress_bar(description: str) -> Any:
               help="With --targets predicted: at most this many classes.")
 @click.option("--threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="With --targets predicted: also explain classes at least this probable.")
-@click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True,
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True,
               help="Black-box quality/speed preset (RISE 1000/5000/10000 masks).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
-@click.option("--backend", type=click.Choice(["native", "openvino-xai"]), default="native", show_default=True,
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="native", show_default=True,
               help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True)
 @click.option("--raw", is_flag=True, help="Also save the raw maps (feature resolution) as .npy.")
@@ -304,9 +308,10 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     from .explain import create_explainer
     from .explain.base import select_targets
     from .images import read_image
-    from .storage import ensure_writable_folder
     from .naming import safe_component
-    from .render import COLORMAPS, encode_jpeg, overlay
+    from .render import COLORMAPS
+    from .storage import ensure_writable_folder
+    from .writer import MapStyle, to_bgr, write_map_files
 
     if colormap not in COLORMAPS:
         _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
@@ -327,6 +332,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
         ensure_writable_folder(out_dir)
     except OvExplainError as exc:
         _fail(f"--out {exc}")
+    style = MapStyle(colormap, weight, save_raw=raw)  # the audit's JPEG quality too
     report, errors, used_stems = [], [], set()
     for path in images:
         try:
@@ -334,7 +340,11 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
             bar, update = _progress_bar(f"{path.name} {explainer.method}") if explainer.mode == "blackbox" \
                 else (None, None)
             try:
-                result = explainer.explain(pixels, wanted, top_k=top_k, threshold=threshold, progress=update)
+                started = time.perf_counter()
+                prepared = explainer.prepare(pixels, source=str(path))
+                result = explainer.explain_prepared(prepared, wanted, top_k=top_k, threshold=threshold,
+                                                    progress=update,
+                                                    preprocess_ms=(time.perf_counter() - started) * 1000)
             finally:
                 if bar is not None:
                     bar.close()
@@ -342,22 +352,18 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
             errors.append({"source": str(path), "error": str(exc)})
             click.echo(f"error: {exc}", err=True)
             continue
-        result.source = result.prediction.source = str(path)
         stem = safe_component(path.stem)
         while stem in used_stems:
             stem += "_2"
         used_stems.add(stem)
         entry = result.to_dict()
+        bgr = to_bgr(pixels)
         for saliency, item in zip(result.maps, entry["maps"]):
-            name = f"{stem}_{explainer.method}_{safe_component(saliency.label)}"
-            overlay_path = out_dir / f"{name}.jpg"
-            overlay_path.write_bytes(encode_jpeg(overlay(pixels, saliency.on_image, weight=weight,
-                                                         colormap=colormap)))
-            item["overlay"] = str(overlay_path)
-            if raw:
-                raw_path = out_dir / f"{name}.npy"
-                np.save(raw_path, saliency.raw)
-                item["raw"] = str(raw_path)
+            files = write_map_files(out_dir, f"{stem}_{explainer.method}_{safe_component(saliency.label)}", bgr,
+                                    saliency, style)
+            item["overlay"] = str(out_dir / files.overlay)
+            if files.raw is not None:
+                item["raw"] = str(out_dir / files.raw)
         report.append(entry)
         if not as_json:
             layer = f", layer {result.target_layer}" if result.target_layer else ""
@@ -390,12 +396,12 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--label-map", type=click.Path(path_type=Path),
               help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
                    "synsets file when there is one).")
-@click.option("--mode", type=click.Choice(["auto", "whitebox", "blackbox"]), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]),
+@click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
+@click.option("--method", type=click.Choice(method_names()),
               help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
                                      "entering a transformer block (default: auto).")
-@click.option("--preset", type=click.Choice(["speed", "balance", "quality"]), default="balance", show_default=True)
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
 @click.option("--high-confidence", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
               help="Top-1 probability from which a prediction counts as confident.")
@@ -411,7 +417,11 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--rgba", is_flag=True, help="Also save RGBA colourised maps (.rgba.png).")
 @click.option("--no-grids", is_flag=True, help="Skip the per-case picture grids.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker threads (default: device requests + 1).")
+@click.option("--workers", type=click.IntRange(min=1),
+              help="Inferences in flight for the whole audit (default: what fills the device; white-box: "
+                   "images at once, black-box: shared by two images).")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="native", show_default=True,
+              help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
@@ -419,8 +429,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
           sample_seed: int, raw: bool, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
-          restart: bool,
-          as_json: bool) -> None:
+          backend: str, restart: bool, as_json: bool) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
@@ -445,8 +454,8 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                           classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
                           high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
                           save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
-                          workers=workers,
-                          output=output_kind, progress=update, cache_dir=None if no_cache else "default",
+                          workers=workers, backend=backend, output=output_kind, progress=update,
+                          cache_dir=None if no_cache else "default",
                           precision=precision, stop=stop)
         except OvExplainError as exc:
             bar.close()
@@ -490,30 +499,44 @@ def report(audit_dir: Path) -> None:
 
 @main.command("export-xai")
 @model_options
-@click.option("--method", type=click.Choice(["reciprocam", "vitreciprocam", "activationmap"]),
+@click.option("--method", type=click.Choice(method_names("whitebox")),
               help="Default: vitreciprocam for transformers, else reciprocam.")
 @click.option("--target-layer", help="Node name of the feature map or token stream (default: auto).")
+@click.option("--embed-preprocessing", is_flag=True,
+              help="Put the preprocessing into the IR: it takes uint8 RGB NHWC pixels and the device normalises.")
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
 def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
-               precision: str, no_cache: bool, method: str | None, target_layer: str | None, out_path: Path) -> None:
+               precision: str, no_cache: bool, method: str | None, target_layer: str | None,
+               embed_preprocessing: bool, out_path: Path) -> None:
     """Save an IR that outputs predictions and a `saliency_map` in one inference.
 
-    The exported graph is compiled once on --device in --precision before it is written, so an
-    export that the device cannot run fails here; the precision that executed is printed.
+    The IR carries its preprocessing for ov_explain and, as model_api's standard `model_info` keys,
+    for OpenVINO's model_api. The exported graph is compiled once on --device in --precision before
+    it is written, so an export that the device cannot run fails here; the precision that executed
+    is printed.
     """
     import openvino as ov
 
     from .devices import compile_with_fallback
     from .explain import build_xai_model
+    from .model_info import add_model_api_info
     from .storage import ensure_writable_folder
 
     if out_path.suffix.lower() != ".xml":
         _fail(f"{out_path}: the output must be an IR path ending in .xml")
     classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
                                   "LATENCY")
+    if embed_preprocessing and classifier.custom_fn is not None:
+        _fail("--embed-preprocessing needs a preprocessing spec; a custom function cannot go into the graph")
     try:
         xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer)
-        checked = compile_with_fallback(classifier.core, xai.model, classifier.compile_info.device,
+        exported = xai.model
+        if embed_preprocessing and not classifier.embedded:
+            exported = classifier.spec.embed(exported)
+        embedded = classifier.embedded or embed_preprocessing
+        if classifier.custom_fn is None:
+            add_model_api_info(exported, classifier.spec, classifier.labels, embedded=embedded)
+        checked = compile_with_fallback(classifier.core, exported, classifier.compile_info.device,
                                         cache_dir=None, precision=precision)
     except OvExplainError as exc:
         _fail(str(exc))
@@ -521,7 +544,7 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
     stem = out_path.name[: -len(out_path.suffix)]
     try:
         ensure_writable_folder(out_path.parent)
-        ov.save_model(xai.model, str(out_path), compress_to_fp16=False)
+        ov.save_model(exported, str(out_path), compress_to_fp16=False)
         if classifier.custom_fn is None:
             classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
         if classifier.labels is not None:

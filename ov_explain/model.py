@@ -19,6 +19,8 @@ from .errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessEr
     one_line
 from .images import read_image
 from .labels import check_labels, read_labels
+from .ports import output_position
+from .prepared import PreparedInput
 from .preprocess import Geometry, PreprocessFn, PreprocessSpec, load_preprocess_function, read_spec_from_model, \
     run_custom
 
@@ -151,7 +153,7 @@ class Classifier:
         self._compiled: CompiledModel = compile_with_fallback(self.core, self.model, device, hint=hint,
                                                               cache_dir=cache_dir, precision=precision)
         self.load_ms = (time.perf_counter() - started) * 1000.0
-        self._out_index = _output_index(self.model, self.output_port)
+        self._out_index = output_position(self.model.outputs, self.output_port)
         self._requests = ThreadRequests(self._compiled.compiled)
         logger.info("loaded %s on %s (%s) in %.0f ms", self.files.model.name, self.device, self.precision,
                     self.load_ms)
@@ -204,18 +206,58 @@ class Classifier:
         """Largest batch one request takes: None when the batch dimension is dynamic."""
         return batch_capacity(self.compiled)
 
+    @property
+    def input_layout(self) -> str:
+        """Layout of a prepared tensor: ``HWC`` pixels for embedded preprocessing, else the spec's."""
+        return "HWC" if self.embedded or self.spec.layout == "NHWC" else "CHW"
+
+    @property
+    def _input_channels(self) -> int | None:
+        """The model input's channel count where the layout puts it, if static."""
+        shape = self.model.inputs[0].get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+            return None
+        dim = shape[1] if self.input_layout == "CHW" else shape[3]
+        return dim.get_length() if dim.is_static else None
+
     # ----- preprocessing -----------------------------------------------------------------------
-    def prepare(self, image: ImageInput) -> tuple[np.ndarray, Geometry, str]:
-        """Load (if a path) and preprocess one image: model input without batch axis, geometry, source."""
-        source = str(image) if not isinstance(image, np.ndarray) else "<array>"
+    def prepare(self, image: ImageInput, *, source: str | None = None, at_model_size: bool = False) -> PreparedInput:
+        """Load (if a path) and preprocess one image into the value every method takes.
+
+        ``source`` names the image in results (default: the path, or ``<array>``). ``at_model_size``
+        fits the image to the model's input size on the host even when an embedded graph would
+        resize it: black-box methods draw their masks at the model's resolution.
+        """
+        if source is None:
+            source = str(image) if not isinstance(image, np.ndarray) else "<array>"
         pixels = read_image(image) if not isinstance(image, np.ndarray) else image
         if self.custom_fn is not None:
             tensor, geometry = run_custom(self.custom_fn, pixels, self.spec.size)
-        elif self.embedded:
-            tensor, geometry = self.spec.embedded_input(pixels)
-        else:
-            tensor, geometry = self.spec(pixels)
-        return tensor, geometry, source
+            prepared = PreparedInput(tensor, geometry, self.input_layout, source)
+            channels = self._input_channels
+            if channels is not None and prepared.channels != channels:
+                raise PreprocessError(f"{source}: custom preprocessing returned shape {tensor.shape}; the model "
+                                      f"takes {self.input_layout} with {channels} channels")
+            return prepared
+        if self.embedded:
+            tensor, geometry = self.spec.fit(pixels) if at_model_size else self.spec.embedded_input(pixels)
+            # The graph normalises (x - mean) / std: a removed pixel is the mean colour, in RGB order.
+            mean = self.spec.mean[::-1] if self.spec.color == "BGR" else self.spec.mean
+            return PreparedInput(tensor, geometry, "HWC", source, tuple(float(m) for m in mean))
+        tensor, geometry = self.spec(pixels)
+        return PreparedInput(tensor, geometry, self.input_layout, source)
+
+    def float_input_model(self) -> Any:
+        """The model with a float32 input, as black-box methods run it: an embedded IR's uint8 pixel
+        input is retyped (its first step converts to float anyway), so masked pixels are not rounded."""
+        import openvino as ov
+
+        if not self.embedded:
+            return self.model
+        model = self.model.clone()
+        model.get_parameters()[0].set_element_type(ov.Type.f32)
+        model.validate_nodes_and_infer_types()
+        return model
 
     # ----- inference ---------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -243,7 +285,7 @@ class Classifier:
 
     def probabilities(self, images: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
         """Class probabilities (N, K) for RGB uint8 images: what black-box metrics score with."""
-        tensors = np.stack([self.prepare(image)[0] for image in images])
+        tensors = np.stack([self.prepare(image).tensor for image in images])
         return self.to_probabilities(self.infer(tensors))[0]
 
     def top_k(self, probabilities: np.ndarray, k: int = 5) -> list[ClassScore]:
@@ -257,12 +299,12 @@ class Classifier:
     def predict(self, image: ImageInput, *, top_k: int = 5) -> Prediction:
         """Predict one image (a path or an RGB uint8 array)."""
         started = time.perf_counter()
-        tensor, geometry, source = self.prepare(image)
-        prepared = time.perf_counter()
-        raw = self.infer(tensor[None])
+        prepared = self.prepare(image)
+        ready = time.perf_counter()
+        raw = self.infer(prepared.tensor[None])
         inferred = time.perf_counter()
-        return self.prediction_from_raw(raw[0], source, geometry, top_k,
-                                        {"preprocess": (prepared - started) * 1000, "infer": (inferred - prepared) * 1000})
+        return self.prediction_from_raw(raw[0], prepared, top_k,
+                                        {"preprocess": (ready - started) * 1000, "infer": (inferred - ready) * 1000})
 
     def predict_many(self, images: Iterable[ImageInput], *, top_k: int = 5,
                      on_error: Callable[[str, OvExplainError], None] | None = None) -> Iterator[Prediction]:
@@ -278,36 +320,41 @@ class Classifier:
             for image in images:
                 started = time.perf_counter()
                 try:
-                    tensor, geometry, source = self.prepare(image)
+                    prepared = self.prepare(image)
                 except (ImageReadError, PreprocessError) as exc:
                     if on_error is None:
                         raise
                     on_error(str(image), exc)
                     continue
-                prepared = time.perf_counter()
-                job = (source, geometry, (prepared - started) * 1000, prepared)
+                ready = time.perf_counter()
+                job = (prepared, (ready - started) * 1000, ready)
                 # Hand back finished results in input order while the other requests keep working.
-                for finished in ring.start({0: tensor[None]}, job) + ring.ready():
+                for finished in ring.start({0: prepared.tensor[None]}, job) + ring.ready():
                     yield self._finish(*finished, top_k)
             for finished in ring.drain():
                 yield self._finish(*finished, top_k)
 
     # ----- internals ---------------------------------------------------------------------------
-    def _finish(self, job: tuple[str, Geometry, float, float], result: tuple[np.ndarray, float],
+    def _finish(self, job: tuple[PreparedInput, float, float], result: tuple[np.ndarray, float],
                 top_k: int) -> Prediction:
-        (source, geometry, prep_ms, submitted), (raw, finished) = job, result
-        return self.prediction_from_raw(raw, source, geometry, top_k,
+        (prepared, prep_ms, submitted), (raw, finished) = job, result
+        return self.prediction_from_raw(raw, prepared, top_k,
                                         {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
 
-    def prediction_from_raw(self, raw: np.ndarray, source: str, geometry: Geometry, top_k: int,
-                            timings: dict[str, float]) -> Prediction:
-        """A :class:`Prediction` from one image's raw model output."""
+    def prediction_from_raw(self, raw: np.ndarray, prepared: PreparedInput, top_k: int,
+                            timings: dict[str, float], *, device: str | None = None,
+                            precision: str | None = None) -> Prediction:
+        """A :class:`Prediction` from one image's raw model output (``device`` / ``precision``: of the
+        compiled model that produced it, when not the classifier's own)."""
         probabilities, kind = self.to_probabilities(raw[None])
-        return Prediction(source, self.top_k(probabilities[0], top_k), probabilities[0], self.device, kind,
-                          timings, geometry, self.precision)
+        return Prediction(prepared.source, self.top_k(probabilities[0], top_k), probabilities[0],
+                          device or self.device, kind, timings, prepared.geometry, precision or self.precision)
 
     def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None]:
         embedded_spec, embedded = read_spec_from_model(self.model)
+        if preprocess is not None and embedded:
+            raise PreprocessError(f"{self.files.model}: preprocessing is embedded in this IR (it takes uint8 RGB "
+                                  "pixels); other preprocessing cannot be applied on top of it")
         if callable(preprocess) and not isinstance(preprocess, PreprocessSpec):
             return self._fallback_spec(embedded_spec), False, preprocess
         if isinstance(preprocess, (str, os.PathLike)):
@@ -317,9 +364,6 @@ class Classifier:
             else:
                 return self._fallback_spec(embedded_spec), False, load_preprocess_function(text)
         if isinstance(preprocess, PreprocessSpec):
-            if embedded:
-                raise PreprocessError(f"{self.files.model}: preprocessing is embedded in this IR; "
-                                      "a different spec cannot be applied on top of it")
             return preprocess, False, None
         if preprocess is not None:
             raise PreprocessError(f"preprocess: expected a spec, a .json path, 'pkg.mod:function' or a callable, "
@@ -389,13 +433,6 @@ def _check_spec_fits(model: Any, spec: PreprocessSpec, path: Path) -> None:
             or channels not in (None, 1, 3)):
         raise PreprocessError(f"preprocessing spec: {spec.layout} {wanted[0]}x{wanted[1]} does not fit {path.name}, "
                               f"whose input is {shape}; give the spec the model's size and layout")
-
-
-def _output_index(model: Any, port: Any) -> int:
-    for i, candidate in enumerate(model.outputs):
-        if candidate.get_names() == port.get_names() and candidate.get_node() == port.get_node():
-            return i
-    return 0
 
 
 def _graph_output_kind(port: Any) -> str:

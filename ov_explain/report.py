@@ -19,12 +19,12 @@ from typing import Any
 import cv2
 
 from . import render
-from .audit import ERRORS, MANIFEST, REPORT, SUMMARY
+from .audit_folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_rows
 from .cases import CASES
 from .errors import OvExplainError
 from .grids import thumbnail
 from .images import read_image
-from .storage import atomic_write_text, read_jsonl
+from .storage import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -61,18 +61,16 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> 
         raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
     if not isinstance(summary, dict):
         raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
-    rows_by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    rows_by_key: dict[str, list[AuditRow]] = defaultdict(list)
     try:
-        for row in read_jsonl(out / MANIFEST):
-            rows_by_key[row["key"]].append(row)
-        items = [_item(out, sorted(rows, key=lambda r: r["target_rank"]), thumbnail_size)
-                 for rows in rows_by_key.values()]
-    except (KeyError, TypeError) as exc:
-        raise ReportError(f"{out / MANIFEST}: a row lacks {exc} or is not an object; run the audit again "
-                          "(it repairs the manifest) or restart it") from None
+        for row in read_rows(out):
+            rows_by_key[row.key].append(row)
+    except ValueError as exc:
+        raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
+    items = [_item(out, sorted(rows, key=lambda r: r.target_rank), thumbnail_size) for rows in rows_by_key.values()]
     items.sort(key=lambda i: (-i.confidence, i.key))
     by_case = {case: [i for i in items if i.case == case] for case in CASES}
-    errors = list(read_jsonl(out / ERRORS))
+    errors = read_errors(out)
     classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
     html = _environment().get_template("report.html.j2").render(
         summary=summary, cases=[(c, by_case[c]) for c in CASES if by_case[c]], items=items, errors=errors,
@@ -91,24 +89,23 @@ def _environment() -> Any:
                               trim_blocks=True, lstrip_blocks=True)
 
 
-def _item(out: Path, rows: list[dict[str, Any]], size: int) -> ReportItem:
+def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
     first = rows[0]
     maps = []
     for row in rows:
-        overlay = out / row["overlay_path"]
-        picture = cv2.imread(str(overlay), cv2.IMREAD_COLOR)
-        maps.append({"label": row["target_class"], "role": row["target_role"].replace("_", " "),
-                     "probability": row["target_probability"], "link": row["overlay_path"],
+        picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+        maps.append({"label": row.target_class, "role": row.target_role.replace("_", " "),
+                     "probability": row.target_probability, "link": row.overlay_path,
                      "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)})
-    source = Path(first["source"])
+    source = Path(first.source)
     original = None
     try:
         original = _data_uri(thumbnail(read_image(source), size))
     except OvExplainError as exc:
         logger.warning("report: original not shown (%s)", exc)
     link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
-    return ReportItem(first["key"], first["stem"], first["case"], first["ground_truth_class"],
-                      first["ground_truth_probability"], first["top1_class"], first["top1_probability"],
+    return ReportItem(first.key, first.stem, first.case, first.ground_truth_class,
+                      first.ground_truth_probability, first.top1.name, first.top1.probability,
                       original, None if link is None else Path(link).as_posix(), tuple(maps))
 
 

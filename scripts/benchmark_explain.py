@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from ov_explain import Classifier, read_image, sample_images  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
-from ov_explain.explain.blackbox import AISE_PRESETS, RISE_PRESETS  # noqa: E402
+from ov_explain.explain.registry import METHODS  # noqa: E402
 
 
 def timed(function) -> float:
@@ -60,7 +60,7 @@ def xai_explainers(classifier: Classifier):
     import openvino as ov
 
     def preprocess(image: np.ndarray) -> np.ndarray:
-        return classifier.prepare(image)[0][None]
+        return classifier.prepare(image).tensor[None]
 
     def postprocess(outputs) -> np.ndarray:
         return classifier.to_probabilities(np.asarray(outputs[0]))[0]
@@ -109,16 +109,16 @@ def main() -> int:
     coffee = read_image(next(p for p in sample_images() if p.name == "coffee.jpg"))
     explainer = Explainer(classifier, method="reciprocam")
     native_explainer = Explainer(native_classifier, method="reciprocam")
-    tensor = classifier.prepare(coffee)[0][None]
+    tensor = classifier.prepare(coffee).tensor[None]
 
     print("== white-box ReciproCAM vs plain inference (one image, infer only / full call) ==")
     times = interleave({
         "plain infer f32": lambda: classifier.compiled(tensor),
-        "reciprocam infer f32": lambda: explainer._xai_compiled(tensor),
+        "reciprocam infer f32": lambda: explainer.compiled(tensor),
         "plain predict() f32": lambda: classifier.predict(coffee),
         "explain() f32": lambda: explainer.explain(coffee, top_k=1),
         f"plain infer {native}": lambda: native_classifier.compiled(tensor),
-        f"reciprocam infer {native}": lambda: native_explainer._xai_compiled(tensor),
+        f"reciprocam infer {native}": lambda: native_explainer.compiled(tensor),
         f"plain predict() {native}": lambda: native_classifier.predict(coffee),
         f"explain() {native}": lambda: native_explainer.explain(coffee, top_k=1),
     }, args.rounds * 10)
@@ -153,10 +153,11 @@ def main() -> int:
         contenders[f"ov_explain {native} {method}"] = lambda e=in_native: e.explain(coffee, targets=[967])
     aise_pairs = Explainer(classifier, method="aise", preset=preset).explain(coffee, targets=[967]).inferences - 1
     # RISE: one image per mask, in chunks of 8; AISE: a preserve/delete pair per probe.
-    contenders["device floor rise"] = device_floor(classifier, tensor, RISE_PRESETS[preset][0], 8)
-    aise_images = 2 * AISE_PRESETS[preset][0] * len(AISE_PRESETS[preset][1])
+    rise, aise = METHODS["rise"].presets[preset], METHODS["aise"].presets[preset]
+    contenders["device floor rise"] = device_floor(classifier, tensor, rise["num_masks"], 8)
+    aise_images = 2 * aise["iterations"] * len(aise["kernel_widths"])
     contenders["device floor aise"] = device_floor(classifier, tensor, aise_images, 2)
-    print(f"  images inferred: rise {RISE_PRESETS[preset][0]}, aise {aise_images} "
+    print(f"  images inferred: rise {rise['num_masks']}, aise {aise_images} "
           f"(ov_explain aise ran {aise_pairs} pairs)")
     found = xai_explainers(classifier)
     if found is not None:

@@ -56,7 +56,7 @@ def main() -> int:
 
     core = ov.Core()
     reference = Classifier(device="CPU", cache_dir=None)
-    photos = [reference.prepare(p)[0] for p in sample_images()]
+    photos = [reference.prepare(p).tensor for p in sample_images()]
     tensors = np.stack([photos[i % len(photos)] for i in range(args.images)])
     print(f"model: {reference.files.model.name}  images/round: {args.images}  rounds: {args.rounds}  "
           f"openvino {ov.__version__.split('-')[0]}")

@@ -247,3 +247,39 @@ def test_an_interrupted_run_records_what_it_finished_and_resumes_to_an_uninterru
     assert files_under(out) == files_under(reference)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
     assert strip(rows_of(out / "manifest.jsonl")) == strip(rows_of(reference / "manifest.jsonl"))
+
+
+@pytest.mark.parametrize("workers, images_at_once, per_image", [(None, 2, None), (6, 2, 3), (1, 1, 1)])
+def test_a_blackbox_audit_shares_one_inference_budget(classifier, photos_dir, tmp_path, monkeypatch, workers,
+                                                      images_at_once, per_image):
+    """The audit's budget is split between the images explained at once and passed down to the method,
+    instead of every image thread starting its own full set of requests and threads."""
+    import threading
+
+    from ov_explain.explain import registry
+
+    rise = registry.METHODS["rise"]
+    seen, running, peak, lock = [], [0], [0], threading.Lock()
+
+    def run(score, prepared, targets, options, *, seed, parallel, progress):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        try:
+            seen.append(parallel)
+            time.sleep(0.05)  # long enough for another image thread to start if the plan allows it
+            return type(rise).run(rise, score, prepared, targets, options, seed=seed, parallel=parallel,
+                                  progress=progress)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(rise, "run", run)
+    with Explainer(classifier, method="rise", num_masks=16, num_cells=2) as explainer:
+        # By default the budget is what one explanation alone keeps in flight: 2 requests per stream, at least 8.
+        per_image = per_image or max(8, 2 * explainer.parallel_requests) // 2
+        assert explainer.plan(workers) == (images_at_once, per_image)
+        summary = run_audit(read_dataset(photos_dir / "ground_truth.csv"), explainer, tmp_path / "audit",
+                            options=AuditOptions(workers=workers, grids=False, report=False))
+    assert summary.images == 7 and summary.errors == 0
+    assert set(seen) == {per_image} and peak[0] <= images_at_once

@@ -146,3 +146,49 @@ def test_an_output_folder_inside_the_dataset_is_not_audited(run, photos_dir, pho
     assert summary["images"] == 7 and "audit" not in summary["per_class"]
     again = json_of(run("audit", folders, "--out", folders / "audit", "--json").output)
     assert again["images"] == 7 and again["resumed"] == 7
+
+
+# ----- the rows: typed, round-tripped, damaged ones refused ------------------------------------------
+@pytest.fixture
+def audited(classifier, gt, tmp_path) -> Path:
+    from ov_explain.audit import AuditOptions, run_audit
+    from ov_explain.dataset import read_dataset
+    from ov_explain.explain import Explainer
+
+    with Explainer(classifier) as explainer:
+        run_audit(read_dataset(gt), explainer, tmp_path / "audit", options=AuditOptions(grids=False, report=False,
+                                                                                         save_raw=True))
+    return tmp_path / "audit"
+
+
+def test_manifest_rows_read_back_as_typed_rows_and_write_the_same_columns(audited):
+    from ov_explain.audit_folder import AuditRow, read_rows
+
+    lines = [json.loads(line) for line in (audited / "manifest.jsonl").read_text().splitlines()]
+    rows = list(read_rows(audited))
+    assert len(rows) == len(lines) >= 3
+    for line, row in zip(lines, rows):
+        assert row.to_dict() == line and list(row.to_dict()) == list(line)  # same columns, same order
+        assert AuditRow.from_dict(line) == row
+        assert len(row.top) == 5 and row.top1.name == line["top1_class"] and row.paths == [row.overlay_path,
+                                                                                           row.raw_path]
+        assert set(row.timings_ms) == {"decode_ms", "preprocess_ms", "explain_ms", "write_ms"}
+    header = (audited / "manifest.csv").read_text().splitlines()[0].split(",")
+    assert header == list(lines[0])
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda row: row.pop("source"), "missing column 'source'"),
+    (lambda row: row.update(case="Somewhere_else"), "case: unknown 'Somewhere_else'"),
+    (lambda row: row.update(target_rank=4), "target_rank 4 outside 0..0"),
+    (lambda row: row.update(top1_probability="high"), "could not convert string to float"),
+])
+def test_a_damaged_row_is_refused_by_name(audited, damage, message):
+    from ov_explain.audit_folder import AuditRow
+
+    row = json.loads((audited / "manifest.jsonl").read_text().splitlines()[0])
+    damage(row)
+    with pytest.raises(ValueError, match=message):
+        AuditRow.from_dict(row)
+    with pytest.raises(ValueError, match="expected a JSON object, got list"):
+        AuditRow.from_dict([row])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 
@@ -70,8 +71,6 @@ def test_setup_errors_exit_2_with_one_line(run, photos_dir, args, message):
 
 @pytest.mark.slow
 def test_explain_writes_overlays_and_raw_maps(run, photos_dir, tmp_path):
-    import numpy as np
-
     out = tmp_path / "out"
     result = run("explain", photos_dir / "chelsea.jpg", photos_dir / "coffee.jpg", "--out", out, "--raw", "--json",
                  "--targets", "predicted", "-k", "2")
@@ -108,6 +107,39 @@ def test_export_xai_then_explain_with_it(run, photos_dir, tmp_path):
     explained = run("explain", photos_dir / "camera.jpg", "--model", out, "--out", tmp_path / "o", "--json")
     data = json.loads(explained.stdout)
     assert data["explanations"][0]["maps"][0]["name"] == "tripod"
+
+
+@pytest.mark.slow
+def test_export_xai_with_embedded_preprocessing_is_explained_by_every_method_and_audited(run, photos_dir, tmp_path):
+    """The edge IR takes uint8 RGB pixels, carries model_api's keys, and serves white- and black-box
+    explanations and the audit with the plain model's results."""
+    import openvino as ov
+
+    out = tmp_path / "deploy" / "edge.xml"
+    result = run("export-xai", "--embed-preprocessing", "--out", out)
+    assert result.exit_code == 0 and "outputs: logits, saliency_map" in result.output
+    assert "model_api has no crop fraction" in result.output  # what model_api will not reproduce is said
+    model = ov.Core().read_model(str(out))
+    assert model.inputs[0].get_element_type() == ov.Type.u8
+    info = {key: model.get_rt_info(["model_info", key]).astype(str)
+            for key in ("model_type", "embedded_processing", "mean_values", "scale_values", "reverse_input_channels")}
+    assert info == {"model_type": "Classification", "embedded_processing": "False", "mean_values": "0 0 0",
+                    "scale_values": "1 1 1", "reverse_input_channels": "True"}
+    for method in ("reciprocam", "rise"):
+        maps = []
+        for model_path in (None, out):
+            args = ["--model", model_path] if model_path else []
+            explained = run("explain", photos_dir / "camera.jpg", *args, "--method", method, "--preset", "speed",
+                            "--raw", "--json", "--out", tmp_path / f"{method}_{bool(model_path)}")
+            assert explained.exit_code == 0, explained.output
+            first = json.loads(explained.stdout)["explanations"][0]["maps"][0]
+            maps.append((first["name"], np.load(first["raw"])))
+        assert maps[0][0] == maps[1][0] == "tripod"
+        assert np.corrcoef(maps[0][1].ravel(), maps[1][1].ravel())[0, 1] > 0.9999, method
+    audited = run("audit", photos_dir / "ground_truth.csv", "--model", out, "--out", tmp_path / "audit", "--json")
+    assert audited.exit_code == 0, audited.output
+    summary = json.loads(audited.stdout)
+    assert summary["images"] == 7 and summary["errors"] == 0 and summary["method"] == "reciprocam"
 
 
 @pytest.mark.parametrize("args, message", [

@@ -34,7 +34,7 @@ def finished_audit(run, photos_dir, tmp_path) -> Path:
 
 @pytest.mark.parametrize("damage, message", [
     (broken_summary, "summary.json: damaged ("),
-    (row_without_keys, "manifest.jsonl: a row lacks 'target_rank' or is not an object"),
+    (row_without_keys, "manifest.jsonl: line 3: missing column"),
 ])
 def test_report_on_a_damaged_audit_is_one_line(run, finished_audit, damage, message):
     damage(finished_audit)
@@ -136,7 +136,7 @@ def test_preprocess_from_a_file_path_and_the_module_hint(run, classifier, photos
     (tmp_path / "prep.py").write_text(
         "from ov_explain import Classifier\n"
         "_reference = Classifier(device='CPU', cache_dir=None)\n"
-        "def fn(rgb):\n    return _reference.prepare(rgb)[0]\n")
+        "def fn(rgb):\n    return _reference.prepare(rgb).tensor\n")
     monkeypatch.chdir(tmp_path)
     result = run("predict", photos_dir / "coffee.jpg", "--preprocess", "./prep.py:fn")
     assert result.exit_code == 0 and "1. espresso" in result.output

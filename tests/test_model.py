@@ -69,7 +69,7 @@ def test_predict_many_reports_bad_images_and_goes_on(classifier, photos_dir, tmp
 
 @pytest.mark.slow
 def test_batched_infer_equals_single_infer(classifier, photos_dir):
-    tensors = [classifier.prepare(p)[0] for p in sorted(photos_dir.glob("*.jpg"))[:4]]
+    tensors = [classifier.prepare(p).tensor for p in sorted(photos_dir.glob("*.jpg"))[:4]]
     batch = classifier.infer(np.stack(tensors))
     singles = np.concatenate([classifier.infer(t[None]) for t in tensors])
     assert batch.shape == (4, 1000)
@@ -145,7 +145,7 @@ def test_expected_values_of_a_known_graph(tmp_path):
                        cache_dir=None)
     image = np.zeros((8, 8, 3), np.uint8)
     image[..., 0] = 10
-    raw = model.infer(model.prepare(image)[0][None])
+    raw = model.infer(model.prepare(image).tensor[None])
     np.testing.assert_allclose(raw[0], [0.0, 1.0, 2.0, 3.0], atol=1e-4)
 
 
@@ -190,7 +190,7 @@ def test_onnx_model_loads_and_predicts(tmp_path):
     image = np.zeros((8, 8, 3), np.uint8)
     image[..., 2] = 10
     assert model.predict(image).top[0].index == 3
-    np.testing.assert_allclose(model.infer(model.prepare(image)[0][None])[0], [8.0, 9.0, 10.0, 11.0], atol=1e-4)
+    np.testing.assert_allclose(model.infer(model.prepare(image).tensor[None])[0], [8.0, 9.0, 10.0, 11.0], atol=1e-4)
 
 
 @pytest.mark.parametrize("setup, message", [
@@ -222,6 +222,6 @@ def test_array_input_must_be_rgb_uint8(tmp_path):
 
 
 def test_real_photo_through_read_image_is_what_predict_sees(classifier, photos_dir):
-    tensor_from_path = classifier.prepare(photos_dir / "chelsea.jpg")[0]
-    tensor_from_array = classifier.prepare(read_image(photos_dir / "chelsea.jpg"))[0]
+    tensor_from_path = classifier.prepare(photos_dir / "chelsea.jpg").tensor
+    tensor_from_array = classifier.prepare(read_image(photos_dir / "chelsea.jpg")).tensor
     np.testing.assert_array_equal(tensor_from_path, tensor_from_array)

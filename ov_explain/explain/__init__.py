@@ -1,16 +1,18 @@
-"""Explanations: white-box (ReciproCAM, ActivationMap) and black-box (RISE, AISE) saliency maps."""
+"""Explanations: white-box (ReciproCAM, ViT-ReciproCAM, ActivationMap) and black-box (RISE, AISE) maps."""
 
 from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, select_targets
 from .explainer import DEFAULT_METHOD, METHODS, PRESETS, Explainer
-from .whitebox import SALIENCY_OUTPUT, build_xai_model, feature_map_candidates, find_target_layer, \
-    find_token_layer, is_transformer, token_layer_candidates
+from .graph import feature_map_candidates, find_target_layer, find_token_layer, is_transformer, \
+    token_layer_candidates
+from .whitebox import SALIENCY_OUTPUT, build_xai_model
 
 BACKENDS = ("native", "openvino-xai")
 
 
 def create_explainer(classifier, *, backend: str = "native", **options):
     """An explainer on the chosen backend: ``native`` (this package) or ``openvino-xai`` (the library,
-    in an environment with the ``xai`` extra). Both return the same :class:`Explanation` results."""
+    in an environment with the ``xai`` extra). Both have the same interface and return the same
+    :class:`Explanation` results, so either can serve ``explain`` and ``audit``."""
     if backend == "native":
         return Explainer(classifier, **options)
     if backend == "openvino-xai":

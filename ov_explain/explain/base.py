@@ -159,6 +159,18 @@ def select_targets(targets: Targets, probabilities: np.ndarray, names: Sequence[
     return resolved
 
 
+def choose_targets(targets: Any, prediction: Prediction, names: Sequence[str] | None, *, top_k: int = 3,
+                   threshold: float = 0.1) -> list[int]:
+    """The classes to explain for one prediction: :func:`select_targets`'s choices, or a function of
+    the :class:`Prediction` returning class indices."""
+    if callable(targets):
+        chosen = [int(c) for c in targets(prediction)]
+        if not chosen:
+            raise ExplainError("the target function chose no class")
+        return chosen
+    return select_targets(targets, prediction.probabilities, names, top_k=top_k, threshold=threshold)
+
+
 def to_original(raw: np.ndarray, input_size: tuple[int, int], geometry: Geometry) -> np.ndarray:
     """Resize a map from method resolution to the model input, then undo crop/letterbox."""
     height, width = input_size

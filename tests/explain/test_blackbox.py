@@ -6,14 +6,11 @@ import numpy as np
 import pytest
 
 from ov_explain.explain import Explainer
-from ov_explain.explain.blackbox import RISE_PRESETS, Cancelled, rise_masks
+from ov_explain.explain.blackbox import Cancelled
+from ov_explain.explain.methods.rise import rise_masks
 
 # Where the objects are in the bundled photos, (x0, y0, x1, y1) in original pixels.
 COFFEE_CUP = (100, 20, 480, 330)
-
-
-def test_presets_mean_what_openvino_xai_means():
-    assert RISE_PRESETS == {"speed": (1000, 4), "balance": (5000, 8), "quality": (10000, 12)}
 
 
 def test_rise_masks_are_smooth_bounded_and_seeded():
@@ -105,9 +102,8 @@ def test_aise_relative_weighting_is_more_faithful_than_openvino_xais_raw_weighti
     assert gaps["relative"] > gaps["raw"] + 0.3, gaps  # measured 0.84 vs 0.08
 
 
-def test_unknown_aise_weighting_is_a_clear_error(classifier, photos_dir):
+def test_unknown_aise_weighting_is_a_clear_error_before_any_image(classifier):
     from ov_explain.explain.base import ExplainError
 
-    explainer = Explainer(classifier, method="aise", preset="speed", weighting="softmax")
-    with pytest.raises(ExplainError, match=r"AISE weighting must be one of \['relative', 'raw'\], got 'softmax'"):
-        explainer.explain(photos_dir / "coffee.jpg", targets=[967])
+    with pytest.raises(ExplainError, match=r"aise: weighting must be one of \['relative', 'raw'\], got 'softmax'"):
+        Explainer(classifier, method="aise", preset="speed", weighting="softmax")

@@ -15,12 +15,14 @@ on the bundled model and photos, recorded in the README:
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from conftest import save_model, tiny_vit
 from ov_explain import Classifier, PreprocessSpec
-from ov_explain.explain import Explainer, create_explainer
+from ov_explain.explain import METHODS, Explainer, create_explainer
 from ov_explain.explain.base import ExplainError
 from ov_explain.explain.xai_backend import availability
 
@@ -37,6 +39,24 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 def test_backend_says_clearly_when_openvino_xai_is_missing(classifier):
     with pytest.raises(ExplainError, match=r"backend 'openvino-xai' is not usable here .* xai extra"):
         create_explainer(classifier, backend="openvino-xai")
+
+
+@needs_xai
+@pytest.mark.parametrize("method", ["rise", "aise"])
+@pytest.mark.parametrize("preset", ["speed", "balance", "quality"])
+def test_presets_are_openvino_xais_values(method, preset):
+    """Our presets against the values openvino-xai itself resolves for the same preset name."""
+    from openvino_xai.methods.black_box.aise.classification import AISEClassification
+    from openvino_xai.methods.black_box.base import Preset
+    from openvino_xai.methods.black_box.rise import RISE
+
+    ours = METHODS[method].presets[preset]
+    if method == "rise":
+        assert (ours["num_masks"], ours["num_cells"]) == RISE._preset_parameters(getattr(Preset, preset.upper()))
+    else:
+        iterations, widths = AISEClassification._preset_parameters(getattr(Preset, preset.upper()), None, None)
+        assert ours["iterations"] == iterations
+        np.testing.assert_array_equal(ours["kernel_widths"], widths)
 
 
 @needs_xai
@@ -95,3 +115,41 @@ def test_aise_raw_weighting_matches_openvino_xai(classifier, photos_dir):
         ours = native.explain(photos_dir / photo, top_k=1)
         theirs = reference.explain(photos_dir / photo, targets=[ours.maps[0].target])
         assert pearson(ours.maps[0].raw, theirs.maps[0].raw) >= 0.99, photo
+
+
+@needs_xai
+def test_openvino_xai_backend_counts_inferences_and_runs_where_asked(classifier, photos_dir, tmp_path):
+    """One inference for white-box (the prediction comes with the maps); for RISE, the masks plus the
+    library's own prediction plus ours; the device is the classifier's, not a hard-coded CPU."""
+    image = photos_dir / "coffee.jpg"
+    whitebox = create_explainer(classifier, backend="openvino-xai", method="reciprocam")
+    result = whitebox.explain(image)
+    assert (result.inferences, result.backend, result.device, result.precision) == (1, "openvino-xai", "CPU", "f32")
+    rise = create_explainer(classifier, backend="openvino-xai", method="rise", preset="speed", num_masks=40)
+    assert rise.explain(image, targets=[967]).inferences == 40 + 2
+    aise = create_explainer(classifier, backend="openvino-xai", method="aise", preset="speed", iterations=5)
+    assert aise.explain(image, targets=[967]).inferences > 1
+    with pytest.raises(ExplainError, match="rise there has no option chunk"):
+        create_explainer(classifier, backend="openvino-xai", method="rise", chunk=4)
+    on_auto = Classifier(classifier.files.model, device="AUTO", cache_dir=None)
+    assert create_explainer(on_auto, backend="openvino-xai").explain(image).device == on_auto.device
+
+
+@needs_xai
+@pytest.mark.slow
+def test_openvino_xai_backend_runs_an_audit_like_the_native_one(run, photos_dir, tmp_path):
+    outs = {}
+    for backend in ("native", "openvino-xai"):
+        outs[backend] = tmp_path / backend
+        result = run("audit", photos_dir / "ground_truth.csv", "--device", "CPU", "--backend", backend, "--raw",
+                     "--out", outs[backend])
+        assert result.exit_code == 0, result.output
+    rows = {b: {(r["key"], r["target_index"]): r for r in map(json.loads, (o / "manifest.jsonl").read_text()
+                                                               .splitlines())} for b, o in outs.items()}
+    assert rows["native"].keys() == rows["openvino-xai"].keys() and len(rows["native"]) >= 7
+    for key, mine in rows["native"].items():
+        theirs = rows["openvino-xai"][key]
+        assert theirs["case"] == mine["case"] and theirs["inferences"] == 1
+        assert pearson(np.load(outs["native"] / mine["raw_path"]),
+                       np.load(outs["openvino-xai"] / theirs["raw_path"])) >= 0.99, key
+    assert json.loads((outs["openvino-xai"] / "audit.json").read_text())["backend"] == "openvino-xai"

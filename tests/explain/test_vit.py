@@ -9,8 +9,8 @@ from conftest import compile_f32, save_model, tiny_vit
 from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model
 from ov_explain.explain.base import ExplainError
-from ov_explain.explain.whitebox import find_token_layer, gaussian_patch_masks, is_transformer, \
-    token_layer_candidates
+from ov_explain.explain.graph import find_token_layer, is_transformer, token_layer_candidates
+from ov_explain.explain.methods.vitreciprocam import gaussian_patch_masks
 
 RED_CELL = (2, 1)  # the red square below covers patch row 2, column 1 of the 4x4 grid
 
@@ -142,7 +142,7 @@ def test_whitebox_mode_on_a_vit_and_export_round_trip(tmp_path):
     ov.save_model(xai.model, str(path), compress_to_fp16=False)
     reloaded = Classifier(path, device="CPU", preprocess=classifier.spec, cache_dir=None)
     direct = Explainer(reloaded)
-    assert (direct.method, direct.target_layer, direct._xai_compiled) == ("vitreciprocam", "block2.input",
+    assert (direct.method, direct.target_layer, direct.compiled) == ("vitreciprocam", "block2.input",
                                                                           reloaded.compiled)
     again = direct.explain(image, targets="all")
     for a, b in zip(fresh.maps, again.maps):

@@ -158,7 +158,7 @@ def test_exported_xai_ir_is_detected_and_used_directly(classifier, photos_dir, t
     assert reloaded.spec == classifier.spec  # the spec travels in rt_info
     assert reloaded.predict(photos_dir / "coffee.jpg").top[0].name == "espresso"
     direct = Explainer(reloaded)
-    assert direct._xai_compiled is reloaded.compiled and direct.target_layer == LAST_LAYER
+    assert direct.compiled is reloaded.compiled and direct.target_layer == LAST_LAYER
     fresh = Explainer(classifier).explain(photos_dir / "coffee.jpg", targets=[967])
     again = direct.explain(photos_dir / "coffee.jpg", targets=[967])
     np.testing.assert_allclose(fresh.maps[0].raw, again.maps[0].raw, atol=1e-5)

@@ -1,0 +1,200 @@
+"""The two ways an explainer runs: one inference with a saliency branch, or many perturbed inferences.
+
+Both take :class:`~ov_explain.prepared.PreparedInput` values and return :class:`Explanation` s whose
+source, device, precision, method and timings are set when they are made.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
+from ..errors import last_line
+from ..model import Classifier, ImageInput, Prediction
+from ..ports import output_named
+from ..prepared import PreparedInput
+from ..preprocess import Geometry
+from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, to_original
+from .blackbox import Progress, ScoreFunction
+from .method import BlackboxMethod, WhiteboxMethod
+from .registry import METHODS
+from .whitebox import SALIENCY_OUTPUT, build_xai_model, read_xai_info
+
+logger = logging.getLogger(__name__)
+
+#: Classes to explain for one image, chosen from its prediction.
+Chooser = Callable[[Prediction], list[int]]
+
+
+def compile_like(classifier: Classifier, model: Any, hint: str) -> CompiledModel:
+    """Compile on the classifier's device, in the precision it was asked for, with its cache."""
+    info = classifier.compile_info
+    return compile_with_fallback(classifier.core, model, info.device, hint=hint,
+                                 cache_dir=info.config.get("CACHE_DIR"), precision=info.requested_precision)
+
+
+def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
+    """Raw map -> original image pixels, run only when someone looks (see :class:`SaliencyMap`)."""
+    return lambda raw: to_original(raw, input_size, geometry)
+
+
+class WhiteboxEngine:
+    """The classifier compiled with a ``saliency_map`` output: predictions and maps in one inference."""
+
+    mode = "whitebox"
+    #: Images of one shape go through in one batch.
+    batches = True
+
+    def __init__(self, classifier: Classifier, method: WhiteboxMethod | None, target_layer: str | None,
+                 options: Mapping[str, Any]) -> None:
+        self.classifier = classifier
+        info = read_xai_info(classifier.model)
+        if info is not None:  # an exported XAI IR: the classifier's compiled model already has the maps
+            carried = info.get("method")
+            if method is not None and carried not in (None, "unknown", method.name):
+                raise ExplainError(f"this IR carries {carried} maps; ask for that method or use the original model")
+            self.method = method or METHODS.get(carried) or METHODS["reciprocam"]
+            self.method.check_options(options)
+            self.compiled, self.device, self.precision = classifier.compiled, classifier.device, classifier.precision
+            self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
+        else:
+            xai = build_xai_model(classifier.model, classifier.output_port, method.name if method else None,
+                                  target_layer=target_layer, **options)
+            self.method = METHODS[xai.method]
+            compiled = compile_like(classifier, xai.model, classifier.hint)
+            _probe(compiled.compiled, xai.method)
+            self.compiled, self.precision = compiled.compiled, compiled.precision
+            self.device = ",".join(compiled.execution_devices)
+            self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
+        self._requests = ThreadRequests(self.compiled)
+        self._maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
+
+    @property
+    def parallel_requests(self) -> int:
+        return optimal_requests(self.compiled)
+
+    def prepare(self, image: ImageInput, source: str | None = None) -> PreparedInput:
+        return self.classifier.prepare(image, source=source)
+
+    def close(self) -> None:
+        self._requests.close()
+
+    def explain(self, prepared: Sequence[PreparedInput], choose: Chooser, top_k: int, *, parallel: int | None = None,
+                progress: Progress | None = None) -> list[Explanation]:
+        """Explain prepared inputs, one inference per batch of same-shaped ones (one inference each:
+        ``parallel`` and ``progress`` do not apply)."""
+        shapes = {p.tensor.shape for p in prepared}
+        chunk = len(prepared) if len(shapes) == 1 and batch_capacity(self.compiled) is None else 1
+        results: list[Explanation] = []
+        for start in range(0, len(prepared), chunk):
+            results += self._group(prepared[start:start + chunk], choose, top_k)
+        return results
+
+    def _group(self, group: Sequence[PreparedInput], choose: Chooser, top_k: int) -> list[Explanation]:
+        classifier = self.classifier
+        started = time.perf_counter()
+        outputs = self._requests.infer(np.stack([p.tensor for p in group]))
+        infer_ms = (time.perf_counter() - started) * 1000 / len(group)
+        raw_scores = outputs[classifier.output_index].reshape(len(group), -1)
+        maps = outputs[self._maps_out]
+        results = []
+        for i, prepared in enumerate(group):
+            post_started = time.perf_counter()
+            prediction = classifier.prediction_from_raw(raw_scores[i], prepared, max(top_k, 5), {"infer": infer_ms},
+                                                        device=self.device, precision=self.precision)
+            chosen = choose(prediction)
+            saliency = self._maps_for(maps[i], chosen, prediction.probabilities, prepared.geometry)
+            timings = {"infer": infer_ms, "postprocess": (time.perf_counter() - post_started) * 1000}
+            results.append(Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency,
+                                       self.method.name, self.mode, self.device, self.target_layer, "native", 1,
+                                       timings, prepared.geometry, self.precision))
+        return results
+
+    def _maps_for(self, maps: np.ndarray, chosen: list[int], probabilities: np.ndarray,
+                  geometry: Geometry) -> list[SaliencyMap]:
+        input_size = self.classifier.input_size
+        if self.method.class_agnostic and maps.shape[0] == 1:
+            return [SaliencyMap(None, None, None, maps[0], _projector(input_size, geometry))]
+        return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[c],
+                            _projector(input_size, geometry)) for c in chosen]
+
+
+class BlackboxEngine:
+    """A THROUGHPUT-compiled copy of the classifier that scores perturbed inputs for a black-box method."""
+
+    mode = "blackbox"
+    #: One image at a time: each one keeps the device busy on its own.
+    batches = False
+    target_layer = None
+    shortcut = False
+
+    def __init__(self, classifier: Classifier, method: BlackboxMethod, preset: str, seed: int,
+                 options: Mapping[str, Any]) -> None:
+        self.classifier, self.method, self.seed = classifier, method, seed
+        self.settings = method.resolve(preset, options)  # checked now, not at the first image
+        # Many masked inputs in flight keep every core or stream busy; an embedded IR's pixel input
+        # takes float32 here so that masked pixels are not rounded to uint8.
+        compiled = compile_like(classifier, classifier.float_input_model(), "THROUGHPUT")
+        self.compiled, self.precision = compiled.compiled, compiled.precision
+        self.device = ",".join(compiled.execution_devices)
+
+    @property
+    def parallel_requests(self) -> int:
+        return optimal_requests(self.compiled)
+
+    @property
+    def budget(self) -> int:
+        """Inferences one explanation keeps in flight when nobody shares the device: more than the
+        device's streams, so that one request's Python work (masks, DIRECT) overlaps another's inference."""
+        return max(8, 2 * self.parallel_requests)
+
+    def prepare(self, image: ImageInput, source: str | None = None) -> PreparedInput:
+        # Masks are drawn at the model's resolution even where an embedded graph would resize.
+        return self.classifier.prepare(image, source=source, at_model_size=True).as_float()
+
+    def close(self) -> None:
+        """Nothing held between explanations: each one creates and drops its own requests."""
+
+    def explain(self, prepared: Sequence[PreparedInput], choose: Chooser, top_k: int, *, parallel: int | None = None,
+                progress: Progress | None = None) -> list[Explanation]:
+        return [self._one(p, choose, top_k, parallel, progress) for p in prepared]
+
+    def _one(self, prepared: PreparedInput, choose: Chooser, top_k: int, parallel: int | None,
+             progress: Progress | None) -> Explanation:
+        classifier = self.classifier
+        started = time.perf_counter()
+        score = ScoreFunction(self.compiled, classifier.output_index, lambda r: classifier.to_probabilities(r)[0],
+                              batch_capacity(self.compiled))
+        raw = score.raw(score.request(), prepared.tensor[None])  # the prediction, counted with the rest
+        prediction = classifier.prediction_from_raw(raw[0], prepared, max(top_k, 5), {}, device=self.device,
+                                                    precision=self.precision)
+        chosen = choose(prediction)
+        predicted = time.perf_counter()
+        maps = self.method.run(score, prepared, chosen, self.settings, seed=self.seed,
+                               parallel=max(1, parallel or self.budget), progress=progress)
+        explained = time.perf_counter()
+        input_size = prepared.spatial_size
+        saliency = [SaliencyMap(c, classifier.class_name(c), float(prediction.probabilities[c]), maps[i],
+                                _projector(input_size, prepared.geometry)) for i, c in enumerate(chosen)]
+        timings = {"predict": (predicted - started) * 1000, "explain": (explained - predicted) * 1000,
+                   "postprocess": (time.perf_counter() - explained) * 1000}
+        return Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency, self.method.name,
+                           self.mode, self.device, None, "native", score.calls, timings, prepared.geometry,
+                           self.precision)
+
+
+def _probe(compiled: Any, method: str) -> None:
+    """One inference on zeros, so that a tail that cannot run on the mosaic's bigger batch (a reshape
+    that spells out a static batch) is found now, and ``auto`` can fall back, not at the first image."""
+    shape = compiled.inputs[0].get_partial_shape()
+    if any(d.is_dynamic for d in list(shape)[1:]):
+        return  # a dynamic image size: nothing to probe with
+    dims = [1 if d.is_dynamic else d.get_length() for d in shape]
+    try:
+        compiled.create_infer_request().infer({0: np.zeros(dims, compiled.inputs[0].get_element_type().to_dtype())})
+    except RuntimeError as exc:
+        raise WhiteboxUnsupportedError(f"{method} cannot run on this graph ({last_line(exc)})") from None

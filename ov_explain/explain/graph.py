@@ -1,0 +1,272 @@
+"""Pattern matching in a classifier's graph: where the white-box methods attach.
+
+Feature maps (static rank-4 outputs with 1 < H, W < C), the global-pooling + linear head after one
+(for ReciproCAM's algebraic shortcut), and the token streams entering pre-norm transformer blocks
+(for ViT-ReciproCAM). Nothing here changes a graph; the branch builders live with their methods.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..ports import node_key as _key
+from .base import ExplainError, WhiteboxUnsupportedError
+
+logger = logging.getLogger(__name__)
+
+_SHAPE_OPS = ("Reshape", "Squeeze", "Unsqueeze", "Convert")
+
+
+@dataclass(frozen=True)
+class TargetLayer:
+    """A spatial feature map in the graph: its node, layout and (C, H, W)."""
+
+    node: Any
+    layout: str  # "NCHW" | "NHWC"
+    channels: int
+    height: int
+    width: int
+
+    @property
+    def name(self) -> str:
+        return self.node.get_friendly_name()
+
+
+def _feature_layout(shape: Any) -> tuple[str, int, int, int] | None:
+    """(layout, C, H, W) if the static rank-4 shape looks like a spatial feature map."""
+    if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+        return None
+    dims = list(shape)
+    if not all(d.is_static for d in dims[1:]):
+        return None
+    a, b, c = (d.get_length() for d in dims[1:])
+    if 1 < b < a and 1 < c < a:
+        return "NCHW", a, b, c
+    if 1 < a < c and 1 < b < c:
+        return "NHWC", c, a, b
+    return None
+
+
+def _depends_on_input(node: Any, memo: dict) -> bool:
+    key = _key(node)
+    if key not in memo:
+        memo[key] = False  # guards cycles; graphs are DAGs
+        memo[key] = node.get_type_name() == "Parameter" or any(
+            _depends_on_input(i.get_source_output().get_node(), memo) for i in node.inputs())
+    return memo[key]
+
+
+def feature_map_candidates(model: Any) -> list[TargetLayer]:
+    """Every single-output node producing a spatial feature map from the input, in graph order."""
+    memo: dict = {}
+    found = []
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in ("Constant", "Parameter", "Result") or node.get_output_size() != 1:
+            continue
+        layout = _feature_layout(node.get_output_partial_shape(0))
+        if layout is not None and _depends_on_input(node, memo):
+            found.append(TargetLayer(node, *layout))
+    return found
+
+
+def find_target_layer(model: Any, name: str | None = None) -> TargetLayer:
+    """The named node, or the last spatial feature map (the one global pooling reads).
+
+    A bad name is the user's mistake (ExplainError, no fallback); a graph with no feature map at all
+    is WhiteboxUnsupportedError, which ``mode='auto'`` answers with a black-box method.
+    """
+    candidates = feature_map_candidates(model)
+    if name is not None:
+        for candidate in candidates:
+            if candidate.name == name:
+                return candidate
+        for node in model.get_ordered_ops():
+            if node.get_friendly_name() == name:
+                raise ExplainError(
+                    f"target layer {name!r} has output {node.get_output_partial_shape(0)}, not a static "
+                    f"(N, C, H, W) feature map with 1 < H, W < C; candidates: {_names(candidates)}")
+        raise ExplainError(f"no node named {name!r} in the model; candidates: {_names(candidates)}")
+    if not candidates:
+        raise WhiteboxUnsupportedError("no spatial feature map (static rank-4 output with 1 < H, W < C) found; "
+                                       "the model needs a black-box method")
+    return candidates[-1]
+
+
+def _names(candidates: list[TargetLayer], limit: int = 8) -> str:
+    tail = candidates[-limit:]
+    shown = ", ".join(f"{c.name} [{c.channels}x{c.height}x{c.width}]" for c in reversed(tail))
+    return shown + (" ..." if len(candidates) > limit else "") if shown else "none"
+
+
+def _single_consumer(output: Any) -> Any | None:
+    consumers = list(output.get_target_inputs())
+    return consumers[0].get_node() if len(consumers) == 1 else None
+
+
+def _producer(output: Any) -> Any:
+    """``model.outputs`` are Result nodes' outputs: the value behind one is its input."""
+    node = output.get_node()
+    return node.input_value(0) if node.get_type_name() == "Result" else output
+
+
+def _other_input(add: Any, value: Any) -> Any:
+    """The input of a two-input node that is not ``value``."""
+    return add.input_value(1) if add.input_value(0) == value else add.input_value(0)
+
+
+def _is_constant(output: Any) -> bool:
+    node = output.get_node()
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Constant"
+
+
+@dataclass(frozen=True)
+class LinearHead:
+    weights: Any  # output of the (possibly decompressed) weight constant
+    transpose_b: bool
+    bias: Any | None
+    softmax: bool
+    result_node: Any  # the producer the classification Result reads
+
+
+def match_linear_head(target: TargetLayer, classification_output: Any) -> LinearHead | None:
+    """Global average pooling -> shape ops -> MatMul(const) [-> Add(const)] [-> Softmax] -> output."""
+    node = _single_consumer(target.node.output(0))
+    if node is None or node.get_type_name() != "ReduceMean" or not _is_constant(node.input_value(1)):
+        return None
+    axes = {int(a) % 4 for a in np.ravel(node.input_value(1).get_node().get_data())}
+    if axes != ({2, 3} if target.layout == "NCHW" else {1, 2}):
+        return None
+    value = node.output(0)
+    node = _single_consumer(value)
+    while node is not None and node.get_type_name() in _SHAPE_OPS:
+        value = node.output(0)
+        node = _single_consumer(value)
+    if node is None or node.get_type_name() != "MatMul" or node.input_value(0) != value:
+        return None
+    attributes = node.get_attributes()
+    if attributes.get("transpose_a") or not _is_constant(node.input_value(1)):
+        return None
+    head = dict(weights=node.input_value(1), transpose_b=bool(attributes.get("transpose_b")), bias=None,
+                softmax=False, result_node=node)
+    after = _single_consumer(node.output(0))
+    if after is not None and after.get_type_name() == "Add":
+        other = _other_input(after, node.output(0))
+        if not _is_constant(other):
+            return None
+        head.update(bias=other, result_node=after)
+        after = _single_consumer(after.output(0))
+    if after is not None and after.get_type_name() in ("Softmax", "SoftMax"):
+        head.update(softmax=True, result_node=after)
+        after = _single_consumer(after.output(0))
+    if head["result_node"].output(0) != _producer(classification_output):
+        return None
+    return LinearHead(**head)
+
+
+@dataclass(frozen=True)
+class TokenLayer:
+    """The token stream entering a transformer block: (N, T, D) with T = aux + H*W patch tokens."""
+
+    node: Any
+    skip: Any  # the residual Add that adds the block's attention branch back to this stream
+    norm_output: Any  # the branch's first LayerNorm output (MVN [* gamma] [+ beta])
+    tokens: int
+    dim: int
+    height: int
+    width: int
+    aux_tokens: int
+
+    @property
+    def name(self) -> str:
+        return self.node.get_friendly_name()
+
+
+def _token_grid(shape: Any) -> tuple[int, int, int, int] | None:
+    """(T, D, side, aux) for a static (N, T, D) shape whose T is a few leading tokens plus a square grid."""
+    if shape.rank.is_dynamic or shape.rank.get_length() != 3 or not all(d.is_static for d in list(shape)[1:]):
+        return None
+    tokens, dim = shape[1].get_length(), shape[2].get_length()
+    for aux in (1, 0, 2):
+        side = math.isqrt(max(tokens - aux, 0))
+        if side > 1 and side * side == tokens - aux:
+            return tokens, dim, side, aux
+    return None
+
+
+def _branch_has_attention(start: Any, stop: Any, limit: int = 5000) -> bool:
+    """Whether the nodes between ``start`` and the residual Add ``stop`` include a Softmax."""
+    stack, seen, found = [start], set(), False
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if _key(node) in seen or _key(node) == _key(stop):
+            continue
+        seen.add(_key(node))
+        found = found or node.get_type_name() in ("Softmax", "SoftMax")
+        for output in node.outputs():
+            stack.extend(target.get_node() for target in output.get_target_inputs())
+    return found
+
+
+def _norm_end(mvn: Any) -> Any:
+    """MVN, then an optional Multiply(const) and Add(const): the LayerNorm's output."""
+    value = mvn.output(0)
+    for kind in ("Multiply", "Add"):
+        node = _single_consumer(value)
+        if node is not None and node.get_type_name() == kind and _is_constant(_other_input(node, value)):
+            value = node.output(0)
+    return value
+
+
+def token_layer_candidates(model: Any) -> list[TokenLayer]:
+    """Every token stream that enters a pre-norm transformer block (LayerNorm -> attention -> residual
+    Add back onto the stream), in graph order."""
+    memo: dict = {}
+    found = []
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in ("Constant", "Parameter", "Result") or node.get_output_size() != 1:
+            continue
+        grid = _token_grid(node.get_output_partial_shape(0))
+        if grid is None:
+            continue
+        consumers = [target.get_node() for target in node.output(0).get_target_inputs()]
+        norms = [c for c in consumers if c.get_type_name() == "MVN"]
+        adds = [c for c in consumers if c.get_type_name() == "Add"]
+        if len(norms) != 1 or len(adds) != 1 or _is_constant(_other_input(adds[0], node.output(0))):
+            continue
+        if not _depends_on_input(node, memo) or not _branch_has_attention(norms[0], adds[0]):
+            continue
+        tokens, dim, side, aux = grid
+        found.append(TokenLayer(node, adds[0], _norm_end(norms[0]), tokens, dim, side, side, aux))
+    return found
+
+
+def find_token_layer(model: Any, name: str | None = None) -> TokenLayer:
+    """The named block input, or the stream entering the last transformer block."""
+    candidates = token_layer_candidates(model)
+    listed = ", ".join(f"{c.name} [{c.tokens}x{c.dim}]" for c in reversed(candidates[-8:])) or "none"
+    if name is not None:
+        for candidate in candidates:
+            if candidate.name == name:
+                return candidate
+        if any(node.get_friendly_name() == name for node in model.get_ordered_ops()):
+            raise ExplainError(f"target layer {name!r} is not a token stream entering a transformer block "
+                               f"(LayerNorm -> attention -> residual Add); candidates: {listed}")
+        raise ExplainError(f"no node named {name!r} in the model; candidates: {listed}")
+    if not candidates:
+        raise WhiteboxUnsupportedError("no transformer block found (a static (N, T, D) token stream feeding "
+                                       "LayerNorm -> attention -> a residual Add, with T = CLS + a square "
+                                       "patch grid); for a CNN use reciprocam, or a black-box method")
+    return candidates[-1]
+
+
+def is_transformer(model: Any) -> bool:
+    """Whether the graph has ViT blocks, so ViT-ReciproCAM (not CNN ReciproCAM) is the white-box method."""
+    return bool(token_layer_candidates(model))
+

@@ -1,0 +1,1 @@
+"""One module per explanation method; :mod:`ov_explain.explain.registry` lists them."""

@@ -1,0 +1,32 @@
+"""ActivationMap: the channel mean of the last feature map (class-agnostic, one map per image)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..._compat import opset
+from ..branches import as_nchw
+from ..graph import TargetLayer, find_target_layer
+from ..method import Inserted, WhiteboxMethod
+
+logger = logging.getLogger(__name__)
+
+
+class ActivationMap(WhiteboxMethod):
+    name = "activationmap"
+    summary = "channel mean of the last feature map (class-agnostic)"
+    xai_name = "ACTIVATIONMAP"
+    class_agnostic = True
+
+    def find_target(self, model: Any, name: str | None) -> TargetLayer:
+        return find_target_layer(model, name)
+
+    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any]) -> Inserted:
+        maps = opset.reduce_mean(as_nchw(target), np.array([1], np.int64), keep_dims=True)
+        return Inserted(maps, target)
+
+
+METHOD = ActivationMap()

@@ -1,0 +1,74 @@
+"""ViT-Recipro-CAM (Byun & Lee, 2023): Recipro-CAM over the patch tokens of a vision transformer.
+
+The token stream entering the last transformer block is copied once per patch; each copy keeps a
+3x3 Gaussian neighbourhood of patches (CLS and other leading tokens untouched) and the rest of the
+network scores it. The mask is applied after the block's first LayerNorm for the attention branch
+(normalisation would undo it before) and to the raw stream on the skip connection.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..._compat import opset
+from ..branches import mosaic_scores_to_maps, with_dynamic_batch
+from ..graph import TokenLayer, find_token_layer
+from ..method import Inserted, WhiteboxMethod
+
+logger = logging.getLogger(__name__)
+
+
+def gaussian_patch_masks(height: int, width: int) -> np.ndarray:
+    """(H*W, H, W): for each patch a 3x3 Gaussian (1/4 centre, 1/8 edges, 1/16 corners) cut at the borders."""
+    kernel = np.outer([0.25, 0.5, 0.25], [0.25, 0.5, 0.25]).astype(np.float32)
+    padded = np.zeros((height * width, height + 2, width + 2), np.float32)
+    for i in range(height):
+        for j in range(width):
+            padded[i * width + j, i:i + 3, j:j + 3] = kernel
+    return padded[:, 1:-1, 1:-1]
+
+
+def _branch(work: Any, position: int, layer: TokenLayer, classification_output: Any) -> Any:
+    """Run a clone of the last block(s) and head on N*H*W masked copies of the token stream."""
+    cells = layer.height * layer.width
+    keep = np.ones((cells, layer.tokens), np.float32)
+    keep[:, layer.aux_tokens:] = gaussian_patch_masks(layer.height, layer.width).reshape(cells, cells)
+    keep = keep.reshape(1, cells, layer.tokens, 1)
+
+    def mosaic(value: Any) -> Any:
+        copies = opset.multiply(opset.unsqueeze(value, np.array([1], np.int64)), keep)  # (N, HW, T, D)
+        return opset.reshape(copies, np.array([-1, layer.tokens, layer.dim], np.int64), special_zero=False)
+
+    stream, normalised = mosaic(layer.node.output(0)), mosaic(layer.norm_output)
+    clone = work.clone()
+    by_name = {n.get_friendly_name(): n for n in clone.get_ordered_ops()}
+    clone_node = by_name[layer.name]
+    clone_norm = by_name[layer.norm_output.get_node().get_friendly_name()].output(layer.norm_output.get_index())
+    for consumer in list(clone_norm.get_target_inputs()):
+        consumer.replace_source_output(normalised.output(0))
+    for consumer in list(clone_node.output(0).get_target_inputs()):
+        if consumer.get_node().get_type_name() != "MVN":
+            consumer.replace_source_output(stream.output(0))
+    return mosaic_scores_to_maps(clone, position, classification_output, layer.height, layer.width)
+
+
+class ViTReciproCAM(WhiteboxMethod):
+    name = "vitreciprocam"
+    summary = ("each patch's 3×3 Gaussian neighbourhood of tokens kept alone (CLS kept) where they enter the last "
+               "transformer block, scored by the rest of the network")
+    xai_name = "VITRECIPROCAM"
+    for_transformers = True
+    default = True
+
+    def find_target(self, model: Any, name: str | None) -> TokenLayer:
+        return find_token_layer(model, name)
+
+    def insert(self, work: Any, position: int, target: TokenLayer, options: Mapping[str, Any]) -> Inserted:
+        output, target = with_dynamic_batch(work, position, target, find_token_layer)
+        return Inserted(_branch(work, position, target, output), target)
+
+
+METHOD = ViTReciproCAM()

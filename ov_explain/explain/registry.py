@@ -1,0 +1,80 @@
+"""The one list of explanation methods: the explainer, the CLI, the explorer, the openvino-xai
+backend and the README's method table all read it.
+
+Adding a method is one module in :mod:`ov_explain.explain.methods` that defines ``METHOD`` (a
+:class:`~ov_explain.explain.method.WhiteboxMethod` or
+:class:`~ov_explain.explain.method.BlackboxMethod`) and one line in :data:`_METHOD_MODULES`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from typing import Any
+
+from .base import ExplainError, check_mode
+from .graph import is_transformer
+from .method import Method, WhiteboxMethod
+
+logger = logging.getLogger(__name__)
+
+#: Modules of :mod:`ov_explain.explain.methods`, in the order methods are listed.
+_METHOD_MODULES = (
+    "reciprocam",
+    "vitreciprocam",
+    "activationmap",
+    "rise",
+    "aise",
+)
+
+def _key(name: str) -> str:
+    return name.lower().replace("-", "").replace("_", "")
+
+
+METHODS: dict[str, Method] = {}
+for _module in _METHOD_MODULES:
+    _method = importlib.import_module(f"{__package__}.methods.{_module}").METHOD
+    if _method.name != _key(_method.name) or _method.name in METHODS:
+        raise ImportError(f"method {_method.name!r}: names are unique, lower case, without '-' or '_'")
+    METHODS[_method.name] = _method
+
+#: The black-box default; the white-box default depends on the graph (:func:`default_whitebox_method`).
+DEFAULT_BLACKBOX = "aise"
+PRESETS = ("speed", "balance", "quality")
+
+
+def method_names(mode: str | None = None) -> list[str]:
+    """Registered method names, of one mode if given."""
+    return [name for name, method in METHODS.items() if mode is None or method.mode == mode]
+
+
+def get_method(name: str) -> Method:
+    """The method called ``name`` (case, ``-`` and ``_`` ignored), or one line listing the known ones."""
+    key = _key(name)
+    if key not in METHODS:
+        raise ExplainError(f"unknown method {name!r}; known: {', '.join(METHODS)}")
+    return METHODS[key]
+
+
+def default_whitebox_method(model: Any) -> WhiteboxMethod:
+    """The white-box method ``auto`` picks for this graph: the default one for transformers or for CNNs."""
+    transformer = is_transformer(model)
+    return next(m for m in METHODS.values()
+                if isinstance(m, WhiteboxMethod) and m.default and m.for_transformers == transformer)
+
+
+def resolve(mode: str, method: str | None) -> tuple[str, Method | None]:
+    """(mode, method) for a request; a white-box method of ``None`` is chosen later from the graph."""
+    check_mode(mode)
+    if method is None:
+        return mode, METHODS[DEFAULT_BLACKBOX] if mode == "blackbox" else None
+    found = get_method(method)
+    if mode not in ("auto", found.mode):
+        raise ExplainError(f"method {found.name} is {found.mode}, but mode {mode!r} was asked for")
+    return found.mode, found
+
+
+def check_preset(preset: str) -> str:
+    if preset not in PRESETS:
+        raise ExplainError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    return preset
