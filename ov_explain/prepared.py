@@ -93,7 +93,8 @@ class PreparedInput:
         difference = self.tensor.astype(np.float32, copy=False) - fill
         np.multiply(difference, kernel, out=out[0])
         np.subtract(difference, out[0], out=out[1])
-        out += fill[None]
+        if any(self.fill):
+            out += fill[None]
         return out
 
     def as_float(self) -> "PreparedInput":
