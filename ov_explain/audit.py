@@ -23,11 +23,9 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict, deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -37,36 +35,33 @@ from .audit_summary import AuditSummary, write_summary
 from .cases import CASES, CaseDecision, CaseThresholds, classify_case
 from .dataset import LabelResolver, Sample, read_dataset, select
 from .devices import DEFAULT_PRECISION
-from .errors import OvExplainError, one_line
+from .errors import OvExplainError
 from .explain import create_explainer
 from .explain.base import Explanation
 from .explain.explainer import Explainer
 from .images import read_image
 from .naming import file_labels, format_name, parse_name, unique_stems
 from .report import build_report
-from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_text, ensure_writable_folder, read_jsonl, \
-    remove_temp_files, write_jsonl
+from .row_run import FolderError, FolderKind, Progress, RunInterrupted, run_rows
 from .writer import MapStyle, to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "audit", "run_audit"]
 
-#: Progress callback: (images finished in this run, images to do in this run).
-Progress = Callable[[int, int], None]
 
 
-class AuditError(OvExplainError):
-    """The audit cannot start (e.g. the output folder holds a different audit)."""
+#: The audit cannot start (e.g. the output folder holds a different audit).
+AuditError = FolderError
+#: The audit stopped when asked; ``saved`` of ``total`` images are recorded and a re-run resumes.
+AuditInterrupted = RunInterrupted
 
-
-class AuditInterrupted(Exception):
-    """The audit stopped when asked (``stop`` was set); ``saved`` of ``total`` images are recorded and a
-    re-run of the same audit resumes."""
-
-    def __init__(self, out_dir: Path, saved: int, total: int) -> None:
-        super().__init__(f"{saved} of {total} images saved in {out_dir}")
-        self.out_dir, self.saved, self.total = out_dir, saved, total
+#: What an audit writes in its folder, for the shared engine's folder contract.
+AUDIT_FOLDER = FolderKind(
+    noun="an audit", settings_file=SETTINGS_FILE, rows_file=MANIFEST, errors_file=ERRORS, top_files=TOP_FILES,
+    categories=CASES, picture_folders=(GRIDS,), file_extensions=MAP_EXTENSIONS,
+    path_columns=("overlay_path", "raw_path", "rgba_path"), stem_of=lambda name: parse_name(name).stem,
+    parse_row=AuditRow.from_dict, error_type=ErrorRow)
 
 
 @dataclass(frozen=True)
@@ -122,60 +117,15 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     universe = list(all_samples) if all_samples is not None else list(samples)
     stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
                                                              [s.path.stem for s in universe])))
-    ensure_writable_folder(out)
-    with FolderLock(out, "audit"):
-        return _run_locked(samples, explainer, out, settings, stems, resolver, options, restart, progress, stop)
-
-
-def _run_locked(samples: Sequence[Sample], explainer: Explainer, out: Path, settings: dict[str, Any],
-                stems: dict[str, str], resolver: LabelResolver, options: AuditOptions, restart: bool,
-                progress: Progress | None, stop: threading.Event | None) -> AuditSummary:
-    """The audit proper, while this process holds the output folder's lock."""
-    _prepare_out_dir(out, settings, restart, set(stems.values()))
-    done = _recover(out, {s.key for s in samples}, set(stems.values()))
-    todo = [s for s in samples if s.key not in done]
-    logger.info("audit: %d images, %d already done, %d to do", len(samples), len(samples) - len(todo), len(todo))
     # One budget of inferences in flight for the whole audit, shared by the images at once.
-    workers, per_image = explainer.plan(options.workers)
+    threads, per_image = explainer.plan(options.workers)
     worker = _ImageWorker(explainer, resolver, options, out, stems, per_image)
-    started = time.perf_counter()
-    finished = 0
-    if progress is not None:
-        progress(0, len(todo))  # the total and ETA show from the start
-    with JsonlLog(out / MANIFEST) as manifest, JsonlLog(out / ERRORS) as errors, \
-            ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ov-explain-audit") as pool:
-        window: deque[Future] = deque()
-
-        def record_oldest() -> None:
-            nonlocal finished
-            finished = _record(window[0].result(), manifest, errors, finished, len(todo), progress)
-            window.popleft()
-
-        try:
-            for sample in todo:
-                if stop is not None and stop.is_set():
-                    break
-                window.append(pool.submit(worker, sample))
-                while len(window) >= 2 * workers and not (stop is not None and stop.is_set()):
-                    record_oldest()
-            if stop is not None and stop.is_set():
-                # Images not started are dropped; those in flight finish and are recorded, so every
-                # image whose files are in place has its rows and a resume redoes none of them.
-                window = deque(f for f in window if not f.cancel())
-                while window:
-                    record_oldest()
-                raise AuditInterrupted(out, len(samples) - len(todo) + finished, len(samples))
-            while window:
-                record_oldest()
-        except BaseException:
-            for future in window:
-                future.cancel()
-            raise
-    seconds = time.perf_counter() - started
-    summary = _finish(out, explainer, options, seconds, len(todo), len(samples) - len(todo))
+    stats = run_rows(samples, worker, out, AUDIT_FOLDER, settings, set(stems.values()), threads=threads,
+                     restart=restart, progress=progress, stop=stop)
+    summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed)
     if options.report:
         build_report(out)
-    logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", len(todo), seconds,
+    logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", stats.ran, stats.seconds,
                 summary.images_per_second, summary.errors)
     return summary
 
@@ -239,19 +189,6 @@ def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolv
                          "if the labels are ids (such as WordNet synsets), pass --label-map FILE")
 
 
-def _record(result: list[AuditRow] | ErrorRow, manifest: JsonlLog, errors: JsonlLog, finished: int, total: int,
-            progress: Progress | None) -> int:
-    if isinstance(result, ErrorRow):
-        logger.error("%s", result.error)
-        errors.append([result.to_dict()])
-    else:
-        manifest.append([row.to_dict() for row in result])
-    finished += 1
-    if progress is not None:
-        progress(finished, total)
-    return finished
-
-
 # ----- one image ------------------------------------------------------------------------------------
 class _ImageWorker:
     """Everything done for one image, in a worker thread: returns its manifest rows or an error row."""
@@ -267,14 +204,8 @@ class _ImageWorker:
     def __call__(self, sample: Sample) -> list[AuditRow] | ErrorRow:
         try:
             return self._audit(sample)
-        except Exception as exc:  # one bad image must not stop the audit: it becomes an error row
-            kind = "unexpected" if not isinstance(exc, OvExplainError) else type(exc).__name__
-            message = str(exc) if isinstance(exc, OvExplainError) else f"{sample.path}: {one_line(exc)}"
-            if str(sample.path) not in message:
-                message = f"{sample.path}: {message}"
-            if kind == "unexpected":
-                logger.debug("unexpected error on %s", sample.path, exc_info=True)
-            return ErrorRow(sample.key, str(sample.path), sample.label, kind, message)
+        except Exception as exc:  # one bad image must not stop the run: it becomes an error row
+            return ErrorRow.from_exception(sample.key, str(sample.path), sample.label, exc)
 
     def _audit(self, sample: Sample) -> list[AuditRow]:
         options = self.options
@@ -338,7 +269,7 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
     return {
         "format_version": FORMAT_VERSION,
         "model": str(classifier.files.model.resolve()),
-        "model_sha256": _model_digest(classifier.files.model),
+        "model_sha256": classifier.files.digest(),
         "preprocess": (f"custom:{getattr(classifier.custom_fn, '__qualname__', repr(classifier.custom_fn))}"
                        if classifier.custom_fn is not None else classifier.spec.to_dict()),
         "labels_sha256": _digest(json.dumps(classifier.labels)),
@@ -357,146 +288,8 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
     }
 
 
-def _model_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    for part in (path, path.with_suffix(".bin")):
-        if part.is_file():
-            with open(part, "rb") as handle:
-                for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def _prepare_out_dir(out: Path, settings: dict[str, Any], restart: bool, stems: set[str]) -> None:
-    settings_path = out / SETTINGS_FILE
-    if settings_path.exists():
-        try:
-            previous = json.loads(settings_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = {}
-        changed = sorted(k for k in set(previous) | set(settings)
-                         if k != "model" and previous.get(k) != settings.get(k))
-        if changed and not restart:
-            raise AuditError(f"{out}: holds an audit with different settings ({', '.join(changed)}); "
-                             "use another output folder, or restart to start over")
-        if restart:
-            _clear(out, stems)
-    elif any(p.name != LOCK_FILE for p in out.iterdir()):
-        # --restart replaces an audit; it never empties a folder of someone else's files.
-        raise AuditError(f"{out}: folder is not empty and holds no audit; choose an empty or new folder")
-    if not (out / SETTINGS_FILE).exists():
-        atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
-
-
-def _is_ours(case: str, path: Path, listed: set[str], stems: set[str]) -> bool:
-    """Whether a file in a case folder was written by an audit of this dataset.
-
-    Listed in the manifest, or (a killed run's file whose row never made it) a structured map name
-    of one of the dataset's stems. Anything else is the user's and is left alone.
-    """
-    if f"{case}/{path.name}" in listed:
-        return True
-    if not path.is_file() or not path.name.endswith(MAP_EXTENSIONS):
-        return False
-    try:
-        return parse_name(path.name).stem in stems
-    except ValueError:
-        return False
-
-
-def _remove_ours(out: Path, keep: set[str], listed: set[str], stems: set[str]) -> tuple[int, list[str]]:
-    """Delete the audit's map files in case folders except ``keep``; returns (removed, foreign files)."""
-    removed, foreign = 0, []
-    for case in CASES:
-        folder = out / case
-        if not folder.is_dir():
-            continue
-        for path in sorted(folder.iterdir()):
-            relative = f"{case}/{path.name}"
-            if relative in keep:
-                continue
-            if _is_ours(case, path, listed, stems):
-                path.unlink()
-                removed += 1
-            else:
-                foreign.append(relative)
-    return removed, foreign
-
-
-def _listed(rows: Iterable[dict[str, Any]]) -> set[str]:
-    """The map files (relative paths) that manifest rows name (read as dicts: a damaged row's files
-    are still the audit's)."""
-    return {row[k] for row in rows if isinstance(row, dict) for k in ("overlay_path", "raw_path", "rgba_path")
-            if isinstance(row.get(k), str)}
-
-
-def _mention_foreign(out: Path, foreign: list[str]) -> None:
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        logger.warning("%s: left %d file(s) that are not the audit's alone: %s", out, len(foreign), shown)
-
-
-def _clear(out: Path, stems: set[str]) -> None:
-    """Remove what the audit in ``out`` wrote, and only that: the folder may hold the user's files."""
-    remove_temp_files(out)
-    _, foreign = _remove_ours(out, set(), _listed(read_jsonl(out / MANIFEST)), stems)
-    for case in CASES:
-        (out / GRIDS / f"{case}.png").unlink(missing_ok=True)
-    if (out / GRIDS).is_dir():
-        foreign += sorted(f"{GRIDS}/{p.name}" for p in (out / GRIDS).iterdir())
-    for folder in [out / case for case in CASES] + [out / GRIDS]:
-        if folder.is_dir() and not any(folder.iterdir()):
-            folder.rmdir()
-    for name in TOP_FILES:
-        (out / name).unlink(missing_ok=True)
-    _mention_foreign(out, foreign)
-    logger.info("%s: previous audit removed (restart)", out)
-
-
-def _recover(out: Path, selected: set[str], stems: set[str]) -> set[str]:
-    """Keys already done; repairs what a killed run left: torn rows, half-written images, temp files.
-
-    Errors of selected images are dropped so they are tried again. Files in the folder that the
-    audit did not write are left alone.
-    """
-    removed = remove_temp_files(out)
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    lines = 0
-    damaged: list[dict[str, Any]] = []
-    for row in read_jsonl(out / MANIFEST):
-        lines += 1
-        try:
-            by_key[AuditRow.from_dict(row).key].append(row)
-        except (ValueError, TypeError):  # a damaged row is dropped, and its image redone
-            damaged.append(row)
-    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0]["targets_total"]}
-    kept_lines = sum(len(rows) for rows in complete.values())
-    if (out / MANIFEST).exists() and (kept_lines != lines or _has_torn_tail(out / MANIFEST)):
-        write_jsonl(out / MANIFEST, (row for rows in complete.values() for row in rows))
-        logger.warning("%s: repaired the manifest of an interrupted run", out / MANIFEST)
-    orphans, foreign = _remove_ours(out, _listed(r for rows in complete.values() for r in rows),
-                                    _listed([r for rows in by_key.values() for r in rows] + damaged), stems)
-    _mention_foreign(out, foreign)
-    errors = list(read_jsonl(out / ERRORS))
-    kept_errors = [e for e in errors if isinstance(e, dict) and e.get("key") not in selected
-                   and e.get("key") not in complete]
-    if len(kept_errors) != len(errors) or _has_torn_tail(out / ERRORS):
-        write_jsonl(out / ERRORS, kept_errors)
-    if removed or orphans:
-        logger.info("%s: removed %d temp and %d unlisted files of an interrupted run", out, removed, orphans)
-    return set(complete)
-
-
-def _has_torn_tail(path: Path) -> bool:
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) != b"\n"
 
 
 def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,

@@ -148,6 +148,20 @@ class ErrorRow:
         return dataclasses.asdict(self)
 
     @classmethod
+    def from_exception(cls, key: str, source: str, label: str | None, exc: Exception) -> "ErrorRow":
+        """The row for an image whose work raised: our errors by type and message (naming the file),
+        anything else as ``unexpected`` with its first line (the trace goes to the debug log)."""
+        from .errors import OvExplainError, one_line
+
+        kind = "unexpected" if not isinstance(exc, OvExplainError) else type(exc).__name__
+        message = str(exc) if isinstance(exc, OvExplainError) else f"{source}: {one_line(exc)}"
+        if source not in message:
+            message = f"{source}: {message}"
+        if kind == "unexpected":
+            logger.debug("unexpected error on %s", source, exc_info=exc)
+        return cls(key, source, label, kind, message)
+
+    @classmethod
     def from_dict(cls, data: Any) -> "ErrorRow":
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")

@@ -110,6 +110,18 @@ class ModelFiles:
         return cls(path, sidecar(f"{stem}.preprocess.json", "preprocess.json"),
                    sidecar(f"{stem}.labels.txt", "labels.txt"))
 
+    def digest(self) -> str:
+        """SHA-256 of the model's files (the .xml or .onnx, and the .bin beside an IR)."""
+        import hashlib
+
+        digest = hashlib.sha256()
+        for part in (self.model, self.model.with_suffix(".bin")):
+            if part.is_file():
+                with open(part, "rb") as handle:
+                    for chunk in iter(lambda: handle.read(1 << 20), b""):
+                        digest.update(chunk)
+        return digest.hexdigest()
+
 
 class Classifier:
     """An image classifier on OpenVINO.
