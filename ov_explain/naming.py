@@ -100,3 +100,45 @@ def file_labels(names: Iterable[str]) -> list[str]:
 
 def _short_hash(text: str) -> str:
     return hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+
+
+# ----- drift audits: both deployments' predictions and the map similarity in one name ----------------
+_DRIFT = re.compile(rf"^(?P<base>.+)__cand_(?P<cand>.+)_(?P<cand_conf>{_CONFIDENCE})__map_(?P<map>.+)"
+                    r"_r_(?P<r>[+-]\d\.\d\d)(?P<ext>(?:\.[A-Za-z0-9]+)*)$")
+
+
+@dataclass(frozen=True)
+class DriftNameParts:
+    """What a drift file name says: the reference's part (as :class:`NameParts`), the candidate's top
+    class and confidence, the class the maps explain and their correlation."""
+
+    reference: NameParts
+    candidate: str
+    candidate_confidence: float
+    target: str
+    correlation: float
+    extension: str = ""
+
+
+def format_drift_name(stem: str, reference: str, reference_confidence: float, candidate: str,
+                      candidate_confidence: float, target: str, map_correlation: float,
+                      ground_truth: str | None = None, ground_truth_confidence: float | None = None,
+                      extension: str = ".jpg") -> str:
+    """``{audit name of the reference}__cand_{class}_{conf}__map_{class}_r_{+0.93}.jpg``.
+
+    Safe components never contain ``__``, so the parts split unambiguously.
+    """
+    base = format_name(stem, reference, reference_confidence, ground_truth, ground_truth_confidence, extension="")
+    r = min(max(float(map_correlation), -1.0), 1.0)
+    return (f"{base}__cand_{safe_component(candidate, max_length=60)}_{format_confidence(candidate_confidence)}"
+            f"__map_{safe_component(target, max_length=60)}_r_{r:+.2f}{extension}")
+
+
+def parse_drift_name(name: str) -> DriftNameParts:
+    """Recover the parts of a name made by :func:`format_drift_name`."""
+    match = _DRIFT.match(name)
+    if match is None:
+        raise ValueError(f"{name!r}: not a drift file name ({{audit name}}__cand_{{label}}_{{conf}}"
+                         "__map_{label}_r_{corr}.ext)")
+    return DriftNameParts(parse_name(match["base"]), match["cand"], float(match["cand_conf"]), match["map"],
+                          float(match["r"]), match["ext"] or "")

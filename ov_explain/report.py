@@ -112,3 +112,36 @@ def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
 def _data_uri(picture: Any, *, bgr: bool = False) -> str:
     jpeg = render.encode_jpeg(picture, 80, bgr=bgr)
     return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def build_drift_report(drift_dir: str | os.PathLike, *, thumbnail_size: int = 540) -> Path:
+    """Write ``report.html`` into a drift folder: summary, case transitions, worst classes and the
+    side-by-side pictures, most drifted (lowest map correlation) first; self-contained like the audit's."""
+    from .drift_folder import PLOT, REPORT as DRIFT_REPORT, SUMMARY as DRIFT_SUMMARY, read_drift_rows
+
+    out = Path(drift_dir)
+    try:
+        summary = json.loads((out / DRIFT_SUMMARY).read_text(encoding="utf-8"))
+        rows = read_drift_rows(out)
+    except FileNotFoundError:
+        raise ReportError(f"{out}: not a finished drift audit (expected drift.jsonl and summary.json)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{exc}; run the drift audit again (it repairs its rows) or restart it") from None
+    items = []
+    for row in sorted(rows, key=lambda r: (r.correlation, r.key, r.target_rank)):
+        picture = cv2.imread(str(out / row.image_path), cv2.IMREAD_COLOR)
+        items.append({"stem": row.stem, "category": row.category, "target": row.target_class,
+                      "correlation": row.correlation, "reference": row.reference_top1_class,
+                      "reference_probability": row.reference_top1_probability,
+                      "candidate": row.candidate_top1_class, "candidate_probability": row.candidate_top1_probability,
+                      "link": row.image_path,
+                      "thumbnail": None if picture is None
+                      else _data_uri(thumbnail(picture, thumbnail_size), bgr=True)})
+    plot = None
+    if (out / PLOT).is_file():
+        plot = "data:image/png;base64," + base64.b64encode((out / PLOT).read_bytes()).decode("ascii")
+    html = _environment().get_template("drift.html.j2").render(summary=summary, items=items, plot=plot)
+    path = out / DRIFT_REPORT
+    atomic_write_text(path, html)
+    logger.info("%s: drift report of %d maps", path, len(items))
+    return path

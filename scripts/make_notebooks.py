@@ -183,6 +183,52 @@ plt.title(f"{edge.labels[top]} — one inference"); plt.show()'''),
 print("devices here:", [d.name for d in discover(ov.Core())], "| ran on:", result.device)'''),
 ])
 
-for name, nb in (("explain", explain), ("audit", audit), ("deploy", deploy)):
+drift = new_notebook(cells=[
+    md("# Did deployment change what the model looks at?\n\nQuantize the bundled EfficientNet-Lite0 to INT8 with NNCF (`pip install -e \".[quantize]\"`), compare the INT8 deployment with the FP32 one image by image — predictions, cases and maps — look at the images that moved most, and decide with a gate."),
+    code(SETUP),
+    md("## Quantize\n\nThe same as `ov-explain quantize --calibration examples/images/ground_truth.csv --out int8.xml`: NNCF post-training quantization, calibrated on images read and preprocessed like every other command does. The INT8 IR keeps the spec and labels."),
+    code('''from ov_explain.quantize import quantize
+from ov_explain.resources import sample_images_dir
+
+report = quantize(None, sample_images_dir() / "ground_truth.csv", OUT / "int8" / "lite0_int8.xml")
+print(f"{report.quantized_ops} quantized ops, {report.calibration_images} calibration images, {report.seconds:.1f} s; "
+      f"{report.size_before_bytes / 1e6:.1f} MB -> {report.size_after_bytes / 1e6:.1f} MB")'''),
+    md("## Drift: FP32 (f32) against INT8\n\nBoth deployments predict and explain **the same classes** for every image (the reference's top-1, its runner-up when two predictions compete, and the ground truth). Per image and class: top-1 agreement, probability change, both cases, and how far the map moved (Pearson r, overlap of the 10 % most salient cells, peak shift)."),
+    code('''from ov_explain.drift import drift
+
+summary = drift(sample_images_dir() / "ground_truth.csv", OUT / "drift", reference_device="CPU",
+                candidate=OUT / "int8" / "lite0_int8.xml", restart=True)
+print(f"{summary.images} images: top-1 agreement {summary.top1_agreement}, map correlation median "
+      f"{summary.map_correlation_median}, 5th percentile {summary.map_correlation_p05}")
+for category, count in summary.categories.items():
+    print(f"  {category:20s} {count}")
+for before, row in summary.case_transitions.items():
+    for after, count in row.items():
+        print(f"  {before} -> {after}: {count}")'''),
+    md("## The images that moved most\n\nEach picture: reference map | candidate map | their difference. Rows are sorted by map correlation, lowest first."),
+    code('''import json
+import matplotlib.pyplot as plt
+import matplotlib.image as mpimg
+
+rows = sorted((json.loads(line) for line in (OUT / "drift" / "drift.jsonl").read_text().splitlines()),
+              key=lambda r: r["correlation"])
+for row in rows[:3]:
+    picture = mpimg.imread(OUT / "drift" / row["image_path"])
+    plt.figure(figsize=(12, 12 * picture.shape[0] / picture.shape[1]))
+    plt.imshow(picture); plt.axis("off")
+    plt.title(f"{row['stem']}: map of {row['target_class']}, r = {row['correlation']:.3f}, "
+              f"{row['reference_top1_class']} -> {row['candidate_top1_class']}")
+    plt.show()'''),
+    md("## The distribution of map correlations"),
+    code('''picture = mpimg.imread(OUT / "drift" / "correlation.png")
+plt.figure(figsize=(6, 3.2)); plt.imshow(picture); plt.axis("off"); plt.show()'''),
+    md("## Decide\n\nA pipeline gates a deployment on limits it chooses: `ov-explain drift ... --fail-on top1-agreement<0.99,map-correlation-p05<0.8` exits with status 4 and names the limits crossed."),
+    code('''from ov_explain.drift import check_gate, parse_gate
+
+crossed = check_gate(summary, parse_gate("top1-agreement<0.99,map-correlation-p05<0.8"))
+print("deploy" if not crossed else "hold: " + "; ".join(crossed))'''),
+])
+
+for name, nb in (("explain", explain), ("audit", audit), ("deploy", deploy), ("drift", drift)):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbf.write(nb, Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb")

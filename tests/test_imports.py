@@ -7,7 +7,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ov_explain"
 #: Front ends: they may import everything, and nothing below them may import them.
-FRONTS = {"ov_explain.cli", "ov_explain.widgets", "ov_explain.report", "ov_explain.audit"}
+FRONTS = {"ov_explain.cli", "ov_explain.widgets", "ov_explain.report", "ov_explain.audit", "ov_explain.drift"}
 
 
 def module_name(path: Path) -> str:

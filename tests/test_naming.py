@@ -79,3 +79,21 @@ def test_format_then_parse_round_trips(stem, target, target_conf, truth, truth_c
     else:
         assert parts.ground_truth == safe_component(truth, max_length=60)
         assert parts.ground_truth_confidence == float(f"{truth_conf:.2f}")
+
+
+def test_drift_names_carry_both_predictions_and_the_map_correlation_and_parse_back():
+    from ov_explain.naming import format_drift_name, parse_drift_name
+
+    name = format_drift_name("grace_hopper", "academic gown", 0.2126, "military uniform", 0.1971, "academic gown",
+                             0.9921, "military uniform", 0.21)
+    assert name == ("grace_hopper_gt_military_uniform_0.21_pr_academic_gown_0.21__cand_military_uniform_0.20"
+                    "__map_academic_gown_r_+0.99.jpg")
+    parts = parse_drift_name(name)
+    assert (parts.reference.stem, parts.reference.target, parts.reference.ground_truth) == \
+        ("grace_hopper", "academic_gown", "military_uniform")
+    assert (parts.candidate, parts.candidate_confidence, parts.target, parts.correlation) == \
+        ("military_uniform", 0.20, "academic_gown", 0.99)
+    negative = format_drift_name("x_r_-0.50", "a r -0.50", 1.0, "b", 0.5, "c r -0.25", -0.375, extension=".jpg")
+    assert parse_drift_name(negative).correlation == -0.38 and parse_drift_name(negative).target == "c_r_-0.25"
+    with pytest.raises(ValueError, match="not a drift file name"):
+        parse_drift_name("coffee_pr_espresso_0.94.jpg")

@@ -184,7 +184,9 @@ class XaiBackendExplainer:
             chosen = choose_targets(targets, prediction, self.classifier.labels, top_k=top_k,
                                     threshold=threshold)
             if self.mode == "whitebox":  # the maps came with the prediction, from the same inference
-                raw_maps = np.asarray(outputs["saliency_map"], np.float32)[0]
+                # A copy: the outputs are views on the compiled model's one request, which the next
+                # image (another audit thread) overwrites as soon as the lock is released.
+                raw_maps = np.array(outputs["saliency_map"], np.float32, copy=True)[0]
                 if self._method.class_agnostic:
                     chosen, maps = [None], {None: raw_maps.reshape(raw_maps.shape[-2:])}
                 else:

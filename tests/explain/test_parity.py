@@ -141,8 +141,12 @@ def test_openvino_xai_backend_runs_an_audit_like_the_native_one(run, photos_dir,
     outs = {}
     for backend in ("native", "openvino-xai"):
         outs[backend] = tmp_path / backend
+        # One image at a time: on OpenVINO 2024.4 (this environment) concurrent requests on the native
+        # ReciproCAM model give maps that differ from run to run (measured: 4-5 of 6 audits of these
+        # photos differed from the first in 1-4 maps, the old code too; 0 of 4 with --workers 1; 0 of 6
+        # on OpenVINO 2026.4), which is not what this test is about.
         result = run("audit", photos_dir / "ground_truth.csv", "--device", "CPU", "--backend", backend, "--raw",
-                     "--out", outs[backend])
+                     "--workers", "1", "--out", outs[backend])
         assert result.exit_code == 0, result.output
     rows = {b: {(r["key"], r["target_index"]): r for r in map(json.loads, (o / "manifest.jsonl").read_text()
                                                                .splitlines())} for b, o in outs.items()}
