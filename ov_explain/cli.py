@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,26 @@ def _save_trace() -> str:
                                      encoding="utf-8") as handle:
         traceback.print_exc(file=handle)
     return handle.name
+
+
+def _run_stoppable(bar: Any, work: Callable[[threading.Event], Any]) -> Any:
+    """Run a dataset command's work with the signal handlers of :func:`_stop_on_signals`: a setup error
+    is one line (exit 2); a signal ends it with the count of images saved and 128 + signal."""
+    from .row_run import RunInterrupted
+
+    with _stop_on_signals() as (stop, signals):
+        try:
+            result = work(stop)
+        except OvExplainError as exc:
+            bar.close()
+            _fail(str(exc))
+        except RunInterrupted as stopped:
+            bar.close()
+            click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
+                       "same command to resume", err=True)
+            sys.exit(128 + signals[0])
+    bar.close()
+    return result
 
 
 def _fail(message: str, code: int = EXIT_SETUP) -> None:
@@ -437,31 +457,22 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
     path,label, or a folder of unlabeled images.
     """
-    from .audit import AuditInterrupted
     from .audit import audit as run
 
     bar, update = _progress_bar("audit", "img", leave=True)
 
-    with _stop_on_signals() as (stop, signals):
-        try:
-            summary = run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
-                          target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
-                          label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
-                          classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
-                          high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
-                          save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
-                          workers=workers, backend=backend, output=output_kind, progress=update,
-                          cache_dir=None if no_cache else "default",
-                          precision=precision, stop=stop)
-        except OvExplainError as exc:
-            bar.close()
-            _fail(str(exc))
-        except AuditInterrupted as stopped:
-            bar.close()
-            click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
-                       "same command to resume", err=True)
-            sys.exit(128 + signals[0])
-    bar.close()
+    def work(stop: threading.Event) -> Any:
+        return run(dataset, out_dir, model=model_path, device=device, mode=mode, method=method,
+                   target_layer=target_layer, preset=preset, seed=seed, preprocess=preprocess, labels=labels,
+                   label_map=label_map, kind=kind, limit=limit, sample=sample, sample_seed=sample_seed,
+                   classes=[c.strip() for c in classes.split(",") if c.strip()] if classes else None,
+                   high_confidence=high_confidence, two_predictions=two_predictions, top_k=top_k,
+                   save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
+                   workers=workers, backend=backend, output=output_kind, progress=update,
+                   cache_dir=None if no_cache else "default",
+                   precision=precision, stop=stop)
+
+    summary = _run_stoppable(bar, work)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
@@ -625,27 +636,17 @@ def drift(dataset: Path, reference: Path | None, candidate: Path | None, referen
         thresholds = DriftThresholds(min_correlation, min_iou)
     except OvExplainError as exc:
         _fail(str(exc))
-    from .row_run import RunInterrupted
-
     bar, update = _progress_bar("drift", "img", leave=True)
 
-    with _stop_on_signals() as (stop, signals):
-        try:
-            summary = run(dataset, out_dir, reference=reference, candidate=candidate,
-                          reference_device=reference_device, candidate_device=candidate_device,
-                          reference_precision=reference_precision, candidate_precision=candidate_precision,
-                          method=method, preset=preset, label_map=label_map, limit=limit, thresholds=thresholds,
-                          restart=restart, workers=workers, report=not no_report, progress=update,
-                          cache_dir=None if no_cache else "default", stop=stop)
-        except OvExplainError as exc:
-            bar.close()
-            _fail(str(exc))
-        except RunInterrupted as stopped:
-            bar.close()
-            click.echo(f"interrupted: {stopped.saved} of {stopped.total} images saved in {stopped.out_dir}; run the "
-                       "same command to resume", err=True)
-            sys.exit(128 + signals[0])
-    bar.close()
+    def work(stop: threading.Event) -> Any:
+        return run(dataset, out_dir, reference=reference, candidate=candidate,
+                   reference_device=reference_device, candidate_device=candidate_device,
+                   reference_precision=reference_precision, candidate_precision=candidate_precision,
+                   method=method, preset=preset, label_map=label_map, limit=limit, thresholds=thresholds,
+                   restart=restart, workers=workers, report=not no_report, progress=update,
+                   cache_dir=None if no_cache else "default", stop=stop)
+
+    summary = _run_stoppable(bar, work)
     crossed = check_gate(summary, limits)
     if as_json:
         click.echo(json.dumps({**summary.to_dict(), "gate": crossed}, indent=2))
