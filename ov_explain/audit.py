@@ -140,10 +140,11 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
-          stop: threading.Event | None = None, backend: str = "native") -> AuditSummary:
+          stop: threading.Event | None = None, backend: str = "native", readout: str | None = None) -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
 
     ``backend`` is ``native`` or ``openvino-xai`` (the library, in an environment with the xai extra).
+    ``readout`` (``logit`` / ``probability``) is the white-box score read-out; None: the method's default.
 
     ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
     audits the model as the device runs it by default (bf16 on an AMX Xeon, f16 on GPU / NPU).
@@ -166,8 +167,10 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
     resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
     _check_labels(dataset, chosen, resolver)
+    method_options = {} if readout is None else {"readout": readout}
     with classifier, create_explainer(classifier, backend=backend, mode=mode, method=method,
-                                      target_layer=target_layer, preset=preset, seed=seed) as explainer:
+                                      target_layer=target_layer, preset=preset, seed=seed,
+                                      **method_options) as explainer:
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
                          progress=progress, all_samples=everything, stop=stop)
 

@@ -225,6 +225,12 @@ def model_options(command: Any) -> Any:
     return command
 
 
+def readout_option(command: Any) -> Any:
+    return click.option("--readout", type=click.Choice(["logit", "probability"]),
+                        help="White-box class scores: logit (before a softmax in the graph; the default) or "
+                             "probability.")(command)
+
+
 def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
                      output_kind: str, precision: str, no_cache: bool, hint: str) -> Any:
     from .model import Classifier
@@ -320,10 +326,12 @@ def _progress_bar(description: str, unit: str = "step", leave: bool = False) -> 
 @click.option("--colormap", default="jet", show_default=True)
 @click.option("--weight", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+@readout_option
 def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
             device: str, output_kind: str, precision: str, no_cache: bool, mode: str, method: str | None,
             target_layer: str | None, targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int,
-            backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool) -> None:
+            backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool,
+            readout: str | None) -> None:
     """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
     import numpy as np
 
@@ -341,7 +349,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
                                   "LATENCY")
     try:
         explainer = create_explainer(classifier, backend=backend, mode=mode, method=method,
-                                     target_layer=target_layer, preset=preset, seed=seed)
+                                     target_layer=target_layer, preset=preset, seed=seed,
+                                     **({} if readout is None else {"readout": readout}))
     except OvExplainError as exc:
         _fail(str(exc))
     wanted = _parse_targets(targets)
@@ -446,12 +455,13 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
               help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@readout_option
 def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
           output_kind: str, precision: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
           sample_seed: int, raw: bool, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
-          backend: str, restart: bool, as_json: bool) -> None:
+          backend: str, restart: bool, as_json: bool, readout: str | None) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
@@ -470,7 +480,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                    save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
                    workers=workers, backend=backend, output=output_kind, progress=update,
                    cache_dir=None if no_cache else "default",
-                   precision=precision, stop=stop)
+                   precision=precision, stop=stop, readout=readout)
 
     summary = _run_stoppable(bar, work)
     if as_json:
@@ -511,10 +521,14 @@ def report(audit_dir: Path) -> None:
 @click.option("--target-layer", help="Node name of the feature map or token stream (default: auto).")
 @click.option("--embed-preprocessing", is_flag=True,
               help="Put the preprocessing into the IR: it takes uint8 RGB NHWC pixels and the device normalises.")
+@click.option("--maps", "maps", default="all", show_default=True,
+              help="Classes with maps in the IR: all, top-K (each image's K best, chosen in the graph) or "
+                   "comma-separated class indices or names.")
+@readout_option
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
 def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
                precision: str, no_cache: bool, method: str | None, target_layer: str | None,
-               embed_preprocessing: bool, out_path: Path) -> None:
+               embed_preprocessing: bool, maps: str, readout: str | None, out_path: Path) -> None:
     """Save an IR that outputs predictions and a `saliency_map` in one inference.
 
     The IR carries its preprocessing for ov_explain and, as model_api's standard `model_info` keys,
@@ -526,6 +540,8 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
 
     from .devices import compile_with_fallback
     from .explain import build_xai_model
+    from .explain.whitebox import MapSelection
+    from .labels import resolve_class
     from .model_info import add_model_api_info
     from .storage import ensure_writable_folder
 
@@ -536,7 +552,14 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
     if embed_preprocessing and classifier.custom_fn is not None:
         _fail("--embed-preprocessing needs a preprocessing spec; a custom function cannot go into the graph")
     try:
-        xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer)
+        selection = MapSelection.parse(maps, lambda item: resolve_class(int(item) if item.isdigit() else item,
+                                                                        classifier.labels, classifier.num_classes))
+    except OvExplainError as exc:
+        _fail(f"--maps: {exc}")
+    try:
+        xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer,
+                              maps=selection, output_kind=classifier.output_kind,
+                              **({} if readout is None else {"readout": readout}))
         exported = xai.model
         if embed_preprocessing and not classifier.embedded:
             exported = classifier.spec.embed(exported)
@@ -561,8 +584,10 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
         _fail(f"--out {exc}")
     except (OSError, RuntimeError) as exc:  # OpenVINO's writer raises RuntimeError ("Can't open bin file")
         _fail(f"--out {out_path}: cannot write the IR ({one_line(exc)})")
-    click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps"
-               f"{', algebraic shortcut' if xai.shortcut else ''}); outputs: "
+    readout_text = f", {xai.readout} read-out" if xai.readout else ""
+    click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps "
+               f"for {xai.maps.describe()} classes{readout_text}{', algebraic shortcut' if xai.shortcut else ''}); "
+               "outputs: "
                + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs))
                + f"; runs on {','.join(checked.execution_devices)} in {checked.precision}")
 

@@ -155,7 +155,7 @@ class Classifier:
         except Exception as exc:  # OpenVINO raises RuntimeError with the parser's text
             raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
         self.output_port = _classification_output(self.model, self.files.model)
-        self.num_classes = int(self.output_port.get_partial_shape()[-1].get_length())
+        self.num_classes = int(self.output_port.get_partial_shape()[1].get_length())
         self.spec, self.embedded, self.custom_fn = self._resolve_preprocess(preprocess)
         if self.custom_fn is None and not self.embedded:
             _check_spec_fits(self.model, self.spec, self.files.model)

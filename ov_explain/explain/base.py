@@ -108,6 +108,7 @@ class Explanation:
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: Geometry | None = field(default=None, repr=False)
     precision: str = "unknown"  # the working precision the maps were computed in (f32, bf16, f16)
+    readout: str | None = None  # white-box class scores read as "logit" or "probability" (None: no class score)
 
     def __post_init__(self) -> None:
         if self.mode not in ("whitebox", "blackbox"):
@@ -126,7 +127,8 @@ class Explanation:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "image_size": list(self.image_size), "method": self.method,
                 "mode": self.mode, "backend": self.backend, "target_layer": self.target_layer,
-                "device": self.device, "precision": self.precision, "inferences": self.inferences,
+                "device": self.device, "precision": self.precision, "readout": self.readout,
+                "inferences": self.inferences,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
                 "prediction": self.prediction.to_dict(),
                 "maps": [{"target": m.target, "name": m.name,

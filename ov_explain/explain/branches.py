@@ -1,4 +1,5 @@
-"""Building blocks the white-box methods' branches share: layouts, mosaic batches, maps from cell scores."""
+"""Building blocks the white-box methods' branches share: layouts, mosaic batches, maps from cell
+scores, the score read-out (logits before a softmax in the graph, or probabilities) and class selection."""
 
 from __future__ import annotations
 
@@ -8,9 +9,87 @@ from typing import Any, Callable
 import numpy as np
 
 from .._compat import opset
-from .base import WhiteboxUnsupportedError
+from .base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
+
+#: What a class-scoring white-box method reads: ``logit`` (the scores before a softmax in the graph,
+#: what openvino-xai reads) or ``probability`` (after the softmax, applied here if the graph has none).
+READOUTS = ("logit", "probability")
+DEFAULT_READOUT = "logit"
+_PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Convert")
+
+
+def resolve_readout(method: str, requested: Any, has_softmax: bool, output_kind: str) -> str:
+    """The read-out to build: the one asked for, or (``None``) the default, ``logit``, unless the output
+    is probabilities with no softmax to look behind (then ``probability``). One line for a bad value, and
+    an error for an explicit ``logit`` that the graph cannot give."""
+    if requested is not None and requested not in READOUTS:
+        raise ExplainError(f"{method}: readout must be one of {list(READOUTS)}, got {requested!r}")
+    logit_possible = has_softmax or output_kind != "probabilities"
+    if requested is None:
+        return DEFAULT_READOUT if logit_possible else "probability"
+    if requested == "logit" and not logit_possible:
+        raise ExplainError(f"{method}: the logit read-out needs the scores before the softmax, and no Softmax "
+                           "was found before the output; use readout='probability'")
+    return requested
+
+
+def find_softmax(value: Any) -> Any | None:
+    """The Softmax node a classification value comes from (through shape ops), if any."""
+    node = value.get_node()
+    while True:
+        kind = node.get_type_name()
+        if kind in ("Softmax", "SoftMax"):
+            return node
+        if kind not in _PASS_THROUGH and kind != "Result":
+            return None
+        node = node.input_value(0).get_node()
+
+
+def read_scores(value: Any, readout: str, output_kind: str) -> Any:
+    """The class scores to read from a classification value (N, K[, 1, 1]) for a resolved ``readout``:
+    ``logit`` looks behind a softmax in the graph; ``probability`` adds one if the output is logits."""
+    softmax = find_softmax(value)
+    if readout == "logit":
+        return softmax.input_value(0) if softmax is not None else value
+    if softmax is not None or output_kind == "probabilities":
+        return value
+    flat = opset.reshape(value, np.array([0, -1], np.int64), special_zero=True)
+    return opset.softmax(flat, 1)
+
+
+def select_maps(maps: Any, classes: Any) -> Any:
+    """(N, K, H, W) maps -> (N, k, H, W): each image's rows for its (N, k) class indices."""
+    return opset.gather(maps, classes, np.int64(1), 1)
+
+
+def gather_classes(values: Any, classes: Any, axis: int) -> Any:
+    """``values`` (a constant such as head weights) indexed by (N, k) class indices along ``axis``."""
+    return opset.gather(values, classes, np.int64(axis))
+
+
+def cells_of(target: Any) -> Any:
+    """A feature map as (N, H*W, C): one row of features per cell."""
+    c, h, w = target.channels, target.height, target.width
+    features = opset.reshape(as_nchw(target), np.array([0, c, h * w], np.int64), special_zero=True)
+    return opset.transpose(features, np.array([0, 2, 1], np.int64))
+
+
+def class_weights(head: Any, classes: Any | None) -> Any:
+    """A linear head's weights as (K, C), or (N, k, C) for (N, k) class indices."""
+    weights = head.weights if head.transpose_b else opset.transpose(head.weights, np.array([1, 0], np.int64))
+    return weights if classes is None else opset.gather(weights, classes, np.int64(0))
+
+
+def class_bias(head: Any, classes: Any | None) -> Any | None:
+    """A linear head's bias as (K,), or (N, 1, k) for (N, k) class indices (to add to (N, cells, k))."""
+    if head.bias is None:
+        return None
+    bias = opset.reshape(head.bias, np.array([-1], np.int64), special_zero=False)
+    if classes is None:
+        return bias
+    return opset.unsqueeze(opset.gather(bias, classes, np.int64(0)), np.array([1], np.int64))
 
 
 def as_nchw(target: Any) -> Any:
@@ -25,10 +104,11 @@ def cells_to_maps(scores: Any, h: int, w: int) -> Any:
     return opset.reshape(maps, np.array([0, -1, h, w], np.int64), special_zero=True)
 
 
-def mosaic_scores_to_maps(clone: Any, position: int, classification_output: Any, h: int, w: int) -> Any:
-    """A clone's class scores for its (N*H*W)-sized mosaic batch -> (N, K, H, W) maps."""
-    scores = clone.get_results()[position].input_value(0)
-    num_classes = classification_output.get_partial_shape()[-1].get_length()
+def mosaic_scores_to_maps(clone: Any, position: int, classification_output: Any, h: int, w: int,
+                          readout: str = DEFAULT_READOUT, output_kind: str = "auto") -> Any:
+    """A clone's class scores (read out as ``readout``) for its (N*H*W)-sized mosaic batch -> (N, K, H, W)."""
+    scores = read_scores(clone.get_results()[position].input_value(0), readout, output_kind)
+    num_classes = classification_output.get_partial_shape()[1].get_length()
     scores = opset.reshape(scores, np.array([-1, h * w, num_classes], np.int64), special_zero=False)
     return cells_to_maps(scores, h, w)
 

@@ -7,7 +7,10 @@ source, device, precision, method and timings are set when they are made.
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -22,7 +25,8 @@ from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedErr
 from .blackbox import Progress, ScoreFunction
 from .method import BlackboxMethod, WhiteboxMethod
 from .registry import METHODS
-from .whitebox import SALIENCY_OUTPUT, build_xai_model, read_xai_info
+from .whitebox import ALL_MAPS, CLASSES_OUTPUT, SALIENCY_OUTPUT, MapSelection, build_xai_model, read_xai_info, \
+    selection_from_info
 
 logger = logging.getLogger(__name__)
 
@@ -42,16 +46,40 @@ def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
     return lambda raw: to_original(raw, input_size, geometry)
 
 
+@dataclass
+class _XaiGraph:
+    """One compiled XAI graph: per-thread requests, where its maps are and which classes they hold."""
+
+    compiled: Any
+    selection: MapSelection
+
+    def __post_init__(self) -> None:
+        self.requests = ThreadRequests(self.compiled)
+        self.maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
+        names = [o.get_names() for o in self.compiled.outputs]
+        self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)
+
+
 class WhiteboxEngine:
-    """The classifier compiled with a ``saliency_map`` output: predictions and maps in one inference."""
+    """The classifier compiled with a ``saliency_map`` output: predictions and maps in one inference.
+
+    When the method computes maps by the algebraic shortcut (ReciproCAM on a pooling + linear head,
+    CAM), a request for the top k or for given classes runs a graph that computes only those maps,
+    compiled on first use; ``"all"`` targets or a target function run the graph with every map.
+    """
 
     mode = "whitebox"
     #: Images of one shape go through in one batch.
     batches = True
+    #: Selected-map graphs kept compiled at once (a notebook asking for one class set after another).
+    max_graphs = 4
 
     def __init__(self, classifier: Classifier, method: WhiteboxMethod | None, target_layer: str | None,
                  options: Mapping[str, Any]) -> None:
         self.classifier = classifier
+        self._options = dict(options)
+        self._lock = threading.Lock()
+        self._selected: OrderedDict[MapSelection, _XaiGraph] = OrderedDict()
         info = read_xai_info(classifier.model)
         if info is not None:  # an exported XAI IR: the classifier's compiled model already has the maps
             carried = info.get("method")
@@ -59,19 +87,27 @@ class WhiteboxEngine:
                 raise ExplainError(f"this IR carries {carried} maps; ask for that method or use the original model")
             self.method = method or METHODS.get(carried) or METHODS["reciprocam"]
             self.method.check_options(options)
-            self.compiled, self.device, self.precision = classifier.compiled, classifier.device, classifier.precision
+            self.device, self.precision = classifier.device, classifier.precision
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
+            self.readout = info.get("readout")
+            self._exported = True
+            self._all = _XaiGraph(classifier.compiled, selection_from_info(info))
         else:
             xai = build_xai_model(classifier.model, classifier.output_port, method.name if method else None,
-                                  target_layer=target_layer, **options)
+                                  target_layer=target_layer, output_kind=classifier.output_kind, **options)
             self.method = METHODS[xai.method]
             compiled = compile_like(classifier, xai.model, classifier.hint)
             _probe(compiled.compiled, xai.method)
-            self.compiled, self.precision = compiled.compiled, compiled.precision
+            self.precision = compiled.precision
             self.device = ",".join(compiled.execution_devices)
-            self.target_layer, self.shortcut = xai.target_layer, xai.shortcut
-        self._requests = ThreadRequests(self.compiled)
-        self._maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
+            self.target_layer, self.shortcut, self.readout = xai.target_layer, xai.shortcut, xai.readout
+            self._exported = False
+            self._all = _XaiGraph(compiled.compiled, ALL_MAPS)
+
+    @property
+    def compiled(self) -> Any:
+        """The compiled graph with every class's maps (or an exported IR's own)."""
+        return self._all.compiled
 
     @property
     def parallel_requests(self) -> int:
@@ -81,45 +117,80 @@ class WhiteboxEngine:
         return self.classifier.prepare(image, source=source)
 
     def close(self) -> None:
-        self._requests.close()
+        self._all.requests.close()
+        for graph in list(self._selected.values()):
+            graph.requests.close()
+
+    def _graph_for(self, selection: MapSelection) -> _XaiGraph:
+        """The graph computing ``selection``'s maps: compiled on first use where selecting saves work."""
+        if self._exported or not selection.selects or not self.shortcut or self.method.class_agnostic:
+            return self._all
+        with self._lock:
+            graph = self._selected.get(selection)
+            if graph is not None:
+                self._selected.move_to_end(selection)
+                return graph
+            xai = build_xai_model(self.classifier.model, self.classifier.output_port, self.method.name,
+                                  target_layer=self.target_layer, maps=selection,
+                                  output_kind=self.classifier.output_kind, **self._options)
+            graph = self._selected[selection] = _XaiGraph(compile_like(self.classifier, xai.model,
+                                                                       self.classifier.hint).compiled, selection)
+            while len(self._selected) > self.max_graphs:
+                self._selected.popitem(last=False)
+            logger.debug("compiled a %s-maps graph", selection.describe())
+            return graph
 
     def explain(self, prepared: Sequence[PreparedInput], choose: Chooser, top_k: int, *, parallel: int | None = None,
-                progress: Progress | None = None) -> list[Explanation]:
+                progress: Progress | None = None, selection: MapSelection = ALL_MAPS) -> list[Explanation]:
         """Explain prepared inputs, one inference per batch of same-shaped ones (one inference each:
-        ``parallel`` and ``progress`` do not apply)."""
+        ``parallel`` and ``progress`` do not apply). ``selection``: the classes ``choose`` picks from
+        (each image's top k, or given classes), so only their maps need computing."""
+        graph = self._graph_for(selection)
         shapes = {p.tensor.shape for p in prepared}
-        chunk = len(prepared) if len(shapes) == 1 and batch_capacity(self.compiled) is None else 1
+        chunk = len(prepared) if len(shapes) == 1 and batch_capacity(graph.compiled) is None else 1
         results: list[Explanation] = []
         for start in range(0, len(prepared), chunk):
-            results += self._group(prepared[start:start + chunk], choose, top_k)
+            results += self._group(graph, prepared[start:start + chunk], choose, top_k)
         return results
 
-    def _group(self, group: Sequence[PreparedInput], choose: Chooser, top_k: int) -> list[Explanation]:
+    def _group(self, graph: _XaiGraph, group: Sequence[PreparedInput], choose: Chooser,
+               top_k: int) -> list[Explanation]:
         classifier = self.classifier
         started = time.perf_counter()
-        outputs = self._requests.infer(np.stack([p.tensor for p in group]))
+        outputs = graph.requests.infer(np.stack([p.tensor for p in group]))
         infer_ms = (time.perf_counter() - started) * 1000 / len(group)
         raw_scores = outputs[classifier.output_index].reshape(len(group), -1)
-        maps = outputs[self._maps_out]
+        maps = outputs[graph.maps_out]
+        rows = outputs[graph.classes_out] if graph.classes_out is not None else None
         results = []
         for i, prepared in enumerate(group):
             post_started = time.perf_counter()
             prediction = classifier.prediction_from_raw(raw_scores[i], prepared, max(top_k, 5), {"infer": infer_ms},
                                                         device=self.device, precision=self.precision)
             chosen = choose(prediction)
-            saliency = self._maps_for(maps[i], chosen, prediction.probabilities, prepared.geometry)
+            image_rows = None if rows is None else [int(c) for c in rows[i]]
+            if image_rows is not None and not self.method.class_agnostic and not set(chosen) <= set(image_rows):
+                if graph is not self._all and not self._exported:
+                    # A tie at the k-th score ordered differently in the graph: this image takes every map.
+                    results += self._group(self._all, [prepared], lambda _: chosen, top_k)
+                    continue
+                missing = [c for c in chosen if c not in image_rows][0]
+                raise ExplainError(f"this IR computes maps for {graph.selection.describe()} classes only; "
+                                   f"{classifier.class_name(missing) or missing} was asked for")
+            saliency = self._maps_for(maps[i], image_rows, chosen, prediction.probabilities, prepared.geometry)
             timings = {"infer": infer_ms, "postprocess": (time.perf_counter() - post_started) * 1000}
             results.append(Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency,
                                        self.method.name, self.mode, self.device, self.target_layer, "native", 1,
-                                       timings, prepared.geometry, self.precision))
+                                       timings, prepared.geometry, self.precision, readout=self.readout))
         return results
 
-    def _maps_for(self, maps: np.ndarray, chosen: list[int], probabilities: np.ndarray,
+    def _maps_for(self, maps: np.ndarray, rows: list[int] | None, chosen: list[int], probabilities: np.ndarray,
                   geometry: Geometry) -> list[SaliencyMap]:
         input_size = self.classifier.input_size
         if self.method.class_agnostic and maps.shape[0] == 1:
             return [SaliencyMap(None, None, None, maps[0], _projector(input_size, geometry))]
-        return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[c],
+        row = (lambda c: c) if rows is None else rows.index
+        return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[row(c)],
                             _projector(input_size, geometry)) for c in chosen]
 
 
@@ -160,7 +231,8 @@ class BlackboxEngine:
         """Nothing held between explanations: each one creates and drops its own requests."""
 
     def explain(self, prepared: Sequence[PreparedInput], choose: Chooser, top_k: int, *, parallel: int | None = None,
-                progress: Progress | None = None) -> list[Explanation]:
+                progress: Progress | None = None, selection: MapSelection = ALL_MAPS) -> list[Explanation]:
+        """Explain prepared inputs one at a time (``selection`` does not apply: maps are per target)."""
         return [self._one(p, choose, top_k, parallel, progress) for p in prepared]
 
     def _one(self, prepared: PreparedInput, choose: Chooser, top_k: int, parallel: int | None,

@@ -6,13 +6,16 @@ import logging
 import time
 from typing import Any, Callable, Sequence, Union
 
+import numpy as np
+
 from ..model import Classifier, ImageInput, Prediction
 from ..prepared import PreparedInput
-from .base import Explanation, Targets, WhiteboxUnsupportedError, as_image_list, choose_targets
+from .base import Explanation, Targets, WhiteboxUnsupportedError, as_image_list, choose_targets, select_targets
 from .blackbox import Progress
 from .engines import BlackboxEngine, WhiteboxEngine
 from .method import BlackboxMethod, WhiteboxMethod
 from .registry import DEFAULT_BLACKBOX, METHODS, PRESETS, check_preset, resolve
+from .whitebox import ALL_MAPS, MapSelection
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +73,12 @@ class Explainer:
     @property
     def target_layer(self) -> str | None:
         return self._engine.target_layer
+
+    @property
+    def readout(self) -> str | None:
+        """How white-box class scores are read: ``logit`` or ``probability`` (None for black-box and
+        class-agnostic methods)."""
+        return getattr(self._engine, "readout", None)
 
     @property
     def shortcut(self) -> bool:
@@ -131,6 +140,7 @@ class Explainer:
         """
         batch, single = as_image_list(images)
         choose = self._chooser(targets, top_k, threshold)
+        selection = self._selection(targets, top_k)
         # White-box: all images prepared, then batched; black-box: one at a time (each fills the device).
         step = max(1, len(batch)) if self._engine.batches else 1
         results: list[Explanation] = []
@@ -138,7 +148,8 @@ class Explainer:
             started = time.perf_counter()
             prepared = [self.prepare(image) for image in batch[start:start + step]]
             prep_ms = (time.perf_counter() - started) * 1000 / len(prepared)
-            results += self._timed(self._engine.explain(prepared, choose, top_k, progress=progress), prep_ms)
+            results += self._timed(self._engine.explain(prepared, choose, top_k, progress=progress,
+                                                        selection=selection), prep_ms)
         return results[0] if single else results
 
     def explain_prepared(self, prepared: PreparedInput, targets: TargetChoice = "predicted", *, top_k: int = 3,
@@ -150,7 +161,8 @@ class Explainer:
         writing overlap; ``parallel`` is this image's share of the audit's inference budget.
         """
         choose = self._chooser(targets, top_k, threshold)
-        explained = self._engine.explain([prepared], choose, top_k, parallel=parallel, progress=progress)
+        explained = self._engine.explain([prepared], choose, top_k, parallel=parallel, progress=progress,
+                                         selection=self._selection(targets, top_k))
         return self._timed(explained, preprocess_ms)[0]
 
     @staticmethod
@@ -158,6 +170,17 @@ class Explainer:
         for result in results:
             result.timings_ms = {"preprocess": preprocess_ms, **result.timings_ms}
         return results
+
+    def _selection(self, targets: TargetChoice, top_k: int) -> MapSelection:
+        """The classes the targets can pick from, so a white-box graph computes only their maps:
+        "predicted" picks among the top k, explicit classes are themselves; anything else needs all."""
+        num_classes = self.classifier.num_classes
+        if isinstance(targets, str) and targets == "predicted":
+            return MapSelection("top", k=max(1, min(top_k, num_classes)))
+        if callable(targets) or (isinstance(targets, str) and targets == "all"):
+            return ALL_MAPS
+        probabilities = np.zeros(num_classes, np.float32)  # only the count matters to name resolution
+        return MapSelection("classes", classes=tuple(select_targets(targets, probabilities, self.classifier.labels)))
 
     def _chooser(self, targets: TargetChoice, top_k: int, threshold: float) -> Callable[[Prediction], list[int]]:
         labels = self.classifier.labels

@@ -50,11 +50,14 @@ class Method:
 @dataclass(frozen=True)
 class Inserted:
     """What a white-box method added: the maps node, the layer it attached to (found again if the
-    method reshaped the graph), and whether the algebraic shortcut was used."""
+    method reshaped the graph), whether the algebraic shortcut was used, the score read-out, and
+    whether the maps are already only those of the requested classes (else the caller selects them)."""
 
     maps: Any
     target: Any
     shortcut: bool = False
+    readout: str | None = None
+    selected: bool = False
 
 
 class WhiteboxMethod(Method):
@@ -72,8 +75,14 @@ class WhiteboxMethod(Method):
         """The layer the branch attaches to: the named one, or the method's default."""
         raise NotImplementedError
 
-    def insert(self, work: Any, position: int, target: Any, options: Mapping[str, Any]) -> Inserted:
-        """Add the saliency branch to ``work`` (a clone the method may change, e.g. its batch)."""
+    def insert(self, work: Any, position: int, target: Any, options: Mapping[str, Any], *,
+               classes: Any | None = None, output_kind: str = "auto") -> Inserted:
+        """Add the saliency branch to ``work`` (a clone the method may change, e.g. its batch).
+
+        ``classes``, when given, is an (N, k) graph value of class indices: a method that can compute
+        only those maps does so and says ``selected=True``. ``output_kind`` is what the classifier
+        makes of the output (``probabilities`` or logits), for the score read-out.
+        """
         raise NotImplementedError
 
 

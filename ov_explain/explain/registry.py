@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 #: Modules of :mod:`ov_explain.explain.methods`, in the order methods are listed.
 _METHOD_MODULES = (
     "reciprocam",
+    "cam",
     "vitreciprocam",
     "activationmap",
     "rise",

@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence, Union
+
+import numpy as np
 
 from .._compat import opset
 from ..errors import last_line
@@ -23,7 +25,62 @@ from .registry import default_whitebox_method, get_method, method_names
 logger = logging.getLogger(__name__)
 
 SALIENCY_OUTPUT = "saliency_map"
+#: (N, k) class indices of the rows of ``saliency_map`` when maps were selected in the graph.
+CLASSES_OUTPUT = "saliency_classes"
 RT_INFO_XAI = ["model_info", "ov_explain_xai"]
+
+
+@dataclass(frozen=True)
+class MapSelection:
+    """Which classes get maps in the graph: all of them, each image's top ``k``, or fixed classes."""
+
+    kind: str = "all"  # "all" | "top" | "classes"
+    k: int = 0
+    classes: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("all", "top", "classes"):
+            raise ExplainError(f"expected all, top-K or class indices, got kind {self.kind!r}")
+        if self.kind == "top" and self.k < 1:
+            raise ExplainError(f"top-K needs K >= 1, got {self.k}")
+        if self.kind == "classes" and not self.classes:
+            raise ExplainError("an empty class list")
+
+    @property
+    def selects(self) -> bool:
+        return self.kind != "all"
+
+    def covers(self, chosen: Sequence[int], rows: Sequence[int]) -> bool:
+        """Whether maps for ``chosen`` are among the graph's ``rows``."""
+        return not self.selects or set(chosen) <= set(rows)
+
+    def describe(self) -> str:
+        if self.kind == "top":
+            return f"top-{self.k}"
+        return "all" if self.kind == "all" else ",".join(map(str, self.classes))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "k": self.k, "classes": list(self.classes)}
+
+    @classmethod
+    def parse(cls, text: str, resolve: Any = int) -> "MapSelection":
+        """``all``, ``top-K`` or comma-separated classes (``resolve`` turns one into an index)."""
+        text = text.strip()
+        if text.lower() == "all":
+            return cls()
+        if text.lower().startswith("top-"):
+            try:
+                return cls("top", k=int(text[4:]))
+            except ValueError:
+                raise ExplainError(f"expected top-K with an integer K, got {text!r}") from None
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise ExplainError(f"expected all, top-K or class indices, got {text!r}")
+        return cls("classes", classes=tuple(dict.fromkeys(resolve(item) for item in items)))
+
+
+ALL_MAPS = MapSelection()
+MapsArg = Union[MapSelection, str, None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +92,8 @@ class XaiModel:
     target_layer: str
     shortcut: bool
     map_size: tuple[int, int]
+    readout: str | None = None
+    maps: MapSelection = ALL_MAPS
 
 
 def whitebox_method(model: Any, method: str | None) -> WhiteboxMethod:
@@ -48,12 +107,48 @@ def whitebox_method(model: Any, method: str | None) -> WhiteboxMethod:
     return found
 
 
+def _class_indices(scores: Any, selection: MapSelection) -> Any:
+    """(N, k) int32 class indices in the graph: each image's top k (by score), or fixed classes."""
+    import openvino as ov
+
+    flat = opset.reshape(scores, np.array([0, -1], np.int64), special_zero=True)
+    if selection.kind == "top":
+        return opset.topk(flat, np.int64(selection.k), -1, "max", "value", ov.Type.i32).output(1)
+    fixed = np.array(selection.classes, np.int32)
+    batch = opset.gather(opset.shape_of(flat), np.array([0], np.int64), np.int64(0))
+    shape = opset.concat([batch, opset.constant(np.array([len(fixed)], np.int64))], 0)
+    return opset.broadcast(opset.constant(fixed), shape).output(0)
+
+
+def _scores(work: Any, position: int) -> Any:
+    """The value the classification Result reads (a Result's own output cannot feed other nodes)."""
+    return work.get_results()[position].input_value(0)
+
+
+def _check_selection(selection: MapSelection, num_classes: int) -> None:
+    if selection.kind == "top" and selection.k > num_classes:
+        raise ExplainError(f"maps: top-{selection.k} asked of a model with {num_classes} classes")
+    bad = [c for c in selection.classes if not 0 <= c < num_classes]
+    if bad:
+        raise ExplainError(f"maps: class index {bad[0]} is out of range for {num_classes} classes")
+
+
 def build_xai_model(model: Any, classification_output: Any, method: str | None = "reciprocam", *,
-                    target_layer: str | None = None, **options: Any) -> XaiModel:
+                    target_layer: str | None = None, maps: MapsArg = None, output_kind: str = "auto",
+                    **options: Any) -> XaiModel:
     """A new model: the classifier's outputs plus ``saliency_map`` (N, K, h, w), or (N, 1, h, w) for a
     class-agnostic method. ``method=None`` picks ViT-ReciproCAM for transformers and ReciproCAM
-    otherwise; ``options`` are the method's (e.g. ReciproCAM's ``shortcut``)."""
+    otherwise; ``options`` are the method's (e.g. ReciproCAM's ``shortcut``, ``readout``).
+
+    ``maps`` (a :class:`MapSelection`, ``"all"``, ``"top-K"`` or ``"3,7"``) selects the classes in the
+    graph: ``saliency_map`` is then (N, k, h, w) and ``saliency_classes`` (N, k) says whose maps they
+    are. Methods that can (ReciproCAM's shortcut with the logit read-out, CAM) compute only those
+    maps; the others compute all and the graph keeps the selected ones. ``output_kind`` is the
+    classifier's reading of the output (``probabilities`` or logits), for the read-out.
+    """
     import openvino as ov
+
+    selection = maps if isinstance(maps, MapSelection) else MapSelection.parse(maps) if maps else ALL_MAPS
 
     chosen = whitebox_method(model, method)
     work = model.clone()
@@ -65,16 +160,30 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     target = chosen.find_target(work, target_layer)
     # After the graph search: on a graph with no place for the method, ``auto`` hands them to black-box.
     options = chosen.check_options(options)
+    if chosen.class_agnostic:
+        selection = ALL_MAPS  # one map per image: nothing to select
+    _check_selection(selection, work.outputs[position].get_partial_shape()[1].get_length())
+    classes = _class_indices(_scores(work, position), selection) if selection.selects else None
     try:
-        inserted = chosen.insert(work, position, target, options)
+        inserted = chosen.insert(work, position, target, options, classes=classes, output_kind=output_kind)
+        target = inserted.target
+        saliency = inserted.maps
+        if classes is not None and not inserted.selected:
+            # The method computed every class (a mosaic, or probabilities that need all scores): keep the asked ones.
+            # The indices come from the graph the method may have reshaped, so they are taken again from it.
+            classes = _class_indices(_scores(work, position), selection)
+            saliency = opset.gather(saliency, classes, np.int64(1), 1)
     except RuntimeError as exc:  # OpenVINO refused a reshape of the cloned tail (e.g. a hard-coded batch)
         raise WhiteboxUnsupportedError(f"{chosen.name} cannot be built on this graph ({last_line(exc)})") from None
-    target = inserted.target
-    maps = opset.convert(inserted.maps, ov.Type.f32)
-    maps.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
+    saliency = opset.convert(saliency, ov.Type.f32)
+    saliency.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
+    extra = [saliency.output(0)]
+    if classes is not None:
+        extra.append(opset.convert(classes, ov.Type.i32).output(0))
+        extra[-1].get_tensor().set_names({CLASSES_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
     try:
-        xai = ov.Model([r.input_value(0) for r in work.get_results()] + [maps.output(0)], work.get_parameters(),
+        xai = ov.Model([r.input_value(0) for r in work.get_results()] + extra, work.get_parameters(),
                        f"{work.get_friendly_name()}_xai")
     except RuntimeError as exc:  # the cloned tail still reads something from before the target layer
         raise WhiteboxUnsupportedError(f"{chosen.name} cannot cut the graph at {target.name}: "
@@ -85,11 +194,13 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
             new.get_tensor().set_names(set(names))
     _copy_rt_info(model, xai)
     info = {"method": chosen.name, "target_layer": target.name, "shortcut": inserted.shortcut,
-            "map_size": [target.height, target.width]}
+            "map_size": [target.height, target.width], "readout": inserted.readout, "maps": selection.to_dict()}
     xai.set_rt_info(json.dumps(info), RT_INFO_XAI)
-    logger.info("inserted %s at %s (%dx%d)%s", chosen.name, target.name, target.height, target.width,
-                " via the algebraic shortcut" if inserted.shortcut else "")
-    return XaiModel(xai, chosen.name, target.name, inserted.shortcut, (target.height, target.width))
+    logger.info("inserted %s at %s (%dx%d, %s maps, %s read-out)%s", chosen.name, target.name, target.height,
+                target.width, selection.describe(), inserted.readout or "no", " via the algebraic shortcut"
+                if inserted.shortcut else "")
+    return XaiModel(xai, chosen.name, target.name, inserted.shortcut, (target.height, target.width),
+                    inserted.readout, selection)
 
 
 def _copy_rt_info(source: Any, destination: Any) -> None:
@@ -109,4 +220,10 @@ def read_xai_info(model: Any) -> dict | None:
         from ..preprocess import rt_info_str
 
         return json.loads(rt_info_str(model.get_rt_info(RT_INFO_XAI)))
-    return {"method": "unknown", "target_layer": None, "shortcut": None, "map_size": None}
+    return {"method": "unknown", "target_layer": None, "shortcut": None, "map_size": None, "readout": None}
+
+
+def selection_from_info(info: dict) -> MapSelection:
+    """The map selection an exported XAI IR was built with (older exports: all maps)."""
+    maps = info.get("maps") or {}
+    return MapSelection(maps.get("kind", "all"), int(maps.get("k", 0)), tuple(maps.get("classes", ())))

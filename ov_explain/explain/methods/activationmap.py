@@ -24,7 +24,8 @@ class ActivationMap(WhiteboxMethod):
     def find_target(self, model: Any, name: str | None) -> TargetLayer:
         return find_target_layer(model, name)
 
-    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any]) -> Inserted:
+    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
+               classes: Any | None = None, output_kind: str = "auto") -> Inserted:
         maps = opset.reduce_mean(as_nchw(target), np.array([1], np.int64), keep_dims=True)
         return Inserted(maps, target)
 

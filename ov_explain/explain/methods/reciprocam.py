@@ -4,6 +4,10 @@ Every spatial cell of the target feature map is kept alone (one-hot spatial mask
 the network scores it. When the head is global average pooling + linear (+ bias, + softmax) the
 same maps come from one matrix product over the feature map (the *algebraic shortcut*), so nothing
 runs H*W times; otherwise a clone of the head runs on an (N*H*W)-sized mosaic batch.
+
+The cell scores are read as ``logit`` (before a softmax in the graph) or ``probability``; with the
+logit read-out the shortcut computes only the requested classes' maps (the probability of one class
+needs every class's score, so that read-out computes them all and selects after).
 """
 
 from __future__ import annotations
@@ -15,28 +19,31 @@ import numpy as np
 
 from ..._compat import opset
 from ..base import WhiteboxUnsupportedError
-from ..branches import as_nchw, cells_to_maps, mosaic_scores_to_maps, with_dynamic_batch
+from ..branches import cells_of, cells_to_maps, class_bias, class_weights, find_softmax, mosaic_scores_to_maps, \
+    resolve_readout, with_dynamic_batch
 from ..graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
 from ..method import Inserted, WhiteboxMethod
 
 logger = logging.getLogger(__name__)
 
 
-def _shortcut(target: TargetLayer, head: LinearHead) -> Any:
-    c, h, w = target.channels, target.height, target.width
-    features = opset.reshape(as_nchw(target), np.array([0, c, h * w], np.int64), special_zero=True)
-    cells = opset.transpose(features, np.array([0, 2, 1], np.int64))  # (N, HW, C)
-    # One cell alone through global average pooling is that cell's features / (H * W).
-    scores = opset.matmul(cells, head.weights, False, head.transpose_b)
+def _shortcut(target: TargetLayer, head: LinearHead, softmax: bool, classes: Any | None) -> Any:
+    """Cell scores from one matrix product: a cell alone through global average pooling is that
+    cell's features / (H * W), so its logits are ``cells @ W.T / (H * W) + b``."""
+    h, w = target.height, target.width
+    cells = cells_of(target)  # (N, HW, C)
+    scores = opset.matmul(cells, class_weights(head, classes), False, True)  # (N, HW, K or k)
     scores = opset.multiply(scores, np.float32(1.0 / (h * w)))
-    if head.bias is not None:
-        scores = opset.add(scores, head.bias)
-    if head.softmax:
+    bias = class_bias(head, classes)
+    if bias is not None:
+        scores = opset.add(scores, bias)
+    if softmax:
         scores = opset.softmax(scores, 2)
     return cells_to_maps(scores, h, w)
 
 
-def _mosaic(work: Any, position: int, target: TargetLayer, classification_output: Any) -> Any:
+def _mosaic(work: Any, position: int, target: TargetLayer, classification_output: Any, readout: str,
+            output_kind: str) -> Any:
     """Run a clone of the head on N*H*W copies of the feature map, each with one cell kept."""
     c, h, w = target.channels, target.height, target.width
     if target.layout == "NCHW":
@@ -52,7 +59,7 @@ def _mosaic(work: Any, position: int, target: TargetLayer, classification_output
     clone_target = next(n for n in clone.get_ordered_ops() if n.get_friendly_name() == target.name)
     for consumer in list(clone_target.output(0).get_target_inputs()):
         consumer.replace_source_output(mosaic.output(0))
-    return mosaic_scores_to_maps(clone, position, classification_output, h, w)
+    return mosaic_scores_to_maps(clone, position, classification_output, h, w, readout, output_kind)
 
 
 class ReciproCAM(WhiteboxMethod):
@@ -61,23 +68,30 @@ class ReciproCAM(WhiteboxMethod):
     xai_name = "RECIPROCAM"
     default = True
     #: ``shortcut``: None uses the algebraic shortcut when the head allows it; True requires it;
-    #: False always runs the mosaic.
-    options = {"shortcut": None}
+    #: False always runs the mosaic. ``readout``: ``logit`` (default) or ``probability``.
+    options = {"shortcut": None, "readout": None}
 
     def find_target(self, model: Any, name: str | None) -> TargetLayer:
         return find_target_layer(model, name)
 
-    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any]) -> Inserted:
+    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
+               classes: Any | None = None, output_kind: str = "auto") -> Inserted:
         output = work.outputs[position]
         shortcut = options.get("shortcut")
         head = match_linear_head(target, output) if shortcut is not False else None
         if head is not None:
-            return Inserted(_shortcut(target, head), target, shortcut=True)
+            readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind)
+            # A head with no softmax whose output the user calls probabilities: its linear output is read.
+            softmax = readout == "probability" and (head.softmax or output_kind != "probabilities")
+            chosen = None if softmax else classes  # one class's probability needs every class's score
+            return Inserted(_shortcut(target, head, softmax, chosen), target, True, readout,
+                            selected=chosen is not None)
         if shortcut is True:
             raise WhiteboxUnsupportedError(f"the head after {target.name} is not global pooling + linear; "
                                            "the algebraic shortcut does not apply")
+        readout = resolve_readout(self.name, options.get("readout"), find_softmax(output) is not None, output_kind)
         output, target = with_dynamic_batch(work, position, target, find_target_layer)
-        return Inserted(_mosaic(work, position, target, output), target)
+        return Inserted(_mosaic(work, position, target, output, readout, output_kind), target, readout=readout)
 
 
 METHOD = ReciproCAM()

@@ -14,7 +14,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..._compat import opset
-from ..branches import mosaic_scores_to_maps, with_dynamic_batch
+from ..branches import find_softmax, mosaic_scores_to_maps, resolve_readout, with_dynamic_batch
 from ..graph import TokenLayer, find_token_layer
 from ..method import Inserted, WhiteboxMethod
 
@@ -31,7 +31,8 @@ def gaussian_patch_masks(height: int, width: int) -> np.ndarray:
     return padded[:, 1:-1, 1:-1]
 
 
-def _branch(work: Any, position: int, layer: TokenLayer, classification_output: Any) -> Any:
+def _branch(work: Any, position: int, layer: TokenLayer, classification_output: Any, readout: str,
+            output_kind: str) -> Any:
     """Run a clone of the last block(s) and head on N*H*W masked copies of the token stream."""
     cells = layer.height * layer.width
     keep = np.ones((cells, layer.tokens), np.float32)
@@ -52,7 +53,8 @@ def _branch(work: Any, position: int, layer: TokenLayer, classification_output: 
     for consumer in list(clone_node.output(0).get_target_inputs()):
         if consumer.get_node().get_type_name() != "MVN":
             consumer.replace_source_output(stream.output(0))
-    return mosaic_scores_to_maps(clone, position, classification_output, layer.height, layer.width)
+    return mosaic_scores_to_maps(clone, position, classification_output, layer.height, layer.width, readout,
+                                 output_kind)
 
 
 class ViTReciproCAM(WhiteboxMethod):
@@ -62,13 +64,18 @@ class ViTReciproCAM(WhiteboxMethod):
     xai_name = "VITRECIPROCAM"
     for_transformers = True
     default = True
+    #: ``readout``: ``logit`` (default, before a softmax in the graph) or ``probability``.
+    options = {"readout": None}
 
     def find_target(self, model: Any, name: str | None) -> TokenLayer:
         return find_token_layer(model, name)
 
-    def insert(self, work: Any, position: int, target: TokenLayer, options: Mapping[str, Any]) -> Inserted:
+    def insert(self, work: Any, position: int, target: TokenLayer, options: Mapping[str, Any], *,
+               classes: Any | None = None, output_kind: str = "auto") -> Inserted:
+        has_softmax = find_softmax(work.outputs[position]) is not None
+        readout = resolve_readout(self.name, options.get("readout"), has_softmax, output_kind)
         output, target = with_dynamic_batch(work, position, target, find_token_layer)
-        return Inserted(_branch(work, position, target, output), target)
+        return Inserted(_branch(work, position, target, output, readout, output_kind), target, readout=readout)
 
 
 METHOD = ViTReciproCAM()

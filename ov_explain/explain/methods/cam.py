@@ -1,0 +1,74 @@
+"""CAM (Zhou et al., 2016), which for a global-average-pooling + linear head *is* Grad-CAM
+(Selvaraju et al., 2017), computed in the same single inference as the prediction.
+
+Why they are equal. Let ``A`` be the (C, H, W) feature map and the head ``y = W · GAP(A) + b`` with
+``GAP(A)_k = (1 / HW) · Σ_ij A_kij``. Then for every cell (i, j)::
+
+    ∂y_c / ∂A_kij = W_ck / HW
+
+Grad-CAM weighs channel ``k`` by the spatial mean of that gradient, ``α_k = W_ck / HW``, and its map is
+``ReLU(Σ_k α_k A_k) = ReLU(Σ_k W_ck A_k) / HW``: the class's head weights applied to the feature map
+(CAM), no backward pass needed. With the ``probability`` read-out (``p = softmax(y)``) the gradient
+is again the same for every cell::
+
+    ∂p_c / ∂A_kij = p_c · (W_ck − Σ_j p_j W_jk) / HW
+
+so ``α = p_c · (W_c − pᵀW) / HW``: Grad-CAM of the probability, also in one inference.
+``tests/explain/test_cam.py`` checks both against gradients taken by finite differences.
+
+Other heads (an MLP, attention pooling) have gradients that differ from cell to cell: refused with
+one line that points to ReciproCAM, which needs no particular head.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Mapping
+
+import numpy as np
+
+from ..._compat import opset
+from ..base import WhiteboxUnsupportedError
+from ..branches import cells_of, cells_to_maps, class_weights, resolve_readout
+from ..graph import TargetLayer, find_target_layer, match_linear_head
+from ..method import Inserted, WhiteboxMethod
+
+logger = logging.getLogger(__name__)
+
+
+class CAM(WhiteboxMethod):
+    name = "cam"
+    summary = ("the class's head weights applied to the last feature map: Grad-CAM without a backward pass "
+               "(global-average-pooling + linear heads)")
+    #: ``readout``: ``logit`` (default; Grad-CAM of the score) or ``probability`` (Grad-CAM of the softmax).
+    options = {"readout": None}
+
+    def find_target(self, model: Any, name: str | None) -> TargetLayer:
+        return find_target_layer(model, name)
+
+    def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
+               classes: Any | None = None, output_kind: str = "auto") -> Inserted:
+        head = match_linear_head(target, work.outputs[position])
+        if head is None:
+            raise WhiteboxUnsupportedError(f"cam needs global average pooling + a linear layer right after "
+                                           f"{target.name}; this head is different: use reciprocam")
+        readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind)
+        h, w = target.height, target.width
+        cells = cells_of(target)  # (N, HW, C)
+        weights = class_weights(head, classes)  # (K, C) or (N, k, C)
+        if readout == "probability" and (head.softmax or output_kind != "probabilities"):
+            logits = head.result_node.input_value(0) if head.softmax else head.result_node.output(0)
+            logits = opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True)
+            probabilities = opset.softmax(logits, 1)  # (N, K)
+            expected = opset.unsqueeze(opset.matmul(probabilities, class_weights(head, None), False, False),
+                                       np.array([1], np.int64))  # (N, 1, C): Σ_j p_j W_j
+            chosen = probabilities if classes is None else opset.gather(probabilities, classes, np.int64(1), 1)
+            weights = opset.multiply(opset.unsqueeze(chosen, np.array([2], np.int64)),
+                                     opset.subtract(weights, expected))  # (N, K or k, C)
+        maps = opset.matmul(cells, weights, False, True)  # (N, HW, K or k)
+        maps = opset.relu(opset.multiply(maps, np.float32(1.0 / (h * w))))
+        return Inserted(cells_to_maps(maps, h, w), target, shortcut=True, readout=readout,
+                        selected=classes is not None)
+
+
+METHOD = CAM()

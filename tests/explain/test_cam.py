@@ -1,0 +1,113 @@
+"""CAM is Grad-CAM for a global-average-pooling + linear head: checked against gradients taken by
+finite differences on a small real graph, for the logit and the probability read-outs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import compile_f32, tiny_cnn
+from ov_explain.explain import ExplainError
+from ov_explain.explain.base import WhiteboxUnsupportedError
+from ov_explain.explain.graph import find_target_layer
+from ov_explain.explain.whitebox import build_xai_model
+
+
+def _features_and_tail(model):
+    """The target feature map's values for an input, and the network after it as its own model."""
+    import openvino as ov
+
+    from ov_explain._compat import opset
+
+    target = find_target_layer(model)
+    with_features = model.clone()
+    node = next(n for n in with_features.get_ordered_ops() if n.get_friendly_name() == target.name)
+    with_features.add_outputs([node.output(0)])
+    tail = model.clone()
+    node = next(n for n in tail.get_ordered_ops() if n.get_friendly_name() == target.name)
+    features = opset.parameter([-1, target.channels, target.height, target.width], ov.Type.f32, name="features")
+    for consumer in list(node.output(0).get_target_inputs()):
+        consumer.replace_source_output(features.output(0))
+    tail = ov.Model([r.input_value(0) for r in tail.get_results()], [features], "tail")
+    return compile_f32(with_features), compile_f32(tail)
+
+
+def _grad_cam_by_finite_differences(tail, features: np.ndarray, target: int, readout: str, softmax_in_graph: bool,
+                                    eps: float = 1e-2) -> np.ndarray:
+    """Grad-CAM from numerical gradients: ReLU(sum_k mean_ij(d score / d A_kij) * A_k)."""
+    def score(values: np.ndarray) -> np.ndarray:
+        out = tail(values)[0].astype(np.float64)
+        if readout == "probability" and not softmax_in_graph:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out[:, target]
+
+    flat = features.reshape(-1)
+    plus = np.repeat(features, flat.size, axis=0).reshape(flat.size, -1)
+    minus = plus.copy()
+    plus[np.arange(flat.size), np.arange(flat.size)] += eps
+    minus[np.arange(flat.size), np.arange(flat.size)] -= eps
+    shape = (flat.size,) + features.shape[1:]
+    gradient = (score(plus.reshape(shape).astype(np.float32)) - score(minus.reshape(shape).astype(np.float32))) \
+        / (2 * eps)
+    gradient = gradient.reshape(features.shape[1:])  # (C, H, W)
+    weights = gradient.mean(axis=(1, 2))
+    return np.maximum(np.tensordot(weights, features[0].astype(np.float64), axes=1), 0)
+
+
+@pytest.mark.parametrize("softmax_in_graph", [False, True])
+@pytest.mark.parametrize("readout", ["logit", "probability"])
+def test_cam_equals_grad_cam_from_finite_differences(softmax_in_graph, readout):
+    model = tiny_cnn(num_classes=5, softmax=softmax_in_graph)
+    xai = build_xai_model(model, model.outputs[0], "cam", readout=readout)
+    assert xai.method == "cam" and xai.readout == readout and xai.shortcut
+    with_features, tail = _features_and_tail(model)
+    if readout == "logit" and softmax_in_graph:
+        # The scores before the softmax: the same seeded network without it.
+        _, tail = _features_and_tail(tiny_cnn(num_classes=5))
+        softmax_in_graph = False
+    image = np.random.default_rng(3).normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    features = with_features(image)[1]
+    maps = compile_f32(xai.model)(image)["saliency_map"][0]  # (K, 4, 4)
+    assert sum(bool(np.abs(m).max() > 1e-4) for m in maps) >= 3  # real maps, not ReLU'd-away zeros
+    for target in range(5):
+        expected = _grad_cam_by_finite_differences(tail, features, target, readout, softmax_in_graph)
+        scale = max(float(np.abs(expected).max()), 1e-6)
+        # Central differences of an f32 graph: the logit head is linear (error = f32 rounding / eps),
+        # the softmax adds an O(eps^2) term; 1 % of the map's range covers both with room.
+        np.testing.assert_allclose(maps[target], expected, atol=0.01 * scale)
+
+
+def test_cam_refuses_a_head_that_is_not_pooling_plus_linear():
+    model = tiny_cnn(head="mlp")
+    with pytest.raises(WhiteboxUnsupportedError, match="cam needs global average pooling \\+ a linear layer right "
+                                                       "after .*: use reciprocam"):
+        build_xai_model(model, model.outputs[0], "cam")
+
+
+def test_readout_is_checked_and_logit_needs_a_softmax_to_look_behind():
+    model = tiny_cnn()
+    with pytest.raises(ExplainError, match="cam: readout must be one of \\['logit', 'probability'\\], got 'raw'"):
+        build_xai_model(model, model.outputs[0], "cam", readout="raw")
+    # The user says the output is probabilities, and the graph has no softmax: there are no logits to read.
+    with pytest.raises(ExplainError, match="the logit read-out needs the scores before the softmax"):
+        build_xai_model(model, model.outputs[0], "reciprocam", readout="logit", output_kind="probabilities")
+    default = build_xai_model(model, model.outputs[0], "reciprocam", output_kind="probabilities")
+    assert default.readout == "probability"
+
+
+@pytest.mark.parametrize("head", ["linear", "mlp"])
+def test_reciprocam_logit_readout_reads_the_scores_before_the_softmax(head):
+    """On a softmax-in-graph model the logit read-out's maps are the logits model's maps."""
+    logits_model, softmax_model = tiny_cnn(head=head), tiny_cnn(head=head, softmax=True)
+    image = np.random.default_rng(5).normal(0, 1, (2, 3, 16, 16)).astype(np.float32)
+    maps = {}
+    for name, model in (("logits", logits_model), ("softmax", softmax_model)):
+        for readout in ("logit", "probability"):
+            xai = build_xai_model(model, model.outputs[0], "reciprocam", readout=readout)
+            maps[name, readout] = compile_f32(xai.model)(image)["saliency_map"]
+    np.testing.assert_allclose(maps["softmax", "logit"], maps["logits", "logit"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(maps["softmax", "probability"], maps["logits", "probability"], rtol=1e-5, atol=1e-6)
+    # Probabilities per cell sum to one over the classes; logits do not.
+    np.testing.assert_allclose(maps["softmax", "probability"].sum(axis=1), 1.0, rtol=1e-5)
+    assert not np.allclose(maps["softmax", "logit"].sum(axis=1), 1.0)
