@@ -245,7 +245,9 @@ def compile_with_fallback(core: Any, model: Any, device: str | DeviceRequest = "
         if request.auto:
             logger.warning("could not compile on %s (%s); trying the next device", name, attempts[-1].reason)
     summary = "; ".join(f"{a.device}{' (static shapes)' if a.static_shapes else ''}: {a.reason}" for a in attempts)
-    raise DeviceError(f"could not compile the model on any requested device — {summary}")
+    error = DeviceError(f"could not compile the model on any requested device — {summary}")
+    error.attempts = attempts  # each device's reasons, for callers that report per device
+    raise error
 
 
 def _compile_on(core: Any, model: Any, name: str, config: dict[str, str], attempts: list[Attempt],

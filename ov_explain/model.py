@@ -156,6 +156,7 @@ class Classifier:
             raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
         self.output_port = _classification_output(self.model, self.files.model)
         self.num_classes = int(self.output_port.get_partial_shape()[1].get_length())
+        self.preprocess_origin = ""  # where the preprocessing came from, set by _resolve_preprocess
         self.spec, self.embedded, self.custom_fn = self._resolve_preprocess(preprocess)
         if self.custom_fn is None and not self.embedded:
             _check_spec_fits(self.model, self.spec, self.files.model)
@@ -368,12 +369,17 @@ class Classifier:
             raise PreprocessError(f"{self.files.model}: preprocessing is embedded in this IR (it takes uint8 RGB "
                                   "pixels); other preprocessing cannot be applied on top of it")
         if callable(preprocess) and not isinstance(preprocess, PreprocessSpec):
+            name = f"{getattr(preprocess, '__module__', '?')}:{getattr(preprocess, '__qualname__', '?')}"
+            self.preprocess_origin = f"custom function {name}"
             return self._fallback_spec(embedded_spec), False, preprocess
+        self.preprocess_origin = "ov_explain spec given by the caller"
         if isinstance(preprocess, (str, os.PathLike)):
             text = str(preprocess)
             if text.endswith(".json") or Path(text).is_file():
                 preprocess = PreprocessSpec.from_json(text)
+                self.preprocess_origin = f"ov_explain spec {text}"
             else:
+                self.preprocess_origin = f"custom function {text}"
                 return self._fallback_spec(embedded_spec), False, load_preprocess_function(text)
         if isinstance(preprocess, PreprocessSpec):
             return preprocess, False, None
@@ -381,10 +387,13 @@ class Classifier:
             raise PreprocessError(f"preprocess: expected a spec, a .json path, 'pkg.mod:function' or a callable, "
                                   f"got {type(preprocess).__name__}")
         if embedded_spec is not None:
+            self.preprocess_origin = "embedded in the IR" if embedded else "ov_explain spec in model rt_info"
             return embedded_spec, embedded, None
         if self.files.preprocess is not None:
+            self.preprocess_origin = f"ov_explain spec {self.files.preprocess}"
             return PreprocessSpec.from_json(self.files.preprocess), False, None
         spec = self._fallback_spec(None)
+        self.preprocess_origin = f"none found: plain resize to {spec.size[0]}x{spec.size[1]}"
         logger.warning("%s: no preprocessing spec found (beside the model or in it); using a plain %dx%d "
                        "resize with no normalisation — pass a spec for correct results",
                        self.files.model, *spec.size)
@@ -447,17 +456,22 @@ def _check_spec_fits(model: Any, spec: PreprocessSpec, path: Path) -> None:
                               f"whose input is {shape}; give the spec the model's size and layout")
 
 
-def _graph_output_kind(port: Any) -> str:
-    """Probabilities if the output is produced by a Softmax, else decided from values at run time."""
+def output_softmax(port: Any) -> Any | None:
+    """The Softmax node that produces the output ``port`` (through Result / shape ops / Convert), if any."""
     node = port.get_node()
     for _ in range(4):  # walk up through Result / Reshape / Convert to the producing op
         kind = node.get_type_name()
         if kind in ("Softmax", "SoftMax"):
-            return "probabilities"
+            return node
         if kind not in ("Result", "Reshape", "Squeeze", "Convert", "Unsqueeze"):
-            return "auto"
+            return None
         node = node.input_value(0).get_node()
-    return "auto"
+    return None
+
+
+def _graph_output_kind(port: Any) -> str:
+    """Probabilities if the output is produced by a Softmax, else decided from values at run time."""
+    return "probabilities" if output_softmax(port) is not None else "auto"
 
 
 def _value_output_kind(raw: np.ndarray) -> str:

@@ -185,3 +185,52 @@ def test_audit_command_exit_status_for_bad_images_and_bad_datasets(run, photos_d
     assert "2 images could not be audited" in result.output and "broken.png" in result.output
     assert "unknown class 'no such class'" in result.output
     assert run("audit", tmp_path / "missing", "--out", tmp_path / "o2").exit_code == 2
+
+
+# ----- inspect ----------------------------------------------------------------------------------------
+def test_inspect_bundled_model_text(run):
+    result = run("inspect")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    sections = [line for line in lines if not line.startswith(" ")]
+    assert sections == ["Model", "Inputs", "Outputs", "Preprocessing", "White-box",
+                        "Devices (asked for f32, no model cache)"]
+    text = "\n".join(lines)
+    assert "  image          f32   ?x3x224x224      read as NCHW" in text
+    assert "  scores         logits (no Softmax in the graph; values on a grey image)" in text
+    assert "  origin         ov_explain spec in model rt_info" in text
+    assert "feature map 1280x7x7 NCHW" in text and "reciprocam: OK (7x7 maps, algebraic shortcut)" in text
+    assert "global average pooling + linear: ReciproCAM's shortcut applies" in text
+    assert any(line.startswith("  CPU            OK      CPU f32, ") for line in lines)
+
+
+def test_inspect_json_has_the_same_facts_as_the_library(run):
+    from ov_explain.inspect_model import inspect_model
+
+    result = run("inspect", "--json")
+    assert result.exit_code == 0
+    data = json.loads(result.stdout)
+    expected = json.loads(json.dumps(inspect_model(device="CPU").to_dict()))
+    for found in (data, expected):
+        for device in found["devices"]:
+            assert device.pop("compile_ms") > 0
+    assert data == expected
+    assert data["whitebox"]["target"]["shape"] == [1280, 7, 7] and data["scores"]["kind"] == "logits"
+
+
+def test_inspect_model_without_a_feature_map_or_spec(run, tmp_path):
+    from conftest import save_model, tiny_classifier_model
+
+    path = save_model(tiny_classifier_model(), tmp_path / "pool")
+    result = run("inspect", path)
+    assert result.exit_code == 0, result.output
+    assert "  origin         none found: plain resize to 8x8" in result.stdout
+    assert "reciprocam: does not work (no spatial feature map" in result.stdout
+    assert "auto falls back to black-box aise" in result.stdout
+    assert "warning:" in result.stderr and "no preprocessing spec found" in result.stderr
+
+
+def test_inspect_missing_model_is_one_line_exit_2(run, tmp_path):
+    result = run("inspect", tmp_path / "nowhere.xml")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == f"error: {tmp_path / 'nowhere.xml'}: model file not found\n"
