@@ -584,12 +584,13 @@ def _inspect_lines(found: Any) -> list[str]:
     else:
         lines.append(row("target", f"{target.name}  feature map {_dims(target.shape)} {target.layout}"))
     if white.linear_head is not None:
-        lines.append(row("head", "global average pooling + linear: ReciproCAM's shortcut applies (a CAM method "
-                                 "would too)" if white.linear_head else "no global average pooling + linear head "
+        lines.append(row("head", "global average pooling + linear: ReciproCAM's shortcut and cam apply"
+                                 if white.linear_head else "no global average pooling + linear head "
                                  "matched: ReciproCAM runs the cloned head on every masked copy"))
     if white.works:
         shortcut = ", algebraic shortcut" if white.shortcut else ""
-        lines.append(row("method", f"{white.method}: OK ({_dims(white.map_size)} maps{shortcut})"))
+        readout = f", {white.readout} read-out" if white.readout else ""
+        lines.append(row("method", f"{white.method}: OK ({_dims(white.map_size)} maps{readout}{shortcut})"))
     else:
         fallback = f"; auto falls back to black-box {white.fallback}" if white.fallback else \
             "; auto does not fall back"

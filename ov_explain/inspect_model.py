@@ -101,6 +101,7 @@ class WhiteboxReport:
     linear_head: bool | None  # GAP + linear head after the feature map (None: not a CNN target)
     shortcut: bool | None  # ReciproCAM's algebraic shortcut was used in the built model
     map_size: tuple[int, int] | None
+    readout: str | None = None  # class scores read as "logit" (before a softmax in the graph) or "probability"
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,7 @@ def inspect_classifier(classifier: Classifier, *, labels_origin: str | None = No
         outputs=[_port_report(port, _output_role(port, i == position)) for i, port in enumerate(model.outputs)],
         scores=_scores_report(classifier, labels_origin, output_given),
         preprocess=_preprocess_report(classifier),
-        whitebox=whitebox_report(model, classifier.output_port, method, target_layer),
+        whitebox=whitebox_report(model, classifier.output_port, method, target_layer, classifier.output_kind),
         devices=device_reports(core if core is not None else classifier.core, model, precision)
         if probe_devices else [],
         precision=precision)
@@ -260,7 +261,7 @@ def _layer(candidate: Any) -> LayerReport:
 
 
 def whitebox_report(model: Any, classification_output: Any, method: str | None = None,
-                    target_layer: str | None = None) -> WhiteboxReport:
+                    target_layer: str | None = None, output_kind: str = "auto") -> WhiteboxReport:
     """Find the white-box target and build the XAI model once: it works, or here is why not."""
     transformer = is_transformer(model)
     chosen = whitebox_method(model, method)  # a black-box name is the caller's mistake: ExplainError
@@ -276,17 +277,19 @@ def whitebox_report(model: Any, classification_output: Any, method: str | None =
     linear_head = None
     if target is not None and not tokens:
         linear_head = match_linear_head(target, classification_output) is not None
-    works, reason, fallback, shortcut, map_size = True, None, None, None, None
+    works, reason, fallback, shortcut, map_size, readout = True, None, None, None, None, None
     try:
-        xai = build_xai_model(model, classification_output, chosen.name, target_layer=target_layer)
-        shortcut, map_size = xai.shortcut, xai.map_size
+        xai = build_xai_model(model, classification_output, chosen.name, target_layer=target_layer,
+                              output_kind=output_kind)
+        shortcut, map_size, readout = xai.shortcut, xai.map_size, xai.readout
     except WhiteboxUnsupportedError as exc:
         works, reason, fallback = False, str(exc), DEFAULT_BLACKBOX
     except ExplainError as exc:  # a request the user can fix (method, layer name): auto does not fall back
         works, reason = False, str(exc)
     return WhiteboxReport("transformer" if transformer else "cnn", chosen.name, works, reason, fallback,
                           _layer(target) if target is not None else None,
-                          [_layer(c) for c in reversed(others[-OTHER_CANDIDATES:])], linear_head, shortcut, map_size)
+                          [_layer(c) for c in reversed(others[-OTHER_CANDIDATES:])], linear_head, shortcut, map_size,
+                          readout)
 
 
 # ----- devices ------------------------------------------------------------------------------------

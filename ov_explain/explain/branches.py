@@ -9,6 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .._compat import opset
+from ..model import output_softmax as find_softmax
 from .base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
@@ -17,7 +18,6 @@ logger = logging.getLogger(__name__)
 #: what openvino-xai reads) or ``probability`` (after the softmax, applied here if the graph has none).
 READOUTS = ("logit", "probability")
 DEFAULT_READOUT = "logit"
-_PASS_THROUGH = ("Reshape", "Squeeze", "Unsqueeze", "Convert")
 
 
 def resolve_readout(method: str, requested: Any, has_softmax: bool, output_kind: str) -> str:
@@ -33,18 +33,6 @@ def resolve_readout(method: str, requested: Any, has_softmax: bool, output_kind:
         raise ExplainError(f"{method}: the logit read-out needs the scores before the softmax, and no Softmax "
                            "was found before the output; use readout='probability'")
     return requested
-
-
-def find_softmax(value: Any) -> Any | None:
-    """The Softmax node a classification value comes from (through shape ops), if any."""
-    node = value.get_node()
-    while True:
-        kind = node.get_type_name()
-        if kind in ("Softmax", "SoftMax"):
-            return node
-        if kind not in _PASS_THROUGH and kind != "Result":
-            return None
-        node = node.input_value(0).get_node()
 
 
 def read_scores(value: Any, readout: str, output_kind: str) -> Any:

@@ -74,6 +74,75 @@ def test_reciprocam_matches_openvino_xai_top3(classifier, photos_dir):
             assert pearson(mine.raw, other.raw) >= 0.99, (photo, mine.name)
 
 
+def _with_softmax_in_the_graph(classifier, folder):
+    """The bundled model with a Softmax after its logits, saved with its spec and labels."""
+    import shutil
+
+    import openvino as ov
+
+    from ov_explain._compat import opset
+
+    model = ov.Core().read_model(str(classifier.files.model))
+    logits = model.get_results()[0].input_value(0)
+    probabilities = opset.softmax(logits, 1)
+    probabilities.output(0).get_tensor().set_names({"probabilities"})
+    with_softmax = ov.Model([probabilities.output(0)], model.get_parameters(), "lite0_softmax")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "lite0_softmax.xml"
+    ov.save_model(with_softmax, str(path), compress_to_fp16=False)
+    shutil.copy(classifier.files.preprocess, folder / "lite0_softmax.preprocess.json")
+    shutil.copy(classifier.files.labels, folder / "lite0_softmax.labels.txt")
+    return path
+
+
+def _readout_correlations(model, images, targets_of):
+    """Pearson r against openvino-xai's ReciproCAM of our logit and probability read-outs' maps."""
+    logit = Explainer(model, method="reciprocam", readout="logit")
+    probability = Explainer(model, method="reciprocam", readout="probability")
+    reference = create_explainer(model, backend="openvino-xai", method="reciprocam", target_layer=logit.target_layer)
+    found = {"logit": [], "probability": []}
+    for image in images:
+        ours = logit.explain(image, targets=targets_of(model))
+        targets = [m.target for m in ours.maps]
+        theirs = reference.explain(image, targets=targets)
+        read_after = probability.explain(image, targets=targets)
+        assert ours.readout == "logit" and read_after.readout == "probability"
+        for mine, other, after in zip(ours.maps, theirs.maps, read_after.maps):
+            found["logit"].append(pearson(mine.raw, other.raw))
+            found["probability"].append(pearson(after.raw, other.raw))
+    return found
+
+
+@needs_xai
+@pytest.mark.slow
+def test_logit_readout_matches_openvino_xai_on_the_bundled_model_with_a_softmax(classifier, photos_dir, tmp_path):
+    """openvino-xai reads the scores before a softmax in the graph; so does the logit read-out."""
+    with Classifier(_with_softmax_in_the_graph(classifier, tmp_path), device="CPU", cache_dir=None) as model:
+        assert model.output_kind == "probabilities"
+        found = _readout_correlations(model, [photos_dir / p for p in PHOTOS],
+                                      lambda m: "predicted")
+    assert min(found["logit"]) >= 0.99, found["logit"]
+    print(f"\nbundled model + softmax, top-3 maps of {len(PHOTOS)} photos, r against openvino-xai: logit read-out "
+          f"min {min(found['logit']):.4f}; probability read-out median {np.median(found['probability']):.4f}, "
+          f"min {min(found['probability']):.4f}")
+
+
+@needs_xai
+def test_logit_readout_matches_openvino_xai_where_the_probability_differs(tmp_path):
+    """Two classes: a cell's probability is a sigmoid of the logit difference, a different map; openvino-xai's
+    maps are the logit read-out's."""
+    from conftest import tiny_cnn
+
+    path = save_model(tiny_cnn(num_classes=2, softmax=True), tmp_path, "two_classes")
+    with Classifier(path, device="CPU", preprocess=PreprocessSpec(size=16, std=(64, 64, 64)), cache_dir=None) as model:
+        assert model.output_kind == "probabilities"
+        rng = np.random.default_rng(0)
+        found = _readout_correlations(model, [rng.integers(0, 256, (16, 16, 3), dtype=np.uint8) for _ in range(4)],
+                                      lambda m: "all")
+    assert min(found["logit"]) >= 0.99, found["logit"]
+    assert min(found["probability"]) < 0.99, found["probability"]
+
+
 @needs_xai
 @pytest.mark.slow
 def test_rise_matches_openvino_xai(classifier, photos_dir):
