@@ -1,10 +1,13 @@
 """Explanation speed on the bundled model, as ratios measured side by side in one run.
 
     python scripts/benchmark_explain.py [--rounds 7] [--blackbox-preset balance] [--skip-blackbox]
+                                        [--only-selected-maps]
 
 Prints, with white-box and ov_explain's black-box runs in f32 and in the CPU's default precision
 (bf16 on CPUs with AMX / AVX512-BF16, where it is the same as f32 elsewhere) side by side:
   * ReciproCAM explain latency / plain inference latency (one image, LATENCY hint; target <= 1.2);
+  * maps for the top classes only, selected in the graph: ReciproCAM and CAM infer time over plain
+    inference with every class's maps, the top 3 and the top 1 (target <= 1.03);
   * a batch of 8 images explained in one call vs 8 single calls;
   * RISE and AISE, ov_explain vs openvino-xai at the same preset, when openvino-xai is importable
     (the `xai` extra environment; target: ov_explain >= 1.5x faster) — otherwise ov_explain alone;
@@ -30,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from ov_explain import Classifier, read_image, sample_images  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
 from ov_explain.explain.registry import METHODS  # noqa: E402
+from ov_explain.explain.whitebox import build_xai_model  # noqa: E402
 
 
 def timed(function) -> float:
@@ -93,12 +97,36 @@ def device_floor(classifier: Classifier, tensor: np.ndarray, images: int, batch:
     return run
 
 
+def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds: int) -> None:
+    """Infer time of the XAI graphs over plain inference: every class's maps vs the top k selected in the graph."""
+    from ov_explain.explain.engines import compile_like
+
+    print("== maps only for the top classes, selected in the graph (one image, infer only) ==")
+    contenders = {}
+    for precision, classifier in classifiers.items():
+        contenders[f"plain {precision}"] = lambda c=classifier.compiled: c(tensor)
+        for method in ("reciprocam", "cam"):
+            for maps in ("all", "top-3", "top-1"):
+                xai = build_xai_model(classifier.model, classifier.output_port, method, maps=maps)
+                compiled = compile_like(classifier, xai.model, "LATENCY").compiled
+                contenders[f"{method} {maps} {precision}"] = lambda c=compiled: c(tensor)
+    times = interleave(contenders, rounds)
+    for precision in classifiers:
+        plain = times[f"plain {precision}"]
+        print(f"  {precision}: plain inference {plain * 1000:.2f} ms")
+        for method in ("reciprocam", "cam"):
+            ratios = ", ".join(f"{maps} x{times[f'{method} {maps} {precision}'] / plain:.3f}"
+                               for maps in ("all", "top-3", "top-1"))
+            print(f"    {method:10s} infer / plain: {ratios}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--blackbox-preset", default="balance", choices=["speed", "balance", "quality"])
     parser.add_argument("--blackbox-rounds", type=int, default=1, help="rounds for RISE (AISE gets --rounds)")
     parser.add_argument("--skip-blackbox", action="store_true")
+    parser.add_argument("--only-selected-maps", action="store_true", help="only the selected-maps section")
     args = parser.parse_args()
 
     classifier = Classifier(device="CPU", cache_dir=None)  # f32
@@ -111,6 +139,9 @@ def main() -> int:
     native_explainer = Explainer(native_classifier, method="reciprocam")
     tensor = classifier.prepare(coffee).tensor[None]
 
+    selected_maps({"f32": classifier, native: native_classifier}, tensor, args.rounds * 20)
+    if args.only_selected_maps:
+        return 0
     print("== white-box ReciproCAM vs plain inference (one image, infer only / full call) ==")
     times = interleave({
         "plain infer f32": lambda: classifier.compiled(tensor),
