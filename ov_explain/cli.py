@@ -207,8 +207,9 @@ def model_options(command: Any) -> Any:
     options = [
         click.option("--model", "model_path", type=click.Path(path_type=Path),
                      help="IR .xml, .onnx, or a folder with one. Default: the bundled EfficientNet-Lite0."),
-        click.option("--preprocess", help="Spec .json, 'package.module:function' or 'path/to/file.py:function'. "
-                                          "Default: the model's own."),
+        click.option("--preprocess", help="A .json: an ov_explain spec, a timm pretrained_cfg / hub config.json or a "
+                                          "Hugging Face preprocessor_config.json; or 'package.module:function' or "
+                                          "'path/to/file.py:function'. Default: the model's own."),
         click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line."),
         click.option("--device", default="AUTO", show_default=True,
                      help="AUTO, AUTO:GPU,CPU (priority list) or one device such as CPU, GPU.0, NPU."),
@@ -698,7 +699,8 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
               help="NNCF preset: symmetric (performance) or asymmetric activations (mixed).")
 @click.option("--model-type", type=click.Choice(["cnn", "transformer"]), default="cnn", show_default=True,
               help="transformer: NNCF's rules for attention blocks.")
-@click.option("--preprocess", help="Spec .json or function, as for the other commands. Default: the model's own.")
+@click.option("--preprocess", help="Spec .json (ov_explain, timm or Hugging Face) or function, as for the other "
+                                   "commands. Default: the model's own.")
 @click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line.")
 def quantize(model_path: Path | None, calibration: Path, out_path: Path, subset_size: int, preset: str,
              model_type: str, preprocess: str | None, labels: Path | None) -> None:

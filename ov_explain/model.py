@@ -23,6 +23,7 @@ from .ports import output_position
 from .prepared import PreparedInput
 from .preprocess import Geometry, PreprocessFn, PreprocessSpec, load_preprocess_function, read_spec_from_model, \
     run_custom
+from .preprocess_import import load_sidecar, load_spec_file
 
 logger = logging.getLogger(__name__)
 
@@ -126,10 +127,13 @@ class ModelFiles:
 class Classifier:
     """An image classifier on OpenVINO.
 
-    ``preprocess`` is a :class:`PreprocessSpec`, a path to a spec JSON, a ``"pkg.mod:function"``
-    reference, or a callable taking an RGB uint8 (H, W, 3) image. Without it the spec embedded in
-    the IR or stored beside the model is used. ``output`` says whether the model returns logits
-    (softmax is applied) or probabilities; ``auto`` decides from the graph and then the values.
+    ``preprocess`` is a :class:`PreprocessSpec`, a path to a JSON file (an ov_explain spec, a timm
+    ``pretrained_cfg`` / hub ``config.json`` or a Hugging Face ``preprocessor_config.json``, see
+    :mod:`ov_explain.preprocess_import`), a ``"pkg.mod:function"`` reference, or a callable taking an
+    RGB uint8 (H, W, 3) image. Without it the spec embedded in the IR or stored beside the model is
+    used; :attr:`preprocess_origin` says where the preprocessing came from. ``output`` says whether the
+    model returns logits (softmax is applied) or probabilities; ``auto`` decides from the graph and then
+    the values.
     ``precision`` is the working precision (see :data:`ov_explain.devices.PRECISIONS`): ``f32`` by
     default, the same numbers on every CPU; ``device`` for what the device runs when nobody asks
     (bf16 on CPUs with AMX, f16 on GPU / NPU). What executed is :attr:`precision`.
@@ -156,8 +160,7 @@ class Classifier:
             raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
         self.output_port = _classification_output(self.model, self.files.model)
         self.num_classes = int(self.output_port.get_partial_shape()[1].get_length())
-        self.preprocess_origin = ""  # where the preprocessing came from, set by _resolve_preprocess
-        self.spec, self.embedded, self.custom_fn = self._resolve_preprocess(preprocess)
+        self.spec, self.embedded, self.custom_fn, self.preprocess_origin = self._resolve_preprocess(preprocess)
         if self.custom_fn is None and not self.embedded:
             _check_spec_fits(self.model, self.spec, self.files.model)
         self.labels = self._resolve_labels(labels)
@@ -363,41 +366,49 @@ class Classifier:
         return Prediction(prepared.source, self.top_k(probabilities[0], top_k), probabilities[0],
                           device or self.device, kind, timings, prepared.geometry, precision or self.precision)
 
-    def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None]:
+    def _resolve_preprocess(self, preprocess: Any) -> tuple[PreprocessSpec, bool, PreprocessFn | None, str]:
+        """(spec, embedded, custom function, origin): what preprocessing runs and where it came from."""
         embedded_spec, embedded = read_spec_from_model(self.model)
         if preprocess is not None and embedded:
             raise PreprocessError(f"{self.files.model}: preprocessing is embedded in this IR (it takes uint8 RGB "
                                   "pixels); other preprocessing cannot be applied on top of it")
         if callable(preprocess) and not isinstance(preprocess, PreprocessSpec):
-            name = f"{getattr(preprocess, '__module__', '?')}:{getattr(preprocess, '__qualname__', '?')}"
-            self.preprocess_origin = f"custom function {name}"
-            return self._fallback_spec(embedded_spec), False, preprocess
-        self.preprocess_origin = "ov_explain spec given by the caller"
+            name = f"{getattr(preprocess, '__module__', None) or '?'}:" \
+                   f"{getattr(preprocess, '__qualname__', type(preprocess).__name__)}"
+            return self._fallback_spec(embedded_spec), False, preprocess, f"custom function {name}"
         if isinstance(preprocess, (str, os.PathLike)):
             text = str(preprocess)
             if text.endswith(".json") or Path(text).is_file():
-                preprocess = PreprocessSpec.from_json(text)
-                self.preprocess_origin = f"ov_explain spec {text}"
-            else:
-                self.preprocess_origin = f"custom function {text}"
-                return self._fallback_spec(embedded_spec), False, load_preprocess_function(text)
+                spec, origin = load_spec_file(text, layout=self._guess_layout())
+                return spec, False, None, origin
+            return self._fallback_spec(embedded_spec), False, load_preprocess_function(text), \
+                f"custom function {text}"
         if isinstance(preprocess, PreprocessSpec):
-            return preprocess, False, None
+            return preprocess, False, None, "a PreprocessSpec object"
         if preprocess is not None:
             raise PreprocessError(f"preprocess: expected a spec, a .json path, 'pkg.mod:function' or a callable, "
                                   f"got {type(preprocess).__name__}")
         if embedded_spec is not None:
-            self.preprocess_origin = "embedded in the IR" if embedded else "ov_explain spec in model rt_info"
-            return embedded_spec, embedded, None
+            origin = "embedded in the IR" if embedded else "ov_explain spec in model rt_info"
+            return embedded_spec, embedded, None, origin
         if self.files.preprocess is not None:
-            self.preprocess_origin = f"ov_explain spec {self.files.preprocess}"
-            return PreprocessSpec.from_json(self.files.preprocess), False, None
+            spec, origin = load_sidecar(self.files.preprocess, layout=self._guess_layout())
+            if spec is not None:
+                return spec, False, None, origin
         spec = self._fallback_spec(None)
-        self.preprocess_origin = f"none found: plain resize to {spec.size[0]}x{spec.size[1]}"
         logger.warning("%s: no preprocessing spec found (beside the model or in it); using a plain %dx%d "
                        "resize with no normalisation — pass a spec for correct results",
                        self.files.model, *spec.size)
-        return spec, False, None
+        return spec, False, None, f"none found: plain resize to {spec.size[0]}x{spec.size[1]}"
+
+    def _guess_layout(self) -> str:
+        """The model input's layout as far as its shape tells: NHWC when the last axis has 1 or 3
+        channels and the second does not, else NCHW."""
+        shape = self.model.inputs[0].get_partial_shape()
+        if shape.rank.is_dynamic or shape.rank.get_length() != 4:
+            return "NCHW"
+        dims = [d.get_length() if d.is_static else -1 for d in shape]
+        return "NHWC" if dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
 
     def _fallback_spec(self, spec: PreprocessSpec | None) -> PreprocessSpec:
         if spec is not None:
@@ -406,7 +417,7 @@ class Classifier:
         if shape.rank.is_dynamic or shape.rank.get_length() != 4:
             raise ModelLoadError(f"{self.files.model}: expected one image input of rank 4, got {shape}")
         dims = [d.get_length() if d.is_static else -1 for d in shape]
-        layout = "NHWC" if dims[3] in (1, 3) and dims[1] not in (1, 3) else "NCHW"
+        layout = self._guess_layout()
         height, width = (dims[2], dims[3]) if layout == "NCHW" else (dims[1], dims[2])
         if height < 1 or width < 1:
             raise ModelLoadError(f"{self.files.model}: input {shape} has no static size; pass a preprocessing spec")

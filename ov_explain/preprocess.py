@@ -34,6 +34,11 @@ INTERPOLATIONS = {
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+#: Other spellings of the interpolations (timm, torchvision, PIL), matched case-insensitively after
+#: the last dot ("PIL.Image.Resampling.BICUBIC" -> "bicubic").
+INTERPOLATION_ALIASES = {"bilinear": "linear", "bicubic": "cubic", "box": "area", "antialias": "lanczos"}
+#: PIL's integer resampling codes (Hugging Face configs store these): 5 (HAMMING) has no OpenCV filter.
+PIL_INTERPOLATION_CODES = {0: "nearest", 1: "lanczos", 2: "linear", 3: "cubic", 4: "area"}
 #: rt_info path under which the spec travels inside an IR.
 RT_INFO_KEY = ["model_info", "ov_explain_preprocess"]
 RT_INFO_EMBEDDED_KEY = ["model_info", "ov_explain_preprocess_embedded"]
@@ -101,7 +106,7 @@ class PreprocessSpec:
         if any(s == 0 for s in self.std):
             raise PreprocessError(f"std must be non-zero, got {list(self.std)}")
         _check_choice("resize", self.resize, RESIZE_MODES)
-        _check_choice("interpolation", self.interpolation, tuple(INTERPOLATIONS))
+        set_("interpolation", canonical_interpolation(self.interpolation))
         set_("color", str(self.color).upper())
         _check_choice("color", self.color, COLOR_ORDERS)
         set_("layout", str(self.layout).upper())
@@ -362,6 +367,26 @@ def _triple(name: str, value: Any) -> tuple[float, float, float]:
     if len(floats) != 3 or not all(math.isfinite(v) for v in floats):
         raise PreprocessError(f"{name} must be a number or 3 finite numbers, got {value!r}")
     return floats  # type: ignore[return-value]
+
+
+def canonical_interpolation(value: Any) -> str:
+    """The short name (``linear``, ``cubic``, ...) for an interpolation in any accepted spelling:
+    our names, timm / torchvision / PIL names (``bicubic``, ``InterpolationMode.BILINEAR``,
+    ``Image.BICUBIC``, case-insensitive) or PIL's integer codes 0..4."""
+    accepted = (f"{list(INTERPOLATIONS)}, an alias ({', '.join(INTERPOLATION_ALIASES)}, PIL / torchvision "
+                "names such as 'Image.BICUBIC') or a PIL code 0-4")
+    name: Any = None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        name = PIL_INTERPOLATION_CODES.get(int(value), "hamming" if int(value) == 5 else None)
+    elif isinstance(value, str):
+        name = value.strip().rsplit(".", 1)[-1].lower()
+        name = INTERPOLATION_ALIASES.get(name, name)
+    if name in INTERPOLATIONS:
+        return name
+    if name == "hamming":
+        raise PreprocessError(f"interpolation {value!r} is PIL's HAMMING filter, which OpenCV has no equivalent "
+                              f"of; accepted: {accepted}")
+    raise PreprocessError(f"interpolation must be one of {accepted}, got {value!r}")
 
 
 def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+IMPORT_DATA = Path(__file__).resolve().parent / "data" / "preprocess_import"
+DEIT = IMPORT_DATA / "hf_facebook_deit-base-distilled-patch16-224.preprocessor_config.json"
 
 
 def test_devices_lists_cpu_and_auto_choice(run):
@@ -56,12 +60,47 @@ def test_predict_with_explicit_spec_and_labels(run, photos_dir, tmp_path):
     assert result.exit_code == 0 and "1. ESPRESSO" in result.output
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["bundled_lite0.timm.config.json",
+                                  "bundled_lite0.hf_convnext.preprocessor_config.json"])
+def test_predict_with_a_timm_or_hugging_face_config(run, photos_dir, name):
+    config = IMPORT_DATA / name
+    result = run("predict", photos_dir / "coffee.jpg", "--preprocess", config, "--device", "CPU", "--json")
+    assert result.exit_code == 0, result.output
+    top = json.loads(result.stdout)["predictions"][0]["top"]
+    assert top[0]["name"] == "espresso" and top[0]["probability"] > 0.9
+
+
+def test_a_foreign_sidecar_warns_once_and_the_command_runs(run, tmp_path):
+    import openvino as ov
+
+    from conftest import tiny_classifier_model
+
+    ov.save_model(tiny_classifier_model(), str(tmp_path / "tiny.xml"), compress_to_fp16=False)
+    sidecar = tmp_path / "preprocess.json"
+    sidecar.write_text(json.dumps({"architecture": "tiny", "pretrained_cfg": {
+        "input_size": [3, 8, 8], "interpolation": "bilinear", "mean": [0.5] * 3, "std": [0.5] * 3}}))
+    image = tmp_path / "grey.png"
+    import cv2
+
+    cv2.imwrite(str(image), np.full((12, 12, 3), 128, np.uint8))
+    result = run("predict", image, "--model", tmp_path / "tiny.xml", "--device", "CPU")
+    assert result.exit_code == 0, result.output
+    warnings = [line for line in result.stderr.splitlines() if "not an ov_explain spec" in line]
+    assert warnings == [f"warning: {sidecar} is a timm pretrained_cfg, not an ov_explain spec: ignored; "
+                        f"pass --preprocess {sidecar} to use it"]
+    named = run("predict", image, "--model", tmp_path / "tiny.xml", "--device", "CPU", "--preprocess", sidecar)
+    assert named.exit_code == 0, named.output
+    assert "not an ov_explain spec" not in named.stderr and "no preprocessing spec found" not in named.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--model", "nowhere.xml"], "error: nowhere.xml: model file not found"),
     (["--device", "NPU"], "error: no requested device is available (asked for NPU; available: CPU"),
     (["--device", "CPU,GPU"], "expected AUTO, AUTO:<list> or one device"),
     (["--preprocess", "nomodule:fn"], "cannot import module 'nomodule'"),
     (["--preprocess", "missing.json"], "missing.json: preprocessing spec not found"),
+    (["--preprocess", DEIT], f"error: {DEIT}: Hugging Face DeiTFeatureExtractor: a resize to 256x256"),
 ])
 def test_setup_errors_exit_2_with_one_line(run, photos_dir, args, message):
     result = run("predict", photos_dir / "coffee.jpg", *args)

@@ -225,3 +225,92 @@ def test_real_photo_through_read_image_is_what_predict_sees(classifier, photos_d
     tensor_from_path = classifier.prepare(photos_dir / "chelsea.jpg").tensor
     tensor_from_array = classifier.prepare(read_image(photos_dir / "chelsea.jpg")).tensor
     np.testing.assert_array_equal(tensor_from_path, tensor_from_array)
+
+
+# ----- where the preprocessing came from (Classifier.preprocess_origin) ---------------------------
+TIMM_TINY = {"architecture": "tiny", "num_classes": 4,
+             "pretrained_cfg": {"input_size": [3, 8, 8], "interpolation": "bicubic", "crop_pct": 1.0,
+                                "crop_mode": "center", "mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}
+
+
+def test_preprocess_origin_says_where_the_preprocessing_came_from(tmp_path, classifier):
+    import json
+
+    path = save(tiny_classifier_model(), tmp_path / "plain")
+    assert Classifier(path, device="CPU", preprocess=PreprocessSpec(size=8), cache_dir=None
+                      ).preprocess_origin == "a PreprocessSpec object"
+
+    def my_prep(rgb):
+        return np.zeros((3, 8, 8), np.float32)
+
+    assert Classifier(path, device="CPU", preprocess=my_prep, cache_dir=None).preprocess_origin == \
+        f"custom function {__name__}:test_preprocess_origin_says_where_the_preprocessing_came_from.<locals>.my_prep"
+    assert Classifier(path, device="CPU", cache_dir=None).preprocess_origin == "none found: plain resize to 8x8"
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(TIMM_TINY))
+    from_timm = Classifier(path, device="CPU", preprocess=config, cache_dir=None)
+    assert from_timm.preprocess_origin == f"timm pretrained_cfg {config}"
+    assert from_timm.spec.mean == (127.5,) * 3 and from_timm.spec.std == (63.75,) * 3
+    assert from_timm.spec.interpolation == "cubic" and from_timm.spec.layout == "NCHW"
+    PreprocessSpec(size=8).to_json(tmp_path / "plain" / "tiny.preprocess.json")
+    assert Classifier(path, device="CPU", cache_dir=None).preprocess_origin == \
+        f"ov_explain spec {tmp_path / 'plain' / 'tiny.preprocess.json'}"
+    assert classifier.preprocess_origin == "ov_explain spec in model rt_info"
+    import openvino as ov
+
+    embedded = tmp_path / "embedded" / "tiny.xml"
+    embedded.parent.mkdir()
+    ov.save_model(PreprocessSpec(size=8).embed(tiny_classifier_model()), str(embedded))
+    assert Classifier(embedded, device="CPU", cache_dir=None).preprocess_origin == "embedded in the IR"
+
+
+def test_a_foreign_config_takes_the_models_nhwc_layout(tmp_path):
+    import json
+
+    path = save(tiny_classifier_model(layout="NHWC"), tmp_path)
+    config = tmp_path / "preprocessor_config.json"
+    config.write_text(json.dumps({"image_processor_type": "ViTImageProcessor", "do_resize": True,
+                                  "size": {"height": 8, "width": 8}, "resample": 2, "do_rescale": True,
+                                  "rescale_factor": 1 / 255, "do_normalize": False}))
+    model = Classifier(path, device="CPU", preprocess=str(config), cache_dir=None)
+    assert model.spec.layout == "NHWC" and model.spec.size == (8, 8) and model.input_layout == "HWC"
+    assert model.preprocess_origin == f"Hugging Face ViTImageProcessor {config}"
+    image = np.full((8, 8, 3), 255, np.uint8)
+    np.testing.assert_allclose(model.prepare(image).tensor, 1.0, atol=1e-6)  # x / 255, HWC
+
+
+def test_a_foreign_sidecar_is_ignored_with_one_warning_and_can_be_named(tmp_path, caplog):
+    import json
+    import logging
+
+    path = save(tiny_classifier_model(), tmp_path)
+    sidecar = tmp_path / "tiny.preprocess.json"
+    sidecar.write_text(json.dumps(TIMM_TINY))
+    with caplog.at_level(logging.WARNING, logger="ov_explain"):
+        model = Classifier(path, device="CPU", cache_dir=None)
+    ignored = [r.getMessage() for r in caplog.records if "not an ov_explain spec" in r.getMessage()]
+    assert ignored == [f"{sidecar} is a timm pretrained_cfg, not an ov_explain spec: ignored; pass --preprocess "
+                       f"{sidecar} to use it"]
+    assert model.preprocess_origin == "none found: plain resize to 8x8" and model.spec == PreprocessSpec(size=8)
+    assert model.predict(np.full((4, 4, 3), 9, np.uint8)).top  # still runs
+    named = Classifier(path, device="CPU", preprocess=sidecar, cache_dir=None)
+    assert named.preprocess_origin == f"timm pretrained_cfg {sidecar}" and named.spec.mean == (127.5,) * 3
+
+
+def test_a_broken_own_sidecar_still_stops_and_a_named_foreign_file_stays_strict(tmp_path):
+    import json
+
+    path = save(tiny_classifier_model(), tmp_path)
+    sidecar = tmp_path / "preprocess.json"
+    sidecar.write_text(json.dumps({"size": 8, "resize": "crop"}))
+    with pytest.raises(PreprocessError, match=f"^{sidecar}: resize must be one of"):
+        Classifier(path, device="CPU", cache_dir=None)
+    sidecar.unlink()
+    bad = tmp_path / "config.json"
+    bad.write_text(json.dumps({"pretrained_cfg": {**TIMM_TINY["pretrained_cfg"], "crop_mode": "border"}}))
+    with pytest.raises(PreprocessError, match=f"^{bad}: timm pretrained_cfg: crop_mode 'border' is not supported"):
+        Classifier(path, device="CPU", preprocess=bad, cache_dir=None)
+    wrong_size = tmp_path / "big.json"
+    wrong_size.write_text(json.dumps({"pretrained_cfg": {**TIMM_TINY["pretrained_cfg"], "input_size": [3, 16, 16]}}))
+    with pytest.raises(PreprocessError, match="16x16 does not fit tiny.xml"):
+        Classifier(path, device="CPU", preprocess=wrong_size, cache_dir=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ def gradient_image(height: int = 60, width: int = 90) -> np.ndarray:
     ({"size": [224]}, "size"),
     ({"size": "big"}, "size"),
     ({"resize": "crop"}, "resize must be one of"),
-    ({"interpolation": "bicubic"}, "interpolation must be one of"),
+    ({"interpolation": "spline"}, "interpolation must be one of"),
     ({"std": [1, 0, 1]}, "non-zero"),
     ({"mean": [1, 2]}, "mean must be"),
     ({"color": "HSV"}, "color must be one of"),
@@ -36,6 +37,44 @@ def gradient_image(height: int = 60, width: int = 90) -> np.ndarray:
 def test_invalid_specs_are_refused_with_the_offending_value(data, message):
     with pytest.raises(PreprocessError, match=message):
         PreprocessSpec.from_dict(data, source="spec.json")
+
+
+@pytest.mark.parametrize("spelling, canonical", [
+    ("bilinear", "linear"), ("bicubic", "cubic"), ("box", "area"), ("area", "area"), ("nearest", "nearest"),
+    ("lanczos", "lanczos"), ("BICUBIC", "cubic"), ("Image.BICUBIC", "cubic"), ("InterpolationMode.BILINEAR", "linear"),
+    ("PIL.Image.Resampling.BICUBIC", "cubic"), ("Image.Resampling.LANCZOS", "lanczos"), (" Bilinear ", "linear"),
+    (0, "nearest"), (1, "lanczos"), (2, "linear"), (3, "cubic"), (4, "area"), (np.int64(3), "cubic"),
+])
+def test_interpolation_aliases_are_stored_as_the_short_name(spelling, canonical, tmp_path):
+    spec = PreprocessSpec.from_dict({"interpolation": spelling})
+    assert spec.interpolation == canonical
+    assert spec.to_dict()["interpolation"] == canonical
+    assert spec == PreprocessSpec(interpolation=canonical)
+    spec.to_json(tmp_path / "spec.json")
+    assert json.loads((tmp_path / "spec.json").read_text())["interpolation"] == canonical
+
+
+def test_an_alias_resizes_exactly_like_the_short_name():
+    image = gradient_image(60, 90)
+    for alias, short in (("bicubic", "cubic"), (2, "linear"), ("InterpolationMode.NEAREST", "nearest")):
+        a = PreprocessSpec(size=(37, 41), interpolation=alias).fit(image)[0]
+        b = PreprocessSpec(size=(37, 41), interpolation=short).fit(image)[0]
+        np.testing.assert_array_equal(a, b)
+    assert PreprocessSpec(size=(37, 41), interpolation="bicubic").embeds_resize
+
+
+@pytest.mark.parametrize("value, message", [
+    (5, "interpolation 5 is PIL's HAMMING filter, which OpenCV has no equivalent of; accepted: ['nearest'"),
+    ("Image.HAMMING", "'Image.HAMMING' is PIL's HAMMING filter"),
+    (6, "interpolation must be one of ['nearest', 'linear', 'cubic', 'area', 'lanczos'], an alias"),
+    ("random", "got 'random'"),
+    (True, "got True"),
+    (2.0, "got 2.0"),
+])
+def test_unknown_interpolations_are_one_line_naming_the_value(value, message):
+    with pytest.raises(PreprocessError, match=re.escape(message)) as caught:
+        PreprocessSpec(interpolation=value)
+    assert "\n" not in str(caught.value) and "bicubic" in str(caught.value)
 
 
 def test_json_round_trip_and_normalised_fields(tmp_path):
