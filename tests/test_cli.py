@@ -239,7 +239,7 @@ def test_inspect_bundled_model_text(run):
     assert "  scores         logits (no Softmax in the graph; values on a grey image)" in text
     assert "  origin         ov_explain spec in model rt_info" in text
     assert "feature map 1280x7x7 NCHW" in text and "reciprocam: OK (7x7 maps, logit read-out, algebraic shortcut)" in text
-    assert "global average pooling + linear: ReciproCAM's shortcut applies" in text
+    assert "global average pooling + linear: ReciproCAM's shortcut and cam apply" in text
     assert any(line.startswith("  CPU            OK      CPU f32, ") for line in lines)
 
 

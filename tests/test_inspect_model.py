@@ -202,7 +202,7 @@ def _custom(image):
 @pytest.mark.parametrize("setup, expected", [
     ("none", "none found: plain resize to 8x8"),
     ("sidecar", "ov_explain spec {sidecar}"),
-    ("spec", "ov_explain spec given by the caller"),
+    ("spec", "a PreprocessSpec object"),
     ("function", f"custom function {__name__}:_custom"),
     ("embedded", "embedded in the IR"),
 ])

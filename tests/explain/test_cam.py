@@ -69,7 +69,8 @@ def test_cam_equals_grad_cam_from_finite_differences(softmax_in_graph, readout):
     image = np.random.default_rng(3).normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
     features = with_features(image)[1]
     maps = compile_f32(xai.model)(image)["saliency_map"][0]  # (K, 4, 4)
-    assert sum(bool(np.abs(m).max() > 1e-4) for m in maps) >= 3  # real maps, not ReLU'd-away zeros
+    # Real maps, not ReLU'd-away zeros (a probability's gradient is small for unlikely classes).
+    assert sum(bool(np.abs(m).max() > 1e-4) for m in maps) >= (3 if readout == "logit" else 2)
     for target in range(5):
         expected = _grad_cam_by_finite_differences(tail, features, target, readout, softmax_in_graph)
         scale = max(float(np.abs(expected).max()), 1e-6)
