@@ -7,4 +7,9 @@ try:  # OpenVINO >= 2025.0
 except ImportError:  # pragma: no cover - OpenVINO 2024.x (the openvino-xai extra) has opsets only here
     from openvino.runtime import opset13 as opset  # the 2026 removal of this module does not affect 2024.x
 
-__all__ = ["opset"]
+try:  # OpenVINO >= 2025.0
+    from openvino.passes import ConstantFolding, Manager as PassManager
+except ImportError:  # pragma: no cover - OpenVINO 2024.x
+    from openvino.runtime.passes import ConstantFolding, Manager as PassManager
+
+__all__ = ["ConstantFolding", "PassManager", "opset"]

@@ -20,7 +20,7 @@ from .devices import DEFAULT_PRECISION, compile_with_fallback, discover
 from .errors import DeviceError, OvExplainError, one_line
 from .explain.base import ExplainError, WhiteboxUnsupportedError
 from .explain.graph import (feature_map_candidates, find_target_layer, find_token_layer, is_transformer,
-                            match_linear_head, token_layer_candidates)
+                            match_linear_head, token_layer_candidates, with_visible_head)
 from .explain.registry import DEFAULT_BLACKBOX
 from .explain.whitebox import SALIENCY_OUTPUT, build_xai_model, whitebox_method
 from .model import Classifier, output_softmax
@@ -276,7 +276,9 @@ def whitebox_report(model: Any, classification_output: Any, method: str | None =
     others = [c for c in candidates if target is None or c.name != target.name]
     linear_head = None
     if target is not None and not tokens:
-        linear_head = match_linear_head(target, classification_output) is not None
+        position = output_position(model.outputs, classification_output)
+        visible = with_visible_head(model, position, target.name)  # an ONNX head shows after constant folding
+        linear_head = match_linear_head(find_target_layer(visible, target.name), visible.outputs[position]) is not None
     works, reason, fallback, shortcut, map_size, readout = True, None, None, None, None, None
     try:
         xai = build_xai_model(model, classification_output, chosen.name, target_layer=target_layer,

@@ -126,9 +126,9 @@ def test_nhwc_onnx_with_softmax_in_the_graph_and_no_spec(tmp_path, caplog):
     assert white.works and white.method == "reciprocam" and white.architecture == "cnn"
     assert white.target.shape == (16, 8, 8) and white.target.layout == "NCHW"
     assert white.map_size == (8, 8)
-    # As read (not compiled), ONNX's GlobalAveragePool has ShapeOf -> Range axes and Gemm an alpha Multiply:
-    # the head matcher does not see a linear head there, so ReciproCAM runs the cloned head.
-    assert white.linear_head is False and white.shortcut is False
+    # As read, ONNX's GlobalAveragePool has ShapeOf -> Range axes and Gemm an alpha Multiply: constant
+    # folding shows the head, so ReciproCAM takes the shortcut (and cam applies) on an ONNX export too.
+    assert white.linear_head is True and white.shortcut is True and white.readout == "logit"
 
 
 def test_transformer_reports_the_token_stream(tmp_path):

@@ -133,10 +133,23 @@ class LinearHead:
     bias: Any | None
     softmax: bool
     result_node: Any  # the producer the classification Result reads
+    scale: float = 1.0  # a constant factor after the MatMul (ONNX Gemm's alpha)
+
+
+def _scalar(output: Any) -> float | None:
+    """The value of a one-element constant (through Converts), else None."""
+    node = output.get_node()
+    while node.get_type_name() == "Convert":
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Constant":
+        return None
+    data = np.asarray(node.get_data())
+    return float(data.reshape(-1)[0]) if data.size == 1 else None
 
 
 def match_linear_head(target: TargetLayer, classification_output: Any) -> LinearHead | None:
-    """Global average pooling -> shape ops -> MatMul(const) [-> Add(const)] [-> Softmax] -> output."""
+    """Global average pooling -> shape ops -> MatMul(const) [-> Multiply(scalar)] [-> Add(const)] [-> Softmax]
+    -> output."""
     node = _single_consumer(target.node.output(0))
     if node is None or node.get_type_name() != "ReduceMean" or not _is_constant(node.input_value(1)):
         return None
@@ -156,6 +169,12 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
     head = dict(weights=node.input_value(1), transpose_b=bool(attributes.get("transpose_b")), bias=None,
                 softmax=False, result_node=node)
     after = _single_consumer(node.output(0))
+    if after is not None and after.get_type_name() == "Multiply":
+        scale = _scalar(_other_input(after, node.output(0)))
+        if scale is None:
+            return None
+        head.update(scale=scale, result_node=after)
+        node, after = after, _single_consumer(after.output(0))
     if after is not None and after.get_type_name() == "Add":
         other = _other_input(after, node.output(0))
         if not _is_constant(other):
@@ -168,6 +187,34 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
     if head["result_node"].output(0) != _producer(classification_output):
         return None
     return LinearHead(**head)
+
+
+def folded(model: Any) -> Any:
+    """A copy of ``model`` with constant subgraphs folded: an ONNX model's pooling axes computed from
+    ShapeOf -> Range become the constant the head pattern needs."""
+    from .._compat import ConstantFolding, PassManager
+
+    copy = model.clone()
+    manager = PassManager()
+    manager.register_pass(ConstantFolding())
+    manager.run_passes(copy)
+    return copy
+
+
+def with_visible_head(model: Any, position: int, target_name: str | None) -> Any:
+    """``model``, or its constant-folded copy when only folding reveals a pooling + linear head after the
+    target (folding is not the default: it would bake a static batch into shape computations that the
+    mosaic path later makes dynamic; the shortcut the head allows needs no mosaic)."""
+    def has_head(graph: Any) -> bool:
+        try:
+            return match_linear_head(find_target_layer(graph, target_name), graph.outputs[position]) is not None
+        except ExplainError:  # no target here: the caller reports it
+            return False
+
+    if has_head(model):
+        return model
+    candidate = folded(model)
+    return candidate if has_head(candidate) else model
 
 
 @dataclass(frozen=True)

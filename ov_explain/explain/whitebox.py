@@ -18,7 +18,7 @@ from .._compat import opset
 from ..errors import last_line
 from ..ports import output_position
 from .base import ExplainError, WhiteboxUnsupportedError
-from .graph import is_transformer
+from .graph import is_transformer, with_visible_head
 from .method import WhiteboxMethod
 from .registry import default_whitebox_method, get_method, method_names
 
@@ -153,6 +153,8 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     chosen = whitebox_method(model, method)
     work = model.clone()
     position = output_position(model.outputs, classification_output)
+    if not chosen.for_transformers:
+        work = with_visible_head(work, position, target_layer)
     if not chosen.for_transformers and target_layer is None and is_transformer(work):
         # Its rank-4 tensors are patch embeddings or attention scores, not a CNN feature map.
         raise WhiteboxUnsupportedError(f"{chosen.name} needs a CNN feature map, and this model is a vision "

@@ -112,3 +112,35 @@ def test_reciprocam_logit_readout_reads_the_scores_before_the_softmax(head):
     # Probabilities per cell sum to one over the classes; logits do not.
     np.testing.assert_allclose(maps["softmax", "probability"].sum(axis=1), 1.0, rtol=1e-5)
     assert not np.allclose(maps["softmax", "logit"].sum(axis=1), 1.0)
+
+
+def test_an_onnx_gemm_head_is_found_after_constant_folding_and_its_alpha_kept(tmp_path):
+    """ONNX GlobalAveragePool + Gemm(alpha) + Softmax: CAM and the ReciproCAM shortcut apply and equal the
+    mosaic (which runs the real head) — alpha and the pooling axes read correctly."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    import openvino as ov
+
+    rng = np.random.default_rng(2)
+    nodes = [helper.make_node("Conv", ["x", "w"], ["features"], kernel_shape=[4, 4], strides=[4, 4]),
+             helper.make_node("Relu", ["features"], ["relu"]),
+             helper.make_node("GlobalAveragePool", ["relu"], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"]),
+             helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], alpha=0.5, transB=1),
+             helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
+    graph = helper.make_graph(nodes, "gemm_head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4])],
+                              [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 4, 4)).astype(np.float32), "w"),
+                               numpy_helper.from_array(rng.normal(0, 1, (4, 8)).astype(np.float32), "fc_w"),
+                               numpy_helper.from_array(rng.normal(0, 0.1, (4,)).astype(np.float32), "fc_b")])
+    path = tmp_path / "gemm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    model = ov.Core().read_model(str(path))
+    shortcut = build_xai_model(model, model.outputs[0], "reciprocam")
+    mosaic = build_xai_model(model, model.outputs[0], "reciprocam", shortcut=False)
+    cam = build_xai_model(model, model.outputs[0], "cam")
+    assert shortcut.shortcut and not mosaic.shortcut and cam.shortcut
+    image = rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    np.testing.assert_allclose(compile_f32(shortcut.model)(image)["saliency_map"],
+                               compile_f32(mosaic.model)(image)["saliency_map"], rtol=1e-4, atol=1e-5)
+    assert compile_f32(cam.model)(image)["saliency_map"].shape == (1, 4, 4, 4)

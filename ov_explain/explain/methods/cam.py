@@ -61,12 +61,12 @@ class CAM(WhiteboxMethod):
             logits = opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True)
             probabilities = opset.softmax(logits, 1)  # (N, K)
             expected = opset.unsqueeze(opset.matmul(probabilities, class_weights(head, None), False, False),
-                                       np.array([1], np.int64))  # (N, 1, C): Σ_j p_j W_j
+                                       np.array([1], np.int64))  # (N, 1, C): Σ_j p_j W_j (scale applied below)
             chosen = probabilities if classes is None else opset.gather(probabilities, classes, np.int64(1), 1)
             weights = opset.multiply(opset.unsqueeze(chosen, np.array([2], np.int64)),
                                      opset.subtract(weights, expected))  # (N, K or k, C)
         maps = opset.matmul(cells, weights, False, True)  # (N, HW, K or k)
-        maps = opset.relu(opset.multiply(maps, np.float32(1.0 / (h * w))))
+        maps = opset.relu(opset.multiply(maps, np.float32(head.scale / (h * w))))
         return Inserted(cells_to_maps(maps, h, w), target, shortcut=True, readout=readout,
                         selected=classes is not None)
 

@@ -29,11 +29,11 @@ logger = logging.getLogger(__name__)
 
 def _shortcut(target: TargetLayer, head: LinearHead, softmax: bool, classes: Any | None) -> Any:
     """Cell scores from one matrix product: a cell alone through global average pooling is that
-    cell's features / (H * W), so its logits are ``cells @ W.T / (H * W) + b``."""
+    cell's features / (H * W), so its logits are ``cells @ W.T * scale / (H * W) + b``."""
     h, w = target.height, target.width
     cells = cells_of(target)  # (N, HW, C)
     scores = opset.matmul(cells, class_weights(head, classes), False, True)  # (N, HW, K or k)
-    scores = opset.multiply(scores, np.float32(1.0 / (h * w)))
+    scores = opset.multiply(scores, np.float32(head.scale / (h * w)))
     bias = class_bias(head, classes)
     if bias is not None:
         scores = opset.add(scores, bias)
