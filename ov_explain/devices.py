@@ -311,14 +311,15 @@ class ThreadRequests:
         self.compiled = compiled
         self._local = threading.local()
 
-    def infer(self, batch: Any) -> list[Any]:
-        """Run one inference; copies of every output, in the compiled model's output order."""
+    def infer(self, batch: Any, *more: Any) -> list[Any]:
+        """Run one inference (``more``: values of the second, third, ... inputs); copies of every output,
+        in the compiled model's output order."""
         import numpy as np
 
         request = getattr(self._local, "request", None)
         if request is None:
             request = self._local.request = self.compiled.create_infer_request()
-        request.infer({0: batch})
+        request.infer({i: value for i, value in enumerate((batch,) + more)})
         return [np.array(request.get_output_tensor(i).data) for i in range(len(self.compiled.outputs))]
 
     def close(self) -> None:

@@ -57,7 +57,7 @@ class _XaiGraph:
         self.requests = ThreadRequests(self.compiled)
         self.maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
         names = [o.get_names() for o in self.compiled.outputs]
-        self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)
+        self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)  # top-k, fixed
 
 
 class WhiteboxEngine:
@@ -122,9 +122,13 @@ class WhiteboxEngine:
             graph.requests.close()
 
     def _graph_for(self, selection: MapSelection) -> _XaiGraph:
-        """The graph computing ``selection``'s maps: compiled on first use where selecting saves work."""
+        """The graph computing ``selection``'s maps: compiled on first use where selecting saves work.
+        Given classes all share one graph that takes them as a second input (a notebook picking class
+        after class compiles nothing more)."""
         if self._exported or not selection.selects or not self.shortcut or self.method.class_agnostic:
             return self._all
+        if selection.kind == "classes":
+            selection = MapSelection("given")
         with self._lock:
             graph = self._selected.get(selection)
             if graph is not None:
@@ -146,22 +150,28 @@ class WhiteboxEngine:
         ``parallel`` and ``progress`` do not apply). ``selection``: the classes ``choose`` picks from
         (each image's top k, or given classes), so only their maps need computing."""
         graph = self._graph_for(selection)
+        given = np.array([selection.classes], np.int32) if graph.selection.kind == "given" else None
         shapes = {p.tensor.shape for p in prepared}
         chunk = len(prepared) if len(shapes) == 1 and batch_capacity(graph.compiled) is None else 1
         results: list[Explanation] = []
         for start in range(0, len(prepared), chunk):
-            results += self._group(graph, prepared[start:start + chunk], choose, top_k)
+            results += self._group(graph, prepared[start:start + chunk], choose, top_k, given)
         return results
 
-    def _group(self, graph: _XaiGraph, group: Sequence[PreparedInput], choose: Chooser,
-               top_k: int) -> list[Explanation]:
+    def _group(self, graph: _XaiGraph, group: Sequence[PreparedInput], choose: Chooser, top_k: int,
+               given: np.ndarray | None = None) -> list[Explanation]:
         classifier = self.classifier
         started = time.perf_counter()
-        outputs = graph.requests.infer(np.stack([p.tensor for p in group]))
+        batch = np.stack([p.tensor for p in group])
+        if given is None:
+            outputs = graph.requests.infer(batch)
+            rows = outputs[graph.classes_out] if graph.classes_out is not None else None
+        else:
+            outputs = graph.requests.infer(batch, np.repeat(given, len(group), axis=0))
+            rows = np.repeat(given, len(group), axis=0)
         infer_ms = (time.perf_counter() - started) * 1000 / len(group)
         raw_scores = outputs[classifier.output_index].reshape(len(group), -1)
         maps = outputs[graph.maps_out]
-        rows = outputs[graph.classes_out] if graph.classes_out is not None else None
         results = []
         for i, prepared in enumerate(group):
             post_started = time.perf_counter()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -32,14 +32,15 @@ RT_INFO_XAI = ["model_info", "ov_explain_xai"]
 
 @dataclass(frozen=True)
 class MapSelection:
-    """Which classes get maps in the graph: all of them, each image's top ``k``, or fixed classes."""
+    """Which classes get maps in the graph: all of them, each image's top ``k``, fixed classes, or
+    classes ``given`` with each inference (a second input, ``saliency_classes``, (N, k) int32)."""
 
-    kind: str = "all"  # "all" | "top" | "classes"
+    kind: str = "all"  # "all" | "top" | "classes" | "given"
     k: int = 0
     classes: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.kind not in ("all", "top", "classes"):
+        if self.kind not in ("all", "top", "classes", "given"):
             raise ExplainError(f"expected all, top-K or class indices, got kind {self.kind!r}")
         if self.kind == "top" and self.k < 1:
             raise ExplainError(f"top-K needs K >= 1, got {self.k}")
@@ -50,13 +51,9 @@ class MapSelection:
     def selects(self) -> bool:
         return self.kind != "all"
 
-    def covers(self, chosen: Sequence[int], rows: Sequence[int]) -> bool:
-        """Whether maps for ``chosen`` are among the graph's ``rows``."""
-        return not self.selects or set(chosen) <= set(rows)
-
     def describe(self) -> str:
-        if self.kind == "top":
-            return f"top-{self.k}"
+        if self.kind in ("top", "given"):
+            return f"top-{self.k}" if self.kind == "top" else "given"
         return "all" if self.kind == "all" else ",".join(map(str, self.classes))
 
     def to_dict(self) -> dict[str, Any]:
@@ -108,9 +105,13 @@ def whitebox_method(model: Any, method: str | None) -> WhiteboxMethod:
 
 
 def _class_indices(scores: Any, selection: MapSelection) -> Any:
-    """(N, k) int32 class indices in the graph: each image's top k (by score), or fixed classes."""
+    """(N, k) int32 class indices in the graph: each image's top k (by score), fixed classes, or an input."""
     import openvino as ov
 
+    if selection.kind == "given":
+        given = opset.parameter([-1, -1], ov.Type.i32, name=CLASSES_OUTPUT)
+        given.output(0).get_tensor().set_names({CLASSES_OUTPUT})
+        return given.output(0)
     flat = opset.reshape(scores, np.array([0, -1], np.int64), special_zero=True)
     if selection.kind == "top":
         return opset.topk(flat, np.int64(selection.k), -1, "max", "value", ov.Type.i32).output(1)
@@ -172,20 +173,23 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
         saliency = inserted.maps
         if classes is not None and not inserted.selected:
             # The method computed every class (a mosaic, or probabilities that need all scores): keep the asked ones.
-            # The indices come from the graph the method may have reshaped, so they are taken again from it.
-            classes = _class_indices(_scores(work, position), selection)
+            # Top-k indices come from the graph the method may have reshaped, so they are taken again from it.
+            if selection.kind == "top":
+                classes = _class_indices(_scores(work, position), selection)
             saliency = opset.gather(saliency, classes, np.int64(1), 1)
     except RuntimeError as exc:  # OpenVINO refused a reshape of the cloned tail (e.g. a hard-coded batch)
         raise WhiteboxUnsupportedError(f"{chosen.name} cannot be built on this graph ({last_line(exc)})") from None
     saliency = opset.convert(saliency, ov.Type.f32)
     saliency.output(0).get_tensor().set_names({SALIENCY_OUTPUT})
-    extra = [saliency.output(0)]
-    if classes is not None:
+    extra, parameters = [saliency.output(0)], list(work.get_parameters())
+    if selection.kind == "given":
+        parameters.append(classes.get_node())
+    elif classes is not None:
         extra.append(opset.convert(classes, ov.Type.i32).output(0))
         extra[-1].get_tensor().set_names({CLASSES_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
     try:
-        xai = ov.Model([r.input_value(0) for r in work.get_results()] + extra, work.get_parameters(),
+        xai = ov.Model([r.input_value(0) for r in work.get_results()] + extra, parameters,
                        f"{work.get_friendly_name()}_xai")
     except RuntimeError as exc:  # the cloned tail still reads something from before the target layer
         raise WhiteboxUnsupportedError(f"{chosen.name} cannot cut the graph at {target.name}: "

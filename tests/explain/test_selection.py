@@ -27,10 +27,13 @@ def test_top_k_and_named_classes_give_the_maps_of_the_all_classes_graph(classifi
         assert one.readout == "logit" and one.inferences == 1
     named = explainer.explain(images[0], targets=["espresso", "cup"])
     assert [m.name for m in named.maps] == ["espresso", "cup"]
-    assert MapSelection("classes", classes=(967, 968)) in explainer._engine._selected
-    reference = explainer.explain(images[0], targets="all")
-    for saliency in named.maps:
-        np.testing.assert_allclose(saliency.raw, reference.map_for(saliency.target).raw, rtol=1e-5, atol=1e-5)
+    other = explainer.explain(images[1], targets=[872])
+    # Given classes go in as a second input: one graph for every class list.
+    assert list(explainer._engine._selected) == [MapSelection("top", k=3), MapSelection("given")]
+    for image, result in ((images[0], named), (images[1], other)):
+        reference = explainer.explain(image, targets="all")
+        for saliency in result.maps:
+            np.testing.assert_allclose(saliency.raw, reference.map_for(saliency.target).raw, rtol=1e-5, atol=1e-5)
 
 
 def test_a_tie_at_the_kth_score_still_gives_the_chosen_class_its_map(tmp_path):
