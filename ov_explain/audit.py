@@ -261,7 +261,8 @@ class _ImageWorker:
             target_layer=explanation.target_layer, inferences=explanation.inferences, target_rank=rank,
             targets_total=len(decision.targets), target_role=role, target_index=int(index),
             target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
-            overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded)
+            overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded,
+            readout=explanation.readout)
             for rank, ((index, role), files) in enumerate(zip(decision.targets, written))]
 
 
@@ -287,7 +288,9 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
         "jpeg_quality": options.jpeg_quality,
         # Recorded only when not the native engine, so audits written before backends existed resume.
-        **({"backend": explainer.backend} if explainer.backend != "native" else {}), **extra,
+        **({"backend": explainer.backend} if explainer.backend != "native" else {}),
+        # Likewise the read-out: recorded unless it is the logit one audits read before it was a choice.
+        **({"readout": explainer.readout} if explainer.readout not in (None, "logit") else {}), **extra,
     }
 
 
@@ -299,7 +302,7 @@ def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: flo
             resumed: int) -> AuditSummary:
     run = {"resumed": resumed, "model": str(explainer.classifier.files.model), "method": explainer.method,
            "mode": explainer.mode, "device": explainer.device, "precision": explainer.precision,
-           "target_layer": explainer.target_layer, "thresholds": options.thresholds.to_dict(),
+           "readout": explainer.readout, "target_layer": explainer.target_layer, "thresholds": options.thresholds.to_dict(),
            "seconds": round(seconds, 3), "images_per_second": round(ran / seconds, 3) if seconds > 0 else 0.0}
     return write_summary(out, list(read_rows(out)), read_errors(out), run,
                          options.grid_tiles if options.grids else None)

@@ -72,6 +72,7 @@ class AuditRow:
     raw_path: str | None = None
     rgba_path: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
+    readout: str | None = None  # white-box class scores: "logit" / "probability" (None: black-box, older audits)
 
     def __post_init__(self) -> None:
         if self.case not in CASES:

@@ -44,6 +44,7 @@ class AuditSummary:
     seconds: float
     images_per_second: float
     grids: dict[str, str] = field(default_factory=dict)
+    readout: str | None = None  # white-box class scores read as "logit" / "probability" (None: black-box)
 
     def __post_init__(self) -> None:
         if set(self.cases) - set(CASES):

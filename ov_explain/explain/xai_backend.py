@@ -125,6 +125,12 @@ class XaiBackendExplainer:
 
     # ----- the explainer interface ------------------------------------------------------------------
     @property
+    def readout(self) -> str | None:
+        """openvino-xai's class-scoring white-box methods read the scores before a softmax: ``logit``."""
+        method = self._method
+        return "logit" if method.mode == "whitebox" and not method.class_agnostic else None
+
+    @property
     def method(self) -> str:
         return self._method.name
 
@@ -211,5 +217,6 @@ class XaiBackendExplainer:
                                         to_original(raw, input_size, geometry)))
         timings = {"preprocess": preprocess_ms, "explain": (time.perf_counter() - started) * 1000}
         return Explanation(prepared.source, geometry.original_size, prediction, saliency, self.method, self.mode,
-                           self.device, self.target_layer, self.backend, inferences, timings, geometry, self.precision)
+                           self.device, self.target_layer, self.backend, inferences, timings, geometry, self.precision,
+                           readout=self.readout)
 

@@ -172,4 +172,4 @@ def test_cli_explains_and_exports_a_vit(tmp_path):
     overlay = cv2.imread(explanation["maps"][0]["overlay"])
     assert overlay.shape == (64, 64, 3)
     exported = runner.invoke(main, ["export-xai", "--model", str(model_path), "--out", str(tmp_path / "x.xml")])
-    assert exported.exit_code == 0 and "vitreciprocam at block2.input (4x4 maps)" in exported.output
+    assert exported.exit_code == 0 and "vitreciprocam at block2.input (4x4 maps for all classes, logit read-out)" in exported.output
