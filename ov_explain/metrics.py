@@ -156,7 +156,8 @@ def noisy_linear_impute(image: np.ndarray, removed: np.ndarray, *, noise: float 
         b_rows.append(here[~gone])
         b_cols.append(ny[~gone] * width + nx[~gone])
         b_vals.append(np.full(int((~gone).sum()), weight))
-    # Row i: (sum of its neighbours' weights) x_i - sum over removed neighbours w x_j = sum over kept ones w v_j.
+    # Row i: (sum of its neighbours' weights) x_i - sum over removed neighbours w x_j
+    #        = sum over kept neighbours w v_j.
     # Symmetric and, as every group of removed pixels touches a kept one, positive definite.
     system = csc_matrix((np.concatenate(a_vals), (np.concatenate(a_rows), np.concatenate(a_cols))),
                         shape=(count, count)) + diags(diagonal, format="csc")

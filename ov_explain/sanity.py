@@ -31,7 +31,8 @@ def head_matmul(model: Any) -> tuple[Any, np.ndarray]:
         constant = _constant_source(node.input_value(1).get_node())
         if constant is not None:
             return node, np.array(constant.get_data(), dtype=np.float32)
-    raise OvExplainError(f"model {model.get_friendly_name()!r}: no MatMul with constant weights (no linear head)")
+    raise OvExplainError(f"model {model.get_friendly_name()!r}: no MatMul with constant weights "
+                         "(no linear head)")
 
 
 def randomize_head(model: Any, *, seed: int = 0) -> Any:

@@ -1,4 +1,4 @@
-"""Reproducibly convert the pretrained EfficientNet-Lite0 (or -Lite1) to an FP16 IR with its preprocessing spec.
+"""Reproducibly convert the pretrained EfficientNet-Lite0 (or -Lite1) to an FP16 IR with its spec.
 
 Needs the `convert` extra and torch (CPU build, only for this script):
 
@@ -35,8 +35,8 @@ def lite_spec(size: int) -> PreprocessSpec:
     """The weights come from the TF Lite checkpoints: inputs are (x - 127) / 128 in RGB, and the
     reference eval (TF's efficientnet preprocessing, CROP_PADDING = 32) centre-crops the short side's
     size / (size + 32) and resizes it bicubic to size: 256 -> 224 for Lite0, 272 -> 240 for Lite1."""
-    return PreprocessSpec(size=size, resize="center_crop", crop_fraction=size / (size + 32), interpolation="cubic",
-                          mean=127.0, std=128.0, color="RGB", layout="NCHW")
+    return PreprocessSpec(size=size, resize="center_crop", crop_fraction=size / (size + 32),
+                          interpolation="cubic", mean=127.0, std=128.0, color="RGB", layout="NCHW")
 
 
 #: Variant -> (input size, weights package, its model-file class, bundled in the repo).
@@ -152,7 +152,8 @@ def convert(torch_model, out_dir: Path, names: list[str], synsets: list[str], va
     ov_model.inputs[0].get_tensor().set_names({"image"})
     ov_model.outputs[0].get_tensor().set_names({"logits"})
     ov_model.set_rt_info(json.dumps(spec.to_dict()), ["model_info", "ov_explain_preprocess"])
-    ov_model.set_rt_info(f"efficientnet-{variant} (ImageNet-1k, TF Lite weights)", ["model_info", "model_name"])
+    ov_model.set_rt_info(f"efficientnet-{variant} (ImageNet-1k, TF Lite weights)",
+                         ["model_info", "model_name"])
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"efficientnet_{variant}"
     xml = out_dir / f"{stem}.xml"

@@ -179,7 +179,8 @@ def test_insertion_deletion_steps_and_batches():
         sizes.append(len(batch))
         return score(batch)
 
-    insertion, deletion = insertion_deletion_curves(image, good, 0, counting, steps=4, blur_sigma=1, batch_size=2)
+    insertion, deletion = insertion_deletion_curves(image, good, 0, counting, steps=4, blur_sigma=1,
+                                                    batch_size=2)
     assert sizes == [2, 2, 1] * 2
     # Deletion greys the left half in 4 quarters of the image: the first two steps take it all.
     np.testing.assert_allclose(deletion, [1.0, 127 / 200 * 0.5 + 0.5, 127 / 200, 127 / 200, 127 / 200])
