@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -26,6 +27,12 @@ def models_dir() -> Path:
 def default_model_path() -> Path:
     """The bundled EfficientNet-Lite0 FP16 IR."""
     return models_dir() / BUNDLED_MODEL_NAME / f"{BUNDLED_MODEL_NAME}.xml"
+
+
+def user_models_dir() -> Path:
+    """Where models converted on this machine go (not bundled): ``$XDG_CACHE_HOME/ov_explain/models``,
+    else ``~/.cache/ov_explain/models``."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ov_explain" / "models"
 
 
 def sample_images_dir() -> Path:

