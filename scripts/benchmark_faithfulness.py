@@ -51,12 +51,11 @@ from ov_explain import Classifier, read_image, resources  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
 from ov_explain.explain.graph import is_transformer  # noqa: E402
 from ov_explain.explain.method import WhiteboxMethod  # noqa: E402
+from ov_explain.explain.branches import READOUTS  # noqa: E402
 from ov_explain.explain.registry import METHODS, PRESETS, get_method  # noqa: E402
 from ov_explain.metrics import ROAD_PERCENTILES, insertion_deletion_auc, rank_correlation, road  # noqa: E402
 from ov_explain.sanity import randomize_head  # noqa: E402
 
-#: The values of the white-box ``readout`` option, each benchmarked as its own row.
-READOUTS = ("logit", "probability")
 SECOND_MODEL = resources.user_models_dir() / "efficientnet_lite1"
 BASELINE = "(random map)"
 
