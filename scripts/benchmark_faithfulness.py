@@ -2,6 +2,7 @@
 
     python scripts/benchmark_faithfulness.py [--models PATH ...] [--methods reciprocam,aise] [--photos 7]
                                              [--preset speed] [--steps 16] [--json out.json]
+                                             [--external gradcam.npz]
 
 Every registered method that applies to the model (CNN white-box methods on CNNs, ``vitreciprocam``
 on transformers, every black-box method) explains the top-1 class of each bundled photo; a method
@@ -15,8 +16,8 @@ by the model's spec, the raw map resized to the input size, perturbed images sco
   * the randomised-head sanity check (Adebayo et al., 2018): mean |Spearman rho| between the map
     and the same method's map on a copy of the model with random head weights; lower means the map
     depends on what the head learned (a class-agnostic map such as ActivationMap scores 1);
-  * cost: inference calls per explanation (``Explanation.inferences``: a batched request counts
-    once) and the median ms per explanation.
+  * cost: images the model scored per explanation (``Explanation.images_inferred``: 1 for a white-box
+    map, every perturbed copy for a black-box one) and the median ms per explanation.
 
 Models run on CPU in f32, so the numbers do not depend on the machine's default precision (times
 do). The default models are the bundled EfficientNet-Lite0 and, when converted, EfficientNet-Lite1
@@ -24,6 +25,11 @@ do). The default models are the bundled EfficientNet-Lite0 and, when converted, 
 
     python3 -m venv /tmp/venv-torch && /tmp/venv-torch/bin/pip install torch==2.13.0 -e ".[convert]"
     /tmp/venv-torch/bin/python scripts/convert_efficientnet_lite0.py --variant lite1
+
+``--external`` adds rows for maps made elsewhere on the same pixels, e.g. pytorch-grad-cam's Grad-CAM,
+Grad-CAM++ and Score-CAM on the bundled model's torch weights (``scripts/pytorch_grad_cam_maps.py``),
+scored exactly like ov_explain's (their costs are torch's: a forward and a backward pass, or one
+forward pass per channel batch, which the inference-call column cannot compare; see that script).
 
 Black-box methods run at ``--preset speed`` by default (RISE at ``balance`` takes ~40 s an image on
 two cores); all seeds are fixed. Prints one markdown table per model, with the run's settings.
@@ -68,6 +74,7 @@ class Row:
     options: dict[str, Any]
     scores: dict[str, list[float]] = field(default_factory=dict)
     skipped: str | None = None
+    cost: str | None = None  # an external method's cost, in words
 
     @property
     def label(self) -> str:
@@ -137,11 +144,26 @@ def explainer_for(classifier: Classifier, row: Row, args: argparse.Namespace) ->
                      **row.options)
 
 
+#: pytorch-grad-cam's methods as scripts/pytorch_grad_cam_maps.py runs them, and what one map costs there.
+EXTERNAL_COSTS = {"GradCAM": "1 forward + 1 backward (torch)", "GradCAMPlusPlus": "1 forward + 1 backward (torch)",
+                  "ScoreCAM": "1 + 1280 masked forwards (torch)"}
+
+
+def external_rows(path: Path | None) -> tuple[list[Row], dict[str, Any]]:
+    """Rows for maps made elsewhere (``photo::Method`` arrays in an .npz) and the file's arrays."""
+    if path is None:
+        return [], {}
+    data = dict(np.load(path))
+    names = sorted({key.split("::")[1] for key in data if key.count("::") == 1 and not key.endswith("::target")})
+    return [Row(f"pytorch-grad-cam {name}", {}, cost=EXTERNAL_COSTS.get(name, "external")) for name in names], data
+
+
 def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespace) -> dict[str, Any]:
     classifier = Classifier(model_path, device="CPU", precision="f32", cache_dir=None)
     height, width = classifier.input_size
     score = scorer(classifier, args.batch)
     rows = rows_for(classifier, args.methods)
+    externals, external_maps = external_rows(args.external)
     baseline = Row(BASELINE, {})
     with tempfile.TemporaryDirectory() as tmp:
         randomised = random_head_classifier(classifier, Path(tmp), args.seed)
@@ -178,10 +200,19 @@ def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespa
                 real, fake = explainers[row.label]
                 started = time.perf_counter()
                 explanation = real.explain(image, targets=[target], top_k=1)
-                row.add(ms=(time.perf_counter() - started) * 1000, inferences=explanation.inferences)
+                row.add(ms=(time.perf_counter() - started) * 1000, inferences=explanation.images_inferred)
                 raw = explanation.maps[0].raw
                 row.add(rho=rank_correlation(raw, fake.explain(image, targets=[target], top_k=1).maps[0].raw))
                 measure(row, raw)
+            for row in externals:
+                key = f"{photo.name}::{row.method.split()[-1]}"
+                if key not in external_maps:
+                    continue
+                if int(external_maps[f"{photo.name}::target"]) != target:
+                    print(f"  {row.label}: {photo.name} explains another class; not scored", file=sys.stderr)
+                    continue
+                row.add(ms=float(external_maps[f"{key}::ms"]))
+                measure(row, external_maps[key])
             measure(baseline, rng.random((7, 7)).astype(np.float32))
         for real, fake in explainers.values():
             real.close()
@@ -193,8 +224,8 @@ def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespa
     classifier.close()
     return {"settings": settings,
             "rows": [{"method": r.method, "options": r.options, "label": r.label, "skipped": r.skipped,
-                      "summary": None if r.skipped else r.summary(), "per_photo": r.scores}
-                     for r in rows + [baseline]]}
+                      "summary": None if r.skipped else r.summary(), "per_photo": r.scores, "cost": r.cost}
+                     for r in rows + [r for r in externals if r.scores] + [baseline]]}
 
 
 def fmt(value: float, digits: int = 3) -> str:
@@ -208,20 +239,20 @@ def markdown(result: dict[str, Any]) -> str:
              f"{s['preset']}, seed {s['seed']}; insertion / deletion {s['steps']} steps; ROAD at "
              f"{s['road_percentiles'][0]}..{s['road_percentiles'][-1]} %)", "",
              "| method | ROAD ↑ | MoRF ↓ | LeRF ↑ | insertion AUC ↑ | deletion AUC ↓ | random-head \\|ρ\\| ↓ "
-             "| inference calls | ms / explanation |",
+             "| images inferred | ms / explanation |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     ranked = sorted((r for r in result["rows"] if not r["skipped"]), key=lambda r: -r["summary"]["road"])
     for row in ranked:
         m = row["summary"]
         baseline = row["method"] == BASELINE
-        cost = "– | –" if baseline else f"{fmt(m['inferences'], 0)} | {fmt(m['ms'], 1)}"
+        cost = "– | –" if baseline else f"{row['cost']} | {fmt(m['ms'], 1)}" if row.get("cost") else \
+            f"{fmt(m['inferences'], 0)} | {fmt(m['ms'], 1)}"
         lines.append(f"| {row['label']} | {fmt(m['road'])} | {fmt(m['morf'])} | {fmt(m['lerf'])} | "
                      f"{fmt(m['insertion'])} | {fmt(m['deletion'])} | {fmt(m['abs_rho'], 2)} | {cost} |")
     lines += [f"| {row['label']} | skipped: {row['skipped']} |||||||| "
               for row in result["rows"] if row["skipped"]]
-    lines += ["", "Inference calls: `Explanation.inferences`, the OpenVINO requests of one explanation; a "
-              "batched request counts once (RISE scores its masks in chunks, AISE each probe pair as a batch "
-              "of two). ms: median wall time of `Explainer.explain` per photo."]
+    lines += ["", "Images inferred: `Explanation.images_inferred`, the images the model scored for one explanation "
+              "(the prediction included). ms: median wall time of `Explainer.explain` per photo."]
     return "\n".join(lines)
 
 
@@ -238,6 +269,8 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16, help="perturbed images per inference (default 16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write every score here")
+    parser.add_argument("--external", type=Path, default=None,
+                        help="an .npz of maps made elsewhere (scripts/pytorch_grad_cam_maps.py) to score too")
     args = parser.parse_args()
 
     models = args.models

@@ -109,6 +109,7 @@ class Explanation:
     geometry: Geometry | None = field(default=None, repr=False)
     precision: str = "unknown"  # the working precision the maps were computed in (f32, bf16, f16)
     readout: str | None = None  # white-box class scores read as "logit" or "probability" (None: no class score)
+    images_inferred: int = 1  # images the model scored for this explanation (black-box: the perturbed copies)
 
     def __post_init__(self) -> None:
         if self.mode not in ("whitebox", "blackbox"):
@@ -128,7 +129,7 @@ class Explanation:
         return {"source": self.source, "image_size": list(self.image_size), "method": self.method,
                 "mode": self.mode, "backend": self.backend, "target_layer": self.target_layer,
                 "device": self.device, "precision": self.precision, "readout": self.readout,
-                "inferences": self.inferences,
+                "inferences": self.inferences, "images_inferred": self.images_inferred,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
                 "prediction": self.prediction.to_dict(),
                 "maps": [{"target": m.target, "name": m.name,

@@ -27,7 +27,8 @@ class Cancelled(ExplainError):
 
 @dataclass
 class ScoreFunction:
-    """Class probabilities for a batch of prepared inputs, on a compiled model; counts inferences.
+    """Class probabilities for a batch of prepared inputs, on a compiled model; counts inference
+    requests (``calls``) and the images they scored (``images``, padding not counted).
 
     ``to_probabilities`` turns raw outputs into probabilities (softmax for logits).
     """
@@ -37,13 +38,15 @@ class ScoreFunction:
     to_probabilities: Callable[[np.ndarray], np.ndarray]
     max_batch: int | None  # None: dynamic batch
     calls: int = 0
+    images: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
 
-    def count(self, n: int) -> None:
+    def count(self, n: int, images: int = 0) -> None:
         with self._lock:
             self.calls += n
+            self.images += images
 
     def request(self) -> Any:
         return self.compiled.create_infer_request()
@@ -58,7 +61,7 @@ class ScoreFunction:
         if limit is not None and count < limit:
             batch = np.concatenate([batch, np.zeros((limit - count,) + batch.shape[1:], batch.dtype)])
         request.infer({0: batch})
-        self.count(1)
+        self.count(1, count)
         return np.array(request.get_output_tensor(self.output_index).data).reshape(batch.shape[0], -1)[:count]
 
     def run(self, request: Any, batch: np.ndarray) -> np.ndarray:

@@ -266,7 +266,7 @@ class BlackboxEngine:
                    "postprocess": (time.perf_counter() - explained) * 1000}
         return Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency, self.method.name,
                            self.mode, self.device, None, "native", score.calls, timings, prepared.geometry,
-                           self.precision)
+                           self.precision, images_inferred=score.images)
 
 
 def _probe(compiled: Any, method: str) -> None:

@@ -36,6 +36,7 @@ def test_rise_is_deterministic_for_a_seed_and_records_its_work(rise_explainer, c
     assert (first.mode, first.method, first.target_layer) == ("blackbox", "rise", None)
     assert first.maps[0].raw.shape == (224, 224) and first.maps[0].on_image.shape == (400, 600)
     assert first.inferences == 96 // 8 + 1  # batches of 8 masks + the prediction
+    assert first.images_inferred == 96 + 1  # every mask, and the prediction
     other_seed = Explainer(classifier, method="rise", seed=2, num_masks=96, num_cells=6)
     assert not np.allclose(other_seed.explain(photos_dir / "coffee.jpg", targets=[967]).maps[0].raw,
                            first.maps[0].raw)
@@ -60,6 +61,7 @@ def test_aise_is_deterministic_and_lands_on_the_cup(classifier, photos_dir):
     np.testing.assert_allclose(first.maps[0].raw, second.maps[0].raw, rtol=1e-5, atol=1e-6)
     assert first.method == "aise" and first.maps[0].raw.max() == pytest.approx(1.0)
     assert 20 <= first.inferences <= 3 * 40  # about 20 probes per kernel width, each one batch of two
+    assert first.images_inferred == 2 * (first.inferences - 1) + 1  # a preserve/delete pair per probe
     assert pointing_game(first.maps[0].on_image, COFFEE_CUP)
 
 

@@ -131,7 +131,7 @@ def test_real_model_batch_equals_single_and_records_provenance(classifier, photo
             np.testing.assert_allclose(a.raw, b.raw, atol=1e-4)
         assert (result.mode, result.method, result.target_layer, result.device) == \
             ("whitebox", "reciprocam", LAST_LAYER, "CPU")
-        assert result.inferences == 1 and result.maps[0].raw.shape == (7, 7)
+        assert result.inferences == result.images_inferred == 1 and result.maps[0].raw.shape == (7, 7)
         assert result.maps[0].on_image.shape == result.image_size
     assert batch[0].image_size == (400, 600) and batch[0].maps[0].name == "espresso"
 

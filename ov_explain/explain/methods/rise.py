@@ -69,7 +69,7 @@ def rise(score: ScoreFunction, prepared: PreparedInput, targets: Sequence[int], 
             if count < batch_size and score.max_batch is not None:
                 batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
             add(ring.start({0: batch}, masks))
-            score.count(1)
+            score.count(1, count)
             add(ring.ready())
             if progress is not None and progress(job + 1, jobs):
                 raise Cancelled("RISE cancelled")
