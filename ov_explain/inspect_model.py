@@ -264,7 +264,8 @@ def whitebox_report(model: Any, classification_output: Any, method: str | None =
                     target_layer: str | None = None, output_kind: str = "auto") -> WhiteboxReport:
     """Find the white-box target and build the XAI model once: it works, or here is why not."""
     transformer = is_transformer(model)
-    chosen = whitebox_method(model, method)  # a black-box name is the caller's mistake: ExplainError
+    # A black-box name is the caller's mistake: ExplainError.
+    chosen = whitebox_method(model, method, output_position(model.outputs, classification_output), target_layer)
     tokens = chosen.for_transformers
     candidates = token_layer_candidates(model) if tokens else feature_map_candidates(model)
     try:

@@ -149,11 +149,14 @@ EXTERNAL_COSTS = {"GradCAM": "1 forward + 1 backward (torch)", "GradCAMPlusPlus"
                   "ScoreCAM": "1 + 1280 masked forwards (torch)"}
 
 
-def external_rows(path: Path | None) -> tuple[list[Row], dict[str, Any]]:
-    """Rows for maps made elsewhere (``photo::Method`` arrays in an .npz) and the file's arrays."""
+def external_rows(path: Path | None, model: Path) -> tuple[list[Row], dict[str, Any]]:
+    """Rows for maps made elsewhere (``photo::Method`` arrays in an .npz) on ``model``'s weights (the file's
+    ``model`` entry names the model file), and the file's arrays."""
     if path is None:
         return [], {}
     data = dict(np.load(path))
+    if str(data.get("model", "")) != model.name:
+        return [], {}
     names = sorted({key.split("::")[1] for key in data if key.count("::") == 1 and not key.endswith("::target")})
     return [Row(f"pytorch-grad-cam {name}", {}, cost=EXTERNAL_COSTS.get(name, "external")) for name in names], data
 
@@ -163,7 +166,7 @@ def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespa
     height, width = classifier.input_size
     score = scorer(classifier, args.batch)
     rows = rows_for(classifier, args.methods)
-    externals, external_maps = external_rows(args.external)
+    externals, external_maps = external_rows(args.external, classifier.files.model)
     baseline = Row(BASELINE, {})
     with tempfile.TemporaryDirectory() as tmp:
         randomised = random_head_classifier(classifier, Path(tmp), args.seed)

@@ -34,7 +34,7 @@ prediction = clf.predict(photo)
 print("ran on", prediction.device)
 for score in prediction.top:
     print(f"{score.name:20s} {score.probability:.3f}")'''),
-    md("## White-box: ReciproCAM\n\nOne inference gives the prediction and a map for every class; we ask for the top classes."),
+    md("## White-box: CAM\n\nOne inference gives the prediction and the maps. For this head (global average pooling + linear) the default is CAM with the probability read-out: Grad-CAM of the probability, without a backward pass, the most faithful one-inference map in the README's table; `method=\"reciprocam\"` is the other white-box CNN method. We ask for the top classes."),
     code('''from ov_explain.explain import Explainer
 
 whitebox = Explainer(clf, mode="whitebox")
@@ -67,9 +67,9 @@ plt.tight_layout()'''),
     code('''import numpy as np
 
 saliency = wb.map_for("espresso")
-(OUT / "coffee_reciprocam_espresso.jpg").write_bytes(render.encode_jpeg(render.overlay(pixels, saliency.on_image)))
-(OUT / "coffee_reciprocam_espresso.rgba.png").write_bytes(render.encode_png(render.colorize_rgba(saliency.on_image)))
-np.save(OUT / "coffee_reciprocam_espresso.npy", saliency.raw)
+(OUT / "coffee_cam_espresso.jpg").write_bytes(render.encode_jpeg(render.overlay(pixels, saliency.on_image)))
+(OUT / "coffee_cam_espresso.rgba.png").write_bytes(render.encode_png(render.colorize_rgba(saliency.on_image)))
+np.save(OUT / "coffee_cam_espresso.npy", saliency.raw)
 print(sorted(p.name for p in OUT.glob("coffee_*")))'''),
     md("## Explore interactively\n\nThe same engine behind widgets: device, image, method, class, opacity, colormap, side-by-side comparison. (Displays in Jupyter; in a headless run it just builds.)"),
     code('''from ov_explain.widgets import explore
@@ -80,7 +80,7 @@ explore(device="CPU")'''),
 audit = new_notebook(cells=[
     md("# Saliency maps in a dataset audit\n\nThe OpenVINO XAI interpretation flow (true/false positives, high/low confidence, two competing predictions), driven by `ov_explain.audit` on the bundled model and photos instead of a hand-picked list."),
     code(SETUP),
-    md("## Run the audit\n\nThe same as `ov-explain audit examples/images/ground_truth.csv`: predict, explain with ReciproCAM, sort into case folders, write manifest, summary, grids and `report.html`."),
+    md("## Run the audit\n\nThe same as `ov-explain audit examples/images/ground_truth.csv`: predict, explain with the default white-box method (CAM for this model), sort into case folders, write manifest, summary, grids and `report.html`."),
     code('''from ov_explain import sample_images
 from ov_explain.audit import audit
 from ov_explain.resources import sample_images_dir

@@ -75,7 +75,7 @@ def main() -> int:
     target_layer = model._bn1
     classifier = Classifier(resources.default_model_path(), device="CPU", precision="f32", cache_dir=None)
     spec = classifier.spec
-    saved: dict[str, np.ndarray] = {}
+    saved: dict[str, np.ndarray] = {"model": np.array(classifier.files.model.name)}  # whose weights these are
     for photo in sorted(resources.sample_images())[:args.photos]:
         fitted, _ = spec.fit(read_image(photo))
         tensor = torch.from_numpy(spec.normalize(fitted)[None])

@@ -98,7 +98,7 @@ def test_audit_of_the_bundled_photos(explainer, photos_dir, tmp_path):
         raw = np.load(out / row["raw_path"])
         assert raw.shape == (7, 7) and raw.dtype == np.float32
         assert (out / row["rgba_path"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-        assert row["method"] == "reciprocam" and row["mode"] == "whitebox" and row["device"] == "CPU"
+        assert row["method"] == "cam" and row["mode"] == "whitebox" and row["device"] == "CPU"
         assert row["precision"] == "f32"  # pinned by default: these cases hold on every CPU
     with open(out / "manifest.csv", newline="") as handle:
         csv_rows = list(csv.DictReader(handle))

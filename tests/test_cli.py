@@ -115,13 +115,13 @@ def test_explain_writes_overlays_and_raw_maps(run, photos_dir, tmp_path):
                  "--targets", "predicted", "-k", "2")
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert (data["mode"], data["method"]) == ("whitebox", "reciprocam")
+    assert (data["mode"], data["method"]) == ("whitebox", "cam")
     chelsea, coffee = data["explanations"]
     assert [m["name"] for m in chelsea["maps"]] == ["tiger cat", "Egyptian cat"]
     assert chelsea["device"] == "CPU" and chelsea["inferences"] == 1 and chelsea["target_layer"]
-    overlay = out / "chelsea_reciprocam_tiger_cat.jpg"
+    overlay = out / "chelsea_cam_tiger_cat.jpg"
     assert chelsea["maps"][0]["overlay"] == str(overlay) and overlay.stat().st_size > 1000
-    assert np.load(out / "chelsea_reciprocam_tiger_cat.npy").shape == (7, 7)
+    assert np.load(out / "chelsea_cam_tiger_cat.npy").shape == (7, 7)
     assert [m["name"] for m in coffee["maps"]] == ["espresso"]  # nothing else above the threshold
 
 
@@ -164,7 +164,7 @@ def test_export_xai_with_embedded_preprocessing_is_explained_by_every_method_and
             for key in ("model_type", "embedded_processing", "mean_values", "scale_values", "reverse_input_channels")}
     assert info == {"model_type": "Classification", "embedded_processing": "False", "mean_values": "0 0 0",
                     "scale_values": "1 1 1", "reverse_input_channels": "True"}
-    for method in ("reciprocam", "rise"):
+    for method in ("cam", "rise"):
         maps = []
         for model_path in (None, out):
             args = ["--model", model_path] if model_path else []
@@ -178,7 +178,7 @@ def test_export_xai_with_embedded_preprocessing_is_explained_by_every_method_and
     audited = run("audit", photos_dir / "ground_truth.csv", "--model", out, "--out", tmp_path / "audit", "--json")
     assert audited.exit_code == 0, audited.output
     summary = json.loads(audited.stdout)
-    assert summary["images"] == 7 and summary["errors"] == 0 and summary["method"] == "reciprocam"
+    assert summary["images"] == 7 and summary["errors"] == 0 and summary["method"] == "cam"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -238,7 +238,7 @@ def test_inspect_bundled_model_text(run):
     assert "  image          f32   ?x3x224x224      read as NCHW" in text
     assert "  scores         logits (no Softmax in the graph; values on a grey image)" in text
     assert "  origin         ov_explain spec in model rt_info" in text
-    assert "feature map 1280x7x7 NCHW" in text and "reciprocam: OK (7x7 maps, logit read-out, algebraic shortcut)" in text
+    assert "feature map 1280x7x7 NCHW" in text and "cam: OK (7x7 maps, probability read-out, algebraic shortcut)" in text
     assert "global average pooling + linear: ReciproCAM's shortcut and cam apply" in text
     assert any(line.startswith("  CPU            OK      CPU f32, ") for line in lines)
 

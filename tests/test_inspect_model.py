@@ -94,8 +94,8 @@ def test_bundled_model_ports_scores_and_preprocessing(bundled):
 
 def test_bundled_model_whitebox_and_cpu(bundled):
     white = bundled.whitebox
-    assert (white.architecture, white.method, white.works, white.reason, white.fallback) == \
-        ("cnn", "reciprocam", True, None, None)
+    assert (white.architecture, white.method, white.works, white.reason, white.fallback, white.readout) == \
+        ("cnn", "cam", True, None, None, "probability")
     assert white.target.kind == "feature_map" and white.target.shape == (1280, 7, 7)
     assert white.target.layout == "NCHW" and white.target.name == "__module._swish/aten::hardtanh/Clamp_1"
     assert white.linear_head is True and white.shortcut is True and white.map_size == (7, 7)
@@ -123,12 +123,14 @@ def test_nhwc_onnx_with_softmax_in_the_graph_and_no_spec(tmp_path, caplog):
     assert (spec.size, spec.layout, spec.mean, spec.std) == ((32, 32), "NHWC", (0.0,) * 3, (1.0,) * 3)
     assert "no preprocessing spec found" in caplog.text
     white = report.whitebox
-    assert white.works and white.method == "reciprocam" and white.architecture == "cnn"
+    assert white.works and white.method == "cam" and white.architecture == "cnn"
     assert white.target.shape == (16, 8, 8) and white.target.layout == "NCHW"
     assert white.map_size == (8, 8)
     # As read, ONNX's GlobalAveragePool has ShapeOf -> Range axes and Gemm an alpha Multiply: constant
-    # folding shows the head, so ReciproCAM takes the shortcut (and cam applies) on an ONNX export too.
-    assert white.linear_head is True and white.shortcut is True and white.readout == "logit"
+    # folding shows the head, so the default CAM (and ReciproCAM's shortcut) apply to an ONNX export too.
+    assert white.linear_head is True and white.shortcut is True and white.readout == "probability"
+    with_reciprocam = inspect_model(path, device="CPU", method="reciprocam", probe_devices=False).whitebox
+    assert (with_reciprocam.shortcut, with_reciprocam.readout) == (True, "logit")
 
 
 def test_transformer_reports_the_token_stream(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from ov_explain.metrics import (_NEIGHBOURS, insertion_deletion_auc, insertion_deletion_curves,
-                                noisy_linear_impute, rank_correlation, road)
+                                noisy_linear_impute, pointing_game, rank_correlation, road)
 
 
 def ramp(height: int = 24, width: int = 30) -> np.ndarray:
@@ -163,7 +163,8 @@ def test_road_refuses_bad_shapes_and_percentiles():
 
 
 # ----- insertion / deletion ----------------------------------------------------------------------
-def test_insertion_deletion_steps_and_batches():
+def _left_half_world():
+    """A 'model' that only looks at the left half of a 20x20 image, the image, and the map of that half."""
     image = np.zeros((20, 20, 3), np.uint8)
     image[:, :10] = 200
 
@@ -173,6 +174,23 @@ def test_insertion_deletion_steps_and_batches():
 
     good = np.zeros((20, 20), np.float32)
     good[:, :10] = 1
+    return image, score, good
+
+
+def test_metric_functions_on_a_known_score():
+    """A map on the half the model looks at scores best."""
+    image, score, good = _left_half_world()
+    insertion, deletion = insertion_deletion_auc(image, good, 0, score, steps=10, blur_sigma=1)
+    bad_insertion, bad_deletion = insertion_deletion_auc(image, 1 - good, 0, score, steps=10, blur_sigma=1)
+    assert insertion > bad_insertion and deletion < bad_deletion
+    assert pointing_game(good, (0, 0, 9, 19), tolerance=0)
+    assert not pointing_game(1 - good, (0, 0, 9, 19), tolerance=0)
+    with pytest.raises(ValueError, match="must match the image"):
+        insertion_deletion_auc(image, good[:5], 0, score)
+
+
+def test_insertion_deletion_steps_and_batches():
+    image, score, good = _left_half_world()
     sizes = []
 
     def counting(batch):

@@ -37,9 +37,9 @@ def test_notebook_runs_headless(name, tmp_path, monkeypatch):
                    for output in cell.outputs)
     assert "Traceback" not in text
     if name == "explain":
-        assert "reciprocam hottest pixel on the cup: True" in text
+        assert "cam hottest pixel on the cup: True" in text
     if name == "audit":
-        assert "7 images with reciprocam" in text and "True_positive_two_predictions      1" in text
+        assert "7 images with cam" in text and "True_positive_two_predictions      1" in text
     if name == "drift":
         assert "7 images: top-1 agreement" in text and ("deploy" in text or "hold: " in text)
     if name == "deploy":

@@ -34,7 +34,7 @@ def explorer() -> Explorer:
 @pytest.mark.slow
 def test_opens_with_a_white_box_explanation_of_the_first_photo(explorer):
     assert explorer.device.options[0] == "AUTO" and "CPU" in explorer.device.options
-    assert "<b>reciprocam</b> (whitebox" in explorer.status.value and "on <b>CPU</b>" in explorer.status.value
+    assert "<b>cam</b> (whitebox" in explorer.status.value and "on <b>CPU</b>" in explorer.status.value
     assert "football helmet" in explorer.predictions.value  # astronaut.jpg, the first photo
     assert png_pixels(explorer.picture.value).shape == (512, 512, 3)
 

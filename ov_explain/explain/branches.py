@@ -20,15 +20,16 @@ READOUTS = ("logit", "probability")
 DEFAULT_READOUT = "logit"
 
 
-def resolve_readout(method: str, requested: Any, has_softmax: bool, output_kind: str) -> str:
-    """The read-out to build: the one asked for, or (``None``) the default, ``logit``, unless the output
-    is probabilities with no softmax to look behind (then ``probability``). One line for a bad value, and
-    an error for an explicit ``logit`` that the graph cannot give."""
+def resolve_readout(method: str, requested: Any, has_softmax: bool, output_kind: str,
+                    default: str = DEFAULT_READOUT) -> str:
+    """The read-out to build: the one asked for, or (``None``) the method's ``default``, with ``probability``
+    where the output is probabilities with no softmax to look behind. One line for a bad value, and an
+    error for an explicit ``logit`` that the graph cannot give."""
     if requested is not None and requested not in READOUTS:
         raise ExplainError(f"{method}: readout must be one of {list(READOUTS)}, got {requested!r}")
     logit_possible = has_softmax or output_kind != "probabilities"
     if requested is None:
-        return DEFAULT_READOUT if logit_possible else "probability"
+        return default if logit_possible else "probability"
     if requested == "logit" and not logit_possible:
         raise ExplainError(f"{method}: the logit read-out needs the scores before the softmax, and no Softmax "
                            "was found before the output; use readout='probability'")

@@ -21,8 +21,9 @@ logger = logging.getLogger(__name__)
 
 #: Targets as :func:`select_targets` takes them, or a function choosing classes from the prediction.
 TargetChoice = Union[Targets, Callable[[Prediction], Sequence[int]]]
-#: Defaults per mode; white-box takes ``vitreciprocam`` instead when the graph is a vision transformer.
-DEFAULT_METHOD = {"whitebox": "reciprocam", "blackbox": DEFAULT_BLACKBOX}
+#: Defaults per mode. White-box depends on the graph: ``cam`` (probability read-out) where the head is global
+#: average pooling + linear, ``reciprocam`` for other CNN heads, ``vitreciprocam`` for vision transformers.
+DEFAULT_METHOD = {"whitebox": "cam", "blackbox": DEFAULT_BLACKBOX}
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "PRESETS", "Explainer", "TargetChoice"]
 

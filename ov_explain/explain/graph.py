@@ -126,6 +126,18 @@ def _is_constant(output: Any) -> bool:
     return node.get_type_name() == "Constant"
 
 
+def _is_constant_subgraph(output: Any) -> bool:
+    """Whether a value depends on no input: a constant, or one decompressed or dequantized from constants
+    (an INT8 IR's weights are Multiply(Convert(int8 constant), scale))."""
+    return not _depends_on_input(output.get_node(), {})
+
+
+def _is_fake_quantize(node: Any) -> bool:
+    """A FakeQuantize with constant ranges: it rounds a value to 8-bit levels, it does not change its meaning."""
+    return node.get_type_name() == "FakeQuantize" and all(_is_constant_subgraph(node.input_value(i))
+                                                          for i in range(1, 5))
+
+
 @dataclass(frozen=True)
 class LinearHead:
     weights: Any  # output of the (possibly decompressed) weight constant
@@ -149,7 +161,9 @@ def _scalar(output: Any) -> float | None:
 
 def match_linear_head(target: TargetLayer, classification_output: Any) -> LinearHead | None:
     """Global average pooling -> shape ops -> MatMul(const) [-> Multiply(scalar)] [-> Add(const)] [-> Softmax]
-    -> output."""
+    -> output. "const" includes constant subgraphs (dequantized INT8 weights); a FakeQuantize among the shape
+    ops (an INT8 IR rounding the pooled vector) is passed over: the maps use the head's (dequantized)
+    weights on the feature map, which is where a quantized model's attention is read."""
     node = _single_consumer(target.node.output(0))
     if node is None or node.get_type_name() != "ReduceMean" or not _is_constant(node.input_value(1)):
         return None
@@ -158,13 +172,13 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
         return None
     value = node.output(0)
     node = _single_consumer(value)
-    while node is not None and node.get_type_name() in _SHAPE_OPS:
+    while node is not None and (node.get_type_name() in _SHAPE_OPS or _is_fake_quantize(node)):
         value = node.output(0)
         node = _single_consumer(value)
     if node is None or node.get_type_name() != "MatMul" or node.input_value(0) != value:
         return None
     attributes = node.get_attributes()
-    if attributes.get("transpose_a") or not _is_constant(node.input_value(1)):
+    if attributes.get("transpose_a") or not _is_constant_subgraph(node.input_value(1)):
         return None
     head = dict(weights=node.input_value(1), transpose_b=bool(attributes.get("transpose_b")), bias=None,
                 softmax=False, result_node=node)
@@ -177,7 +191,7 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
         node, after = after, _single_consumer(after.output(0))
     if after is not None and after.get_type_name() == "Add":
         other = _other_input(after, node.output(0))
-        if not _is_constant(other):
+        if not _is_constant_subgraph(other):
             return None
         head.update(bias=other, result_node=after)
         after = _single_consumer(after.output(0))

@@ -68,8 +68,16 @@ class WhiteboxMethod(Method):
     class_agnostic: ClassVar[bool] = False
     #: Whether it attaches to a transformer's token stream (else to a CNN feature map).
     for_transformers: ClassVar[bool] = False
-    #: Whether ``mode='auto'`` picks it for its kind of graph (one CNN and one transformer method do).
+    #: Whether ``mode='auto'`` may pick it for its kind of graph: the first default method (in registry
+    #: order) that :meth:`applies` to the graph is picked.
     default: ClassVar[bool] = False
+    #: The score read-out when none is asked for (methods that read class scores).
+    default_readout: ClassVar[str] = "logit"
+
+    def applies(self, model: Any, position: int = 0, target_layer: str | None = None) -> bool:
+        """Whether the method can explain this graph (at ``target_layer``, if named) as it is: checked
+        before picking it as the default."""
+        return True
 
     def find_target(self, model: Any, name: str | None) -> Any:
         """The layer the branch attaches to: the named one, or the method's default."""

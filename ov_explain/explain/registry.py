@@ -20,8 +20,8 @@ logger = logging.getLogger(__name__)
 
 #: Modules of :mod:`ov_explain.explain.methods`, in the order methods are listed.
 _METHOD_MODULES = (
-    "reciprocam",
     "cam",
+    "reciprocam",
     "vitreciprocam",
     "activationmap",
     "rise",
@@ -57,11 +57,15 @@ def get_method(name: str) -> Method:
     return METHODS[key]
 
 
-def default_whitebox_method(model: Any) -> WhiteboxMethod:
-    """The white-box method ``auto`` picks for this graph: the default one for transformers or for CNNs."""
+def default_whitebox_method(model: Any, position: int = 0, *, target_layer: str | None = None,
+                            xai_only: bool = False) -> WhiteboxMethod:
+    """The white-box method ``auto`` picks for this graph: for transformers or for CNNs, the first default
+    method (in registry order) that applies — CAM where the head is pooling + linear, else ReciproCAM.
+    ``xai_only``: among methods openvino-xai also has."""
     transformer = is_transformer(model)
-    return next(m for m in METHODS.values()
-                if isinstance(m, WhiteboxMethod) and m.default and m.for_transformers == transformer)
+    candidates = [m for m in METHODS.values() if isinstance(m, WhiteboxMethod) and m.default
+                  and m.for_transformers == transformer and (m.xai_name is not None or not xai_only)]
+    return next((m for m in candidates if m.applies(model, position, target_layer)), candidates[-1])
 
 
 def resolve(mode: str, method: str | None) -> tuple[str, Method | None]:

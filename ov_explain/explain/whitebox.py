@@ -93,10 +93,12 @@ class XaiModel:
     maps: MapSelection = ALL_MAPS
 
 
-def whitebox_method(model: Any, method: str | None) -> WhiteboxMethod:
-    """The named white-box method, or the graph's default (ViT-ReciproCAM for transformers)."""
+def whitebox_method(model: Any, method: str | None, position: int = 0,
+                    target_layer: str | None = None) -> WhiteboxMethod:
+    """The named white-box method, or the graph's default: ViT-ReciproCAM for transformers; for CNNs,
+    CAM where the head after the feature map is pooling + linear, else ReciproCAM."""
     if method is None:
-        return default_whitebox_method(model)
+        return default_whitebox_method(model, position, target_layer=target_layer)
     found = get_method(method)
     if not isinstance(found, WhiteboxMethod):
         raise ExplainError(f"{found.name} is a black-box method; white-box ones: "
@@ -138,8 +140,8 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
                     target_layer: str | None = None, maps: MapsArg = None, output_kind: str = "auto",
                     **options: Any) -> XaiModel:
     """A new model: the classifier's outputs plus ``saliency_map`` (N, K, h, w), or (N, 1, h, w) for a
-    class-agnostic method. ``method=None`` picks ViT-ReciproCAM for transformers and ReciproCAM
-    otherwise; ``options`` are the method's (e.g. ReciproCAM's ``shortcut``, ``readout``).
+    class-agnostic method. ``method=None`` picks the graph's default (:func:`whitebox_method`);
+    ``options`` are the method's (e.g. ReciproCAM's ``shortcut``, ``readout``).
 
     ``maps`` (a :class:`MapSelection`, ``"all"``, ``"top-K"`` or ``"3,7"``) selects the classes in the
     graph: ``saliency_map`` is then (N, k, h, w) and ``saliency_classes`` (N, k) says whose maps they
@@ -151,9 +153,9 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
 
     selection = maps if isinstance(maps, MapSelection) else MapSelection.parse(maps) if maps else ALL_MAPS
 
-    chosen = whitebox_method(model, method)
-    work = model.clone()
     position = output_position(model.outputs, classification_output)
+    chosen = whitebox_method(model, method, position, target_layer)
+    work = model.clone()
     if not chosen.for_transformers:
         work = with_visible_head(work, position, target_layer)
     if not chosen.for_transformers and target_layer is None and is_transformer(work):

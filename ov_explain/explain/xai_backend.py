@@ -72,7 +72,7 @@ class XaiBackendExplainer:
 
         check_preset(preset)
         mode, chosen = resolve(mode, method)
-        chosen = chosen or default_whitebox_method(classifier.model)
+        chosen = chosen or default_whitebox_method(classifier.model, target_layer=target_layer, xai_only=True)
         self._xai_options = self._translate(chosen, options)
         blackbox = isinstance(chosen, BlackboxMethod)
         if blackbox and classifier.embedded:

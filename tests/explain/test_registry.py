@@ -18,15 +18,35 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_registered_method_is_one_object_of_its_mode():
-    assert list(METHODS) == ["reciprocam", "cam", "vitreciprocam", "activationmap", "rise", "aise"]
+    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]
     for name, method in METHODS.items():
         assert method.name == name and method.mode in ("whitebox", "blackbox") and method.summary
         # every built-in method but CAM has an openvino-xai twin
         assert (method.xai_name is None) == (name == "cam")
     assert method_names("blackbox") == ["rise", "aise"]
     assert get_method("ViT-ReciproCAM") is METHODS["vitreciprocam"]
-    with pytest.raises(ExplainError, match="unknown method 'gradcam'; known: reciprocam, cam, vitreciprocam"):
+    with pytest.raises(ExplainError, match="unknown method 'gradcam'; known: cam, reciprocam, vitreciprocam"):
         get_method("gradcam")
+
+
+def test_the_default_whitebox_method_is_the_most_faithful_one_that_applies(classifier):
+    """CAM with the probability read-out where the head is pooling + linear (the faithfulness table's
+    choice), ReciproCAM for other heads or a layer CAM cannot use, ViT-ReciproCAM for transformers."""
+    from conftest import tiny_cnn, tiny_vit
+
+    from ov_explain.explain.registry import default_whitebox_method
+
+    assert default_whitebox_method(classifier.model).name == "cam"
+    assert default_whitebox_method(tiny_cnn(head="mlp")).name == "reciprocam"
+    assert default_whitebox_method(tiny_vit()).name == "vitreciprocam"
+    assert default_whitebox_method(classifier.model, xai_only=True).name == "reciprocam"  # openvino-xai has no CAM
+    earlier = "__module._blocks.15._swish/aten::hardtanh/Clamp_1"  # a feature map the head does not pool directly
+    assert default_whitebox_method(classifier.model, target_layer=earlier).name == "reciprocam"
+    explainer = Explainer(classifier)
+    assert (explainer.method, explainer.readout, explainer.mode) == ("cam", "probability", "whitebox")
+    assert Explainer(classifier, method="reciprocam").readout == "logit"  # openvino-xai's read-out
+    on_earlier = Explainer(classifier, target_layer=earlier)
+    assert (on_earlier.method, on_earlier.mode, on_earlier.target_layer) == ("reciprocam", "whitebox", earlier)
 
 
 def test_blackbox_presets_name_the_same_options_as_the_method():

@@ -130,7 +130,7 @@ def test_real_model_batch_equals_single_and_records_provenance(classifier, photo
         for a, b in zip(result.maps, single.maps):
             np.testing.assert_allclose(a.raw, b.raw, atol=1e-4)
         assert (result.mode, result.method, result.target_layer, result.device) == \
-            ("whitebox", "reciprocam", LAST_LAYER, "CPU")
+            ("whitebox", "cam", LAST_LAYER, "CPU")
         assert result.inferences == result.images_inferred == 1 and result.maps[0].raw.shape == (7, 7)
         assert result.maps[0].on_image.shape == result.image_size
     assert batch[0].image_size == (400, 600) and batch[0].maps[0].name == "espresso"
@@ -159,6 +159,7 @@ def test_exported_xai_ir_is_detected_and_used_directly(classifier, photos_dir, t
     assert reloaded.predict(photos_dir / "coffee.jpg").top[0].name == "espresso"
     direct = Explainer(reloaded)
     assert direct.compiled is reloaded.compiled and direct.target_layer == LAST_LAYER
-    fresh = Explainer(classifier).explain(photos_dir / "coffee.jpg", targets=[967])
+    fresh = Explainer(classifier, method="reciprocam").explain(photos_dir / "coffee.jpg", targets=[967])
     again = direct.explain(photos_dir / "coffee.jpg", targets=[967])
+    assert direct.method == "reciprocam"  # the method the IR carries, not the default for a fresh graph
     np.testing.assert_allclose(fresh.maps[0].raw, again.maps[0].raw, atol=1e-5)

@@ -28,9 +28,9 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..._compat import opset
-from ..base import WhiteboxUnsupportedError
+from ..base import ExplainError, WhiteboxUnsupportedError
 from ..branches import cells_of, cells_to_maps, class_weights, resolve_readout
-from ..graph import TargetLayer, find_target_layer, match_linear_head
+from ..graph import TargetLayer, find_target_layer, match_linear_head, with_visible_head
 from ..method import Inserted, WhiteboxMethod
 
 logger = logging.getLogger(__name__)
@@ -40,11 +40,24 @@ class CAM(WhiteboxMethod):
     name = "cam"
     summary = ("the class's head weights applied to the last feature map: Grad-CAM without a backward pass "
                "(global-average-pooling + linear heads)")
-    #: ``readout``: ``logit`` (default; Grad-CAM of the score) or ``probability`` (Grad-CAM of the softmax).
+    #: The CNN default where the head allows it: with the probability read-out, the most faithful
+    #: one-inference map in scripts/benchmark_faithfulness.py on both models (see the README).
+    default = True
+    default_readout = "probability"
+    #: ``readout``: ``probability`` (default; Grad-CAM of the softmax) or ``logit`` (Grad-CAM of the score).
     options = {"readout": None}
 
     def find_target(self, model: Any, name: str | None) -> TargetLayer:
         return find_target_layer(model, name)
+
+    def applies(self, model: Any, position: int = 0, target_layer: str | None = None) -> bool:
+        """A pooling + linear head after the feature map (seen after constant folding, as built)."""
+        try:
+            visible = with_visible_head(model, position, target_layer)
+            target = find_target_layer(visible, target_layer)
+            return match_linear_head(target, visible.outputs[position]) is not None
+        except ExplainError:  # no feature map at all
+            return False
 
     def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
                classes: Any | None = None, output_kind: str = "auto") -> Inserted:
@@ -52,7 +65,7 @@ class CAM(WhiteboxMethod):
         if head is None:
             raise WhiteboxUnsupportedError(f"cam needs global average pooling + a linear layer right after "
                                            f"{target.name}; this head is different: use reciprocam")
-        readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind)
+        readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind, self.default_readout)
         h, w = target.height, target.width
         cells = cells_of(target)  # (N, HW, C)
         weights = class_weights(head, classes)  # (K, C) or (N, k, C)
