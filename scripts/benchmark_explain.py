@@ -97,6 +97,10 @@ def device_floor(classifier: Classifier, tensor: np.ndarray, images: int, batch:
     return run
 
 
+#: (method, read-out) pairs of the selected-maps section: the defaults and CAM's logit read-out.
+SELECTED_MAPS_METHODS = (("reciprocam", "logit"), ("cam", "probability"), ("cam", "logit"))
+
+
 def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds: int) -> None:
     """Infer time of the XAI graphs over plain inference: every class's maps vs the top k selected in the graph."""
     from ov_explain.explain.engines import compile_like
@@ -105,19 +109,19 @@ def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds
     contenders = {}
     for precision, classifier in classifiers.items():
         contenders[f"plain {precision}"] = lambda c=classifier.compiled: c(tensor)
-        for method in ("reciprocam", "cam"):
+        for method, readout in SELECTED_MAPS_METHODS:
             for maps in ("all", "top-3", "top-1"):
-                xai = build_xai_model(classifier.model, classifier.output_port, method, maps=maps)
+                xai = build_xai_model(classifier.model, classifier.output_port, method, maps=maps, readout=readout)
                 compiled = compile_like(classifier, xai.model, "LATENCY").compiled
-                contenders[f"{method} {maps} {precision}"] = lambda c=compiled: c(tensor)
+                contenders[f"{method} {readout} {maps} {precision}"] = lambda c=compiled: c(tensor)
     times = interleave(contenders, rounds)
     for precision in classifiers:
         plain = times[f"plain {precision}"]
         print(f"  {precision}: plain inference {plain * 1000:.2f} ms")
-        for method in ("reciprocam", "cam"):
-            ratios = ", ".join(f"{maps} x{times[f'{method} {maps} {precision}'] / plain:.3f}"
+        for method, readout in SELECTED_MAPS_METHODS:
+            ratios = ", ".join(f"{maps} x{times[f'{method} {readout} {maps} {precision}'] / plain:.3f}"
                                for maps in ("all", "top-3", "top-1"))
-            print(f"    {method:10s} infer / plain: {ratios}")
+            print(f"    {method:10s} {readout:11s} infer / plain: {ratios}")
 
 
 def main() -> int:

@@ -58,11 +58,27 @@ def gather_classes(values: Any, classes: Any, axis: int) -> Any:
     return opset.gather(values, classes, np.int64(axis))
 
 
-def cells_of(target: Any) -> Any:
-    """A feature map as (N, H*W, C): one row of features per cell."""
+def features_of(target: Any) -> Any:
+    """A feature map as (N, C, H*W): channels by cells, so that (K, C) weights times it gives (N, K, H*W)
+    class scores per cell with no transpose (every small op counts against one inference's time)."""
     c, h, w = target.channels, target.height, target.width
-    features = opset.reshape(as_nchw(target), np.array([0, c, h * w], np.int64), special_zero=True)
-    return opset.transpose(features, np.array([0, 2, 1], np.int64))
+    return opset.reshape(as_nchw(target), np.array([0, c, h * w], np.int64), special_zero=True)
+
+
+def weighted_cells(weights: Any, target: Any, per_image: bool) -> Any:
+    """(N, K, H*W): channel weights applied to every cell of the feature map. ``weights`` is (K, C) for
+    every image, or (N, k, C) per image (selected classes). Each orientation is the faster one for its
+    shape on CPU: cells by channels against all classes' weights, a few classes' weights against the
+    channels-by-cells map with no transpose."""
+    if per_image:
+        return opset.matmul(weights, features_of(target), False, False)
+    cells = opset.transpose(features_of(target), np.array([0, 2, 1], np.int64))  # (N, HW, C)
+    return opset.transpose(opset.matmul(cells, weights, False, True), np.array([0, 2, 1], np.int64))
+
+
+def scores_to_maps(scores: Any, h: int, w: int) -> Any:
+    """(N, K, H*W) class scores per cell -> (N, K, H, W)."""
+    return opset.reshape(scores, np.array([0, 0, h, w], np.int64), special_zero=True)
 
 
 def class_weights(head: Any, classes: Any | None) -> Any:
@@ -72,13 +88,13 @@ def class_weights(head: Any, classes: Any | None) -> Any:
 
 
 def class_bias(head: Any, classes: Any | None) -> Any | None:
-    """A linear head's bias as (K,), or (N, 1, k) for (N, k) class indices (to add to (N, cells, k))."""
+    """A linear head's bias as (K, 1), or (N, k, 1) for (N, k) class indices (to add to (N, K or k, cells))."""
     if head.bias is None:
         return None
     bias = opset.reshape(head.bias, np.array([-1], np.int64), special_zero=False)
     if classes is None:
-        return bias
-    return opset.unsqueeze(opset.gather(bias, classes, np.int64(0)), np.array([1], np.int64))
+        return opset.unsqueeze(bias, np.array([1], np.int64))
+    return opset.unsqueeze(opset.gather(bias, classes, np.int64(0)), np.array([2], np.int64))
 
 
 def as_nchw(target: Any) -> Any:

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..._compat import opset
 from ..base import ExplainError, WhiteboxUnsupportedError
-from ..branches import cells_of, cells_to_maps, class_weights, resolve_readout
+from ..branches import class_weights, resolve_readout, scores_to_maps, weighted_cells
 from ..graph import TargetLayer, find_target_layer, match_linear_head, with_visible_head
 from ..method import Inserted, WhiteboxMethod
 
@@ -67,8 +67,8 @@ class CAM(WhiteboxMethod):
                                            f"{target.name}; this head is different: use reciprocam")
         readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind, self.default_readout)
         h, w = target.height, target.width
-        cells = cells_of(target)  # (N, HW, C)
         weights = class_weights(head, classes)  # (K, C) or (N, k, C)
+        per_image = classes is not None
         if readout == "probability" and (head.softmax or output_kind != "probabilities"):
             logits = head.result_node.input_value(0) if head.softmax else head.result_node.output(0)
             logits = opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True)
@@ -78,9 +78,10 @@ class CAM(WhiteboxMethod):
             chosen = probabilities if classes is None else opset.gather(probabilities, classes, np.int64(1), 1)
             weights = opset.multiply(opset.unsqueeze(chosen, np.array([2], np.int64)),
                                      opset.subtract(weights, expected))  # (N, K or k, C)
-        maps = opset.matmul(cells, weights, False, True)  # (N, HW, K or k)
+            per_image = True
+        maps = weighted_cells(weights, target, per_image)  # (N, K or k, HW)
         maps = opset.relu(opset.multiply(maps, np.float32(head.scale / (h * w))))
-        return Inserted(cells_to_maps(maps, h, w), target, shortcut=True, readout=readout,
+        return Inserted(scores_to_maps(maps, h, w), target, shortcut=True, readout=readout,
                         selected=classes is not None)
 
 

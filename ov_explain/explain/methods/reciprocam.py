@@ -19,8 +19,8 @@ import numpy as np
 
 from ..._compat import opset
 from ..base import WhiteboxUnsupportedError
-from ..branches import cells_of, cells_to_maps, class_bias, class_weights, find_softmax, mosaic_scores_to_maps, \
-    resolve_readout, with_dynamic_batch
+from ..branches import class_bias, class_weights, find_softmax, mosaic_scores_to_maps, resolve_readout, \
+    scores_to_maps, weighted_cells, with_dynamic_batch
 from ..graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
 from ..method import Inserted, WhiteboxMethod
 
@@ -31,15 +31,14 @@ def _shortcut(target: TargetLayer, head: LinearHead, softmax: bool, classes: Any
     """Cell scores from one matrix product: a cell alone through global average pooling is that
     cell's features / (H * W), so its logits are ``cells @ W.T * scale / (H * W) + b``."""
     h, w = target.height, target.width
-    cells = cells_of(target)  # (N, HW, C)
-    scores = opset.matmul(cells, class_weights(head, classes), False, True)  # (N, HW, K or k)
+    scores = weighted_cells(class_weights(head, classes), target, classes is not None)  # (N, K or k, HW)
     scores = opset.multiply(scores, np.float32(head.scale / (h * w)))
     bias = class_bias(head, classes)
     if bias is not None:
         scores = opset.add(scores, bias)
     if softmax:
-        scores = opset.softmax(scores, 2)
-    return cells_to_maps(scores, h, w)
+        scores = opset.softmax(scores, 1)
+    return scores_to_maps(scores, h, w)
 
 
 def _mosaic(work: Any, position: int, target: TargetLayer, classification_output: Any, readout: str,
