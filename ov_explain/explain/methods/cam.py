@@ -73,8 +73,12 @@ class CAM(WhiteboxMethod):
             logits = head.result_node.input_value(0) if head.softmax else head.result_node.output(0)
             logits = opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True)
             probabilities = opset.softmax(logits, 1)  # (N, K)
-            expected = opset.unsqueeze(opset.matmul(probabilities, class_weights(head, None), False, False),
-                                       np.array([1], np.int64))  # (N, 1, C): Σ_j p_j W_j (scale applied below)
+            # Σ_j p_j W_j as (Wᵀ pᵀ)ᵀ: with the weights as the first input OpenVINO does not fold this product
+            # into a fully-connected layer sharing the head's weight constant, which OpenVINO 2024.4's CPU
+            # plugin cannot compile ("Can not clone with new dims").
+            expected = opset.matmul(class_weights(head, None), probabilities, True, True)  # (C, N)
+            expected = opset.unsqueeze(opset.transpose(expected, np.array([1, 0], np.int64)),
+                                       np.array([1], np.int64))  # (N, 1, C) (scale applied below)
             chosen = probabilities if classes is None else opset.gather(probabilities, classes, np.int64(1), 1)
             weights = opset.multiply(opset.unsqueeze(chosen, np.array([2], np.int64)),
                                      opset.subtract(weights, expected))  # (N, K or k, C)
