@@ -289,9 +289,16 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         "jpeg_quality": options.jpeg_quality,
         # Recorded only when not the native engine, so audits written before backends existed resume.
         **({"backend": explainer.backend} if explainer.backend != "native" else {}),
-        # Likewise the read-out: recorded unless it is the logit one audits read before it was a choice.
-        **({"readout": explainer.readout} if explainer.readout not in (None, "logit") else {}), **extra,
+        # Likewise the read-out: recorded unless it is what audits of this model read before it was a choice.
+        **({"readout": explainer.readout} if explainer.readout not in (None, legacy_readout(classifier)) else {}),
+        **extra,
     }
+
+
+def legacy_readout(classifier: Any) -> str:
+    """What white-box maps read before the read-out was a choice: the classification output as it is —
+    probabilities where the graph (or the user) says so, logits otherwise."""
+    return "probability" if classifier.output_kind == "probabilities" else "logit"
 
 
 def _digest(text: str) -> str:

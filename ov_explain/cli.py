@@ -228,8 +228,8 @@ def model_options(command: Any) -> Any:
 
 def readout_option(command: Any) -> Any:
     return click.option("--readout", type=click.Choice(["logit", "probability"]),
-                        help="White-box class scores: logit (before a softmax in the graph; the default) or "
-                             "probability.")(command)
+                        help="White-box class scores: logit (before a softmax in the graph) or probability. "
+                             "Default: probability for cam, logit for reciprocam and vitreciprocam.")(command)
 
 
 def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
@@ -308,7 +308,8 @@ def _progress_bar(description: str, unit: str = "step", leave: bool = False) -> 
 @model_options
 @click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
 @click.option("--method", type=click.Choice(method_names()),
-              help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
+              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + "
+                   "linear, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
                                      "entering a transformer block (default: auto).")
 @click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
@@ -430,7 +431,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
                    "synsets file when there is one).")
 @click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
 @click.option("--method", type=click.Choice(method_names()),
-              help="Default: vitreciprocam for transformers, else reciprocam (white-box); aise (black-box).")
+              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + "
+                   "linear, else reciprocam (white-box); aise (black-box).")
 @click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
                                      "entering a transformer block (default: auto).")
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True)
@@ -523,7 +525,8 @@ def report(audit_dir: Path) -> None:
 @click.option("--output", "output_kind", type=click.Choice(["auto", "logits", "probabilities"]),
               default="auto", show_default=True, help="What the model outputs (default: found from the graph).")
 @click.option("--method", type=click.Choice(method_names("whitebox")),
-              help="White-box method to try. Default: vitreciprocam for transformers, else reciprocam.")
+              help="White-box method to try. Default: vitreciprocam for transformers; cam where the head is "
+                   "global average pooling + linear, else reciprocam.")
 @click.option("--target-layer", help="Node name of the feature map or token stream to try (default: auto).")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION, show_default=True,
               help="Working precision each device is asked to compile in.")
@@ -612,7 +615,8 @@ def _inspect_lines(found: Any) -> list[str]:
 @main.command("export-xai")
 @model_options
 @click.option("--method", type=click.Choice(method_names("whitebox")),
-              help="Default: vitreciprocam for transformers, else reciprocam.")
+              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + linear, "
+                   "else reciprocam.")
 @click.option("--target-layer", help="Node name of the feature map or token stream (default: auto).")
 @click.option("--embed-preprocessing", is_flag=True,
               help="Put the preprocessing into the IR: it takes uint8 RGB NHWC pixels and the device normalises.")

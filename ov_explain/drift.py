@@ -154,7 +154,7 @@ def _deployment(explainer: Explainer) -> dict[str, Any]:
     return {"model": str(classifier.files.model.resolve()), "model_sha256": classifier.files.digest(),
             "device": explainer.device, "precision": explainer.precision,
             "requested_precision": classifier.requested_precision, "method": explainer.method,
-            "mode": explainer.mode, "target_layer": explainer.target_layer}
+            "mode": explainer.mode, "target_layer": explainer.target_layer, "readout": explainer.readout}
 
 
 class _DriftWorker:

@@ -99,7 +99,7 @@ class WhiteboxReport:
     target: LayerReport | None
     other_candidates: list[LayerReport]
     linear_head: bool | None  # GAP + linear head after the feature map (None: not a CNN target)
-    shortcut: bool | None  # ReciproCAM's algebraic shortcut was used in the built model
+    shortcut: bool | None  # the maps come from one matrix product (CAM, ReciproCAM's shortcut)
     map_size: tuple[int, int] | None
     readout: str | None = None  # class scores read as "logit" (before a softmax in the graph) or "probability"
 
@@ -286,7 +286,8 @@ def whitebox_report(model: Any, classification_output: Any, method: str | None =
                               output_kind=output_kind)
         shortcut, map_size, readout = xai.shortcut, xai.map_size, xai.readout
     except WhiteboxUnsupportedError as exc:
-        works, reason, fallback = False, str(exc), DEFAULT_BLACKBOX
+        # Only `auto` with no method named falls back (a named method runs in its own mode).
+        works, reason, fallback = False, str(exc), DEFAULT_BLACKBOX if method is None else None
     except ExplainError as exc:  # a request the user can fix (method, layer name): auto does not fall back
         works, reason = False, str(exc)
     return WhiteboxReport("transformer" if transformer else "cnn", chosen.name, works, reason, fallback,

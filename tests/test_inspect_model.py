@@ -149,7 +149,7 @@ def test_cnn_method_asked_for_on_a_transformer_says_why(tmp_path):
     path = save_model(tiny_vit(), tmp_path / "vit")
     white = inspect_model(path, device="CPU", method="reciprocam", probe_devices=False).whitebox
     assert not white.works and white.target is None and "use vitreciprocam" in white.reason
-    assert white.fallback == "aise"
+    assert white.fallback is None  # a method named runs in its own mode: nothing falls back
 
 
 def test_no_feature_map_reports_why_and_the_blackbox_fallback(tmp_path):

@@ -48,16 +48,6 @@ def read_scores(value: Any, readout: str, output_kind: str) -> Any:
     return opset.softmax(flat, 1)
 
 
-def select_maps(maps: Any, classes: Any) -> Any:
-    """(N, K, H, W) maps -> (N, k, H, W): each image's rows for its (N, k) class indices."""
-    return opset.gather(maps, classes, np.int64(1), 1)
-
-
-def gather_classes(values: Any, classes: Any, axis: int) -> Any:
-    """``values`` (a constant such as head weights) indexed by (N, k) class indices along ``axis``."""
-    return opset.gather(values, classes, np.int64(axis))
-
-
 def features_of(target: Any) -> Any:
     """A feature map as (N, C, H*W): channels by cells, so that (K, C) weights times it gives (N, K, H*W)
     class scores per cell with no transpose (every small op counts against one inference's time)."""

@@ -16,7 +16,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
-from ..errors import last_line
+from ..errors import OvExplainError, last_line
 from ..model import Classifier, ImageInput, Prediction
 from ..ports import output_named
 from ..prepared import PreparedInput
@@ -87,6 +87,10 @@ class WhiteboxEngine:
                 raise ExplainError(f"this IR carries {carried} maps; ask for that method or use the original model")
             self.method = method or METHODS.get(carried) or METHODS["reciprocam"]
             self.method.check_options(options)
+            asked = options.get("readout")
+            if asked is not None and asked != info.get("readout"):
+                raise ExplainError(f"this IR's maps read out {info.get('readout') or 'an unrecorded score'}, not "
+                                   f"{asked!r}: export it again with --readout {asked}, or use the original model")
             self.device, self.precision = classifier.device, classifier.precision
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
             self.readout = info.get("readout")
@@ -134,15 +138,30 @@ class WhiteboxEngine:
             if graph is not None:
                 self._selected.move_to_end(selection)
                 return graph
+            graph = self._selected[selection] = self._compile_selected(selection)
+            while len(self._selected) > self.max_graphs:
+                self._selected.popitem(last=False)
+            return graph
+
+    def _compile_selected(self, selection: MapSelection) -> _XaiGraph:
+        """A graph computing only ``selection``'s maps, or the all-classes graph where that saves nothing
+        (the method computes every class anyway) or the device cannot run it (e.g. a static-shape device
+        and the given-classes input): said once, then remembered."""
+        try:
             xai = build_xai_model(self.classifier.model, self.classifier.output_port, self.method.name,
                                   target_layer=self.target_layer, maps=selection,
                                   output_kind=self.classifier.output_kind, **self._options)
-            graph = self._selected[selection] = _XaiGraph(compile_like(self.classifier, xai.model,
-                                                                       self.classifier.hint).compiled, selection)
-            while len(self._selected) > self.max_graphs:
-                self._selected.popitem(last=False)
-            logger.debug("compiled a %s-maps graph", selection.describe())
-            return graph
+            if not xai.selected_in_method:
+                return self._all
+            compiled = compile_like(self.classifier, xai.model, self.classifier.hint).compiled
+            if selection.kind != "given":
+                _probe(compiled, self.method.name)
+        except (OvExplainError, RuntimeError) as exc:
+            logger.warning("maps for %s classes only cannot run here (%s); computing every class's maps instead",
+                           selection.describe(), last_line(exc))
+            return self._all
+        logger.debug("compiled a %s-maps graph", selection.describe())
+        return _XaiGraph(compiled, selection)
 
     def explain(self, prepared: Sequence[PreparedInput], choose: Chooser, top_k: int, *, parallel: int | None = None,
                 progress: Progress | None = None, selection: MapSelection = ALL_MAPS) -> list[Explanation]:
@@ -182,7 +201,9 @@ class WhiteboxEngine:
             if image_rows is not None and not self.method.class_agnostic and not set(chosen) <= set(image_rows):
                 if graph is not self._all and not self._exported:
                     # A tie at the k-th score ordered differently in the graph: this image takes every map.
-                    results += self._group(self._all, [prepared], lambda _: chosen, top_k)
+                    [again] = self._group(self._all, [prepared], lambda _: chosen, top_k)
+                    again.inferences = again.images_inferred = 2  # both inferences ran for it
+                    results.append(again)
                     continue
                 missing = [c for c in chosen if c not in image_rows][0]
                 raise ExplainError(f"this IR computes maps for {graph.selection.describe()} classes only; "

@@ -57,7 +57,12 @@ class Explainer:
                 self.fallback_reason = str(exc)
                 logger.warning("white-box explanation not possible (%s); falling back to black-box %s",
                                exc, DEFAULT_BLACKBOX)
-                self._engine = BlackboxEngine(classifier, METHODS[DEFAULT_BLACKBOX], preset, seed, options)
+                fallback = METHODS[DEFAULT_BLACKBOX]
+                dropped = sorted(set(options) - set(fallback.options))
+                if dropped:  # e.g. a white-box read-out: it means nothing to the black-box method
+                    logger.warning("%s ignores the white-box option(s) %s", fallback.name, ", ".join(dropped))
+                self._engine = BlackboxEngine(classifier, fallback, preset, seed,
+                                              {k: v for k, v in options.items() if k not in dropped})
         else:
             assert isinstance(chosen, BlackboxMethod)
             self._engine = BlackboxEngine(classifier, chosen, preset, seed, options)
@@ -83,7 +88,7 @@ class Explainer:
 
     @property
     def shortcut(self) -> bool:
-        """Whether ReciproCAM's maps come from the algebraic shortcut (one matrix product)."""
+        """Whether the maps come from one matrix product over the feature map (CAM; ReciproCAM's shortcut)."""
         return self._engine.shortcut
 
     @property

@@ -126,10 +126,20 @@ def _is_constant(output: Any) -> bool:
     return node.get_type_name() == "Constant"
 
 
-def _is_constant_subgraph(output: Any) -> bool:
+def _is_constant_subgraph(output: Any, limit: int = 64) -> bool:
     """Whether a value depends on no input: a constant, or one decompressed or dequantized from constants
-    (an INT8 IR's weights are Multiply(Convert(int8 constant), scale))."""
-    return not _depends_on_input(output.get_node(), {})
+    (an INT8 IR's weights are Multiply(Convert(int8 constant), scale)). Walked without recursion and at
+    most ``limit`` nodes deep: a weight subgraph is a few nodes, a branch of the network is not."""
+    stack, seen = [output.get_node()], set()
+    while stack:
+        node = stack.pop()
+        if _key(node) in seen:
+            continue
+        seen.add(_key(node))
+        if node.get_type_name() == "Parameter" or len(seen) > limit:
+            return False
+        stack.extend(i.get_source_output().get_node() for i in node.inputs())
+    return True
 
 
 def _is_fake_quantize(node: Any) -> bool:

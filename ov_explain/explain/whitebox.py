@@ -33,7 +33,8 @@ RT_INFO_XAI = ["model_info", "ov_explain_xai"]
 @dataclass(frozen=True)
 class MapSelection:
     """Which classes get maps in the graph: all of them, each image's top ``k``, fixed classes, or
-    classes ``given`` with each inference (a second input, ``saliency_classes``, (N, k) int32)."""
+    classes ``given`` with each inference (a second input, ``saliency_classes``, (N, k) int32: for the
+    explainer's own graphs; an exported IR has the one image input, so ``parse`` never gives it)."""
 
     kind: str = "all"  # "all" | "top" | "classes" | "given"
     k: int = 0
@@ -91,6 +92,8 @@ class XaiModel:
     map_size: tuple[int, int]
     readout: str | None = None
     maps: MapSelection = ALL_MAPS
+    #: Whether the method itself computed only the selected classes' maps (else all, then gathered).
+    selected_in_method: bool = False
 
 
 def whitebox_method(model: Any, method: str | None, position: int = 0,
@@ -156,7 +159,9 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     position = output_position(model.outputs, classification_output)
     chosen = whitebox_method(model, method, position, target_layer)
     work = model.clone()
-    if not chosen.for_transformers:
+    if not chosen.for_transformers and options.get("shortcut") is not False:
+        # Only when the head can be used as a formula: folding would bake a static batch into shape
+        # computations that the mosaic makes dynamic.
         work = with_visible_head(work, position, target_layer)
     if not chosen.for_transformers and target_layer is None and is_transformer(work):
         # Its rank-4 tensors are patch embeddings or attention scores, not a CNN feature map.
@@ -208,7 +213,7 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
                 target.width, selection.describe(), inserted.readout or "no", " via the algebraic shortcut"
                 if inserted.shortcut else "")
     return XaiModel(xai, chosen.name, target.name, inserted.shortcut, (target.height, target.width),
-                    inserted.readout, selection)
+                    inserted.readout, selection, inserted.selected)
 
 
 def _copy_rt_info(source: Any, destination: Any) -> None:

@@ -82,6 +82,8 @@ def test_an_exported_top_k_ir_explains_its_classes_and_refuses_others(classifier
             np.testing.assert_allclose(saliency.raw, reference.map_for(saliency.target).raw, rtol=1e-5, atol=1e-5)
         with pytest.raises(ExplainError, match="this IR computes maps for top-2 classes only; tripod was asked for"):
             explainer.explain(str(photos_dir / "coffee.jpg"), targets=["tripod"])
+        with pytest.raises(ExplainError, match="this IR's maps read out logit, not 'probability'"):
+            Explainer(exported, readout="probability")
 
 
 def test_selection_values_are_checked():
@@ -100,3 +102,32 @@ def test_selection_values_are_checked():
     outputs = compile_f32(mosaic.model)(image)
     np.testing.assert_array_equal(outputs[CLASSES_OUTPUT], [[3, 1], [3, 1]])
     np.testing.assert_allclose(outputs["saliency_map"], everything["saliency_map"][:, [3, 1]], rtol=1e-5, atol=1e-6)
+
+
+def test_no_selected_graph_where_it_saves_nothing_or_cannot_run(classifier, photos_dir, monkeypatch, caplog):
+    """ReciproCAM's probability read-out needs every class's score: the all-classes graph serves it. A
+    selected graph the device refuses falls back to the all-classes graph once, with a warning."""
+    import logging
+
+    from ov_explain.errors import DeviceError
+    from ov_explain.explain import engines
+
+    coffee = str(photos_dir / "coffee.jpg")
+    probability = Explainer(classifier, method="reciprocam", readout="probability")
+    result = probability.explain(coffee, top_k=2, threshold=0.0)
+    assert probability._engine._selected[MapSelection("top", k=2)] is probability._engine._all
+    assert [m.name for m in result.maps] == ["espresso", "cup"] and result.readout == "probability"
+
+    explainer = Explainer(classifier)
+    reference = explainer.explain(coffee, targets="all")
+
+    def refuse(*args, **kwargs):
+        raise DeviceError("NPU: input saliency_classes has dynamic dimensions [?,?]")
+
+    monkeypatch.setattr(engines, "compile_like", refuse)
+    with caplog.at_level(logging.WARNING, logger="ov_explain"):
+        first = explainer.explain(coffee, targets=[967])
+        second = explainer.explain(coffee, targets=[968])
+    assert caplog.text.count("computing every class's maps instead") == 1  # said once, then remembered
+    np.testing.assert_allclose(first.maps[0].raw, reference.map_for(967).raw, rtol=1e-6)
+    np.testing.assert_allclose(second.maps[0].raw, reference.map_for(968).raw, rtol=1e-6)

@@ -108,6 +108,11 @@ def test_model_without_feature_map_is_whitebox_unsupported_and_auto_falls_back(t
     assert "no spatial feature map" in explainer.fallback_reason and "falling back to black-box" in caplog.text
     result = explainer.explain(np.full((8, 8, 3), 90, np.uint8), targets=[1])
     assert result.mode == "blackbox" and result.method == "aise" and result.maps[0].raw.shape == (8, 8)
+    # A white-box read-out means nothing to the black-box fallback: dropped with a warning, not an error.
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ov_explain"):
+        with_readout = Explainer(classifier, mode="auto", preset="speed", iterations=8, readout="logit")
+    assert with_readout.mode == "blackbox" and "aise ignores the white-box option(s) readout" in caplog.text
 
 
 @pytest.mark.parametrize("mode, method, message", [
