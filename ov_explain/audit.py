@@ -194,7 +194,7 @@ def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolv
 
 # ----- one image ------------------------------------------------------------------------------------
 class _ImageWorker:
-    """Everything done for one image, in a worker thread: returns its manifest rows or an error row."""
+    """Everything done for one image, in a worker thread: returns its manifest rows."""
 
     def __init__(self, explainer: Explainer, resolver: LabelResolver, options: AuditOptions, out: Path,
                  stems: dict[str, str], parallel: int) -> None:
@@ -204,13 +204,8 @@ class _ImageWorker:
         names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
         self.names, self.file_names = names, file_labels(names)
 
-    def __call__(self, sample: Sample) -> list[AuditRow] | ErrorRow:
-        try:
-            return self._audit(sample)
-        except Exception as exc:  # one bad image must not stop the run: it becomes an error row
-            return ErrorRow.from_exception(sample.key, str(sample.path), sample.label, exc)
-
-    def _audit(self, sample: Sample) -> list[AuditRow]:
+    def __call__(self, sample: Sample) -> list[AuditRow]:
+        """One sample's rows (an exception becomes its error row in :func:`~ov_explain.row_run.run_rows`)."""
         options = self.options
         truth = self.resolver(sample.label) if sample.label is not None else None
         started = time.perf_counter()

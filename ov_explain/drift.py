@@ -168,13 +168,8 @@ class _DriftWorker:
         self.names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
         self.file_names = file_labels(self.names)
 
-    def __call__(self, sample: Sample) -> list[DriftRow] | ErrorRow:
-        try:
-            return self._compare(sample)
-        except Exception as exc:  # one bad image must not stop the run: it becomes an error row
-            return ErrorRow.from_exception(sample.key, str(sample.path), sample.label, exc)
-
-    def _compare(self, sample: Sample) -> list[DriftRow]:
+    def __call__(self, sample: Sample) -> list[DriftRow]:
+        """One sample's rows (an exception becomes its error row in :func:`~ov_explain.row_run.run_rows`)."""
         started = time.perf_counter()
         truth = self.resolver(sample.label) if sample.label is not None else None
         pixels = read_image(sample.path)

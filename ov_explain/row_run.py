@@ -87,7 +87,8 @@ def run_rows(samples: Sequence[Sample], work: Callable[[Sample], "list[Any] | An
              progress: Progress | None = None, stop: threading.Event | None = None) -> RunStats:
     """Run ``work`` on every sample not already done in ``out``, ``threads`` at a time, and record rows.
 
-    ``work`` returns a list of rows (objects with ``to_dict``) or one error row (``kind.error_type``).
+    ``work`` returns a list of rows (objects with ``to_dict``); an exception it raises for one sample
+    becomes that sample's error row (``kind.error_type.from_exception``), and the run goes on.
     """
     ensure_writable_folder(out)
     with FolderLock(out, kind.noun.split()[-1]):
@@ -99,6 +100,14 @@ def run_rows(samples: Sequence[Sample], work: Callable[[Sample], "list[Any] | An
         started = time.perf_counter()
         finished = _run_pool(todo, work, out, kind, threads, progress, stop, len(samples) - len(todo))
         return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
+
+
+def _rows_or_error(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> Any:
+    """``work``'s rows for one sample, or its error row: one bad image must not stop the run."""
+    try:
+        return work(sample)
+    except Exception as exc:
+        return kind.error_type.from_exception(sample.key, str(sample.path), sample.label, exc)
 
 
 def _run_pool(todo: list[Sample], work: Callable[[Sample], Any], out: Path, kind: FolderKind, threads: int,
@@ -127,7 +136,7 @@ def _run_pool(todo: list[Sample], work: Callable[[Sample], Any], out: Path, kind
             for sample in todo:
                 if stopping():
                     break
-                window.append(pool.submit(work, sample))
+                window.append(pool.submit(_rows_or_error, work, sample, kind))
                 while len(window) >= 2 * threads and not stopping():
                     record_oldest()
             if stopping():
