@@ -70,7 +70,7 @@ class AuditOptions:
 
     thresholds: CaseThresholds = CaseThresholds()
     top_k: int = 5
-    save_raw: bool = False
+    save_raw: bool = True  # the maps themselves (.npy): what exports and re-rendering read
     save_rgba: bool = False
     colormap: str = "jet"
     overlay_weight: float = 0.5
@@ -136,7 +136,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           preprocess: Any = None, labels: Any = None, label_map: str | os.PathLike | dict | None = None,
           kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
           sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
-          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = False, save_rgba: bool = False,
+          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = True, save_rgba: bool = False,
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
@@ -245,6 +245,7 @@ class _ImageWorker:
         timings["write_ms"] = (time.perf_counter() - explained) * 1000
         rounded = {k: round(v, 3) for k, v in timings.items()}
         ranked = tuple(RankedClass(i, self.names[i], round(float(probabilities[i]), 6)) for i in top)
+        box = explanation.geometry.input_box() if explanation.geometry is not None else None
         return [AuditRow(
             key=sample.key, source=str(sample.path), stem=stem, width=int(pixels.shape[1]),
             height=int(pixels.shape[0]), ground_truth=sample.label, ground_truth_index=truth,
@@ -257,7 +258,7 @@ class _ImageWorker:
             targets_total=len(decision.targets), target_role=role, target_index=int(index),
             target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
             overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded,
-            readout=explanation.readout)
+            readout=explanation.readout, map_box=box)
             for rank, ((index, role), files) in enumerate(zip(decision.targets, written))]
 
 

@@ -28,6 +28,27 @@ TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY,
 MAP_EXTENSIONS = (".jpg", ".npy", ".rgba.png")
 #: The per-image timings a row carries, in milliseconds.
 TIMING_COLUMNS = ("decode_ms", "preprocess_ms", "explain_ms", "write_ms")
+#: A map's box (where the model input lies on the original image) as four flat columns.
+BOX_SIDES = ("left", "top", "right", "bottom")
+Box = tuple[float, float, float, float]
+
+
+def box_columns(prefix: str, box: Box | None) -> dict[str, float]:
+    """``{prefix}_left`` .. ``{prefix}_bottom`` (nothing for no box), in original-image pixels."""
+    return {} if box is None else {f"{prefix}_{side}": round(float(v), 3) for side, v in zip(BOX_SIDES, box)}
+
+
+def read_box(data: dict[str, Any], prefix: str) -> Box | None:
+    """The box written by :func:`box_columns`, or None when a row has none (rows of older audits)."""
+    if f"{prefix}_left" not in data:
+        return None
+    try:
+        box = tuple(float(data[f"{prefix}_{side}"]) for side in BOX_SIDES)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{prefix}_left..{prefix}_bottom: expected four numbers") from None
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise ValueError(f"{prefix} box {list(box)}: expected left < right and top < bottom")
+    return box  # type: ignore[return-value]
 
 
 @dataclass(frozen=True)
@@ -73,6 +94,7 @@ class AuditRow:
     rgba_path: str | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
     readout: str | None = None  # white-box class scores: "logit" / "probability" (None: black-box, older audits)
+    map_box: Box | None = None  # where the raw map lies on the image (None: older audits)
 
     def __post_init__(self) -> None:
         if self.case not in CASES:
@@ -104,6 +126,8 @@ class AuditRow:
                                  f"top{rank}_probability": ranked.probability})
             elif item.name == "timings_ms":
                 data.update({k: value[k] for k in TIMING_COLUMNS if k in value})
+            elif item.name == "map_box":
+                data.update(box_columns("map", value))
             else:
                 data[item.name] = value
         return data
@@ -121,7 +145,8 @@ class AuditRow:
                 raise ValueError(f"top{rank}_class: expected a class name, got {name!r}")
             top.append(RankedClass(int(data[f"top{rank}_index"]), name, float(data[f"top{rank}_probability"])))
         values: dict[str, Any] = {"top": tuple(top), "timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS
-                                                                    if k in data}}
+                                                                    if k in data},
+                                  "map_box": read_box(data, "map")}
         for item in dataclasses.fields(cls):
             if item.name in values:
                 continue

@@ -447,7 +447,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (after --sample).")
 @click.option("--sample", type=click.IntRange(min=1), help="A random subset of N images.")
 @click.option("--sample-seed", default=0, show_default=True, type=int, help="Seed for --sample.")
-@click.option("--raw", is_flag=True, help="Also save raw maps (.npy).")
+@click.option("--raw/--no-raw", default=True, show_default=True,
+              help="Keep the raw maps (.npy, a few hundred bytes at 7x7): what `ov-explain export` reads.")
 @click.option("--rgba", is_flag=True, help="Also save RGBA colourised maps (.rgba.png).")
 @click.option("--no-grids", is_flag=True, help="Skip the per-case picture grids.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
@@ -515,6 +516,75 @@ def report(audit_dir: Path) -> None:
     except OvExplainError as exc:
         _fail(str(exc))
     click.echo(f"wrote {path}")
+
+
+# ----- export -----------------------------------------------------------------------------------------
+def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs: true / false, numbers and JSON objects typed, anything else a string."""
+    options: dict[str, Any] = {}
+    for text in values:
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip():
+            _fail(f"--storage-option {key.strip() or text!r}: expected KEY=VALUE, e.g. endpoint_url=http://127.0.0.1:9000")
+        typed: Any = value
+        if value.lower() in ("true", "false"):
+            typed = value.lower() == "true"
+        elif value[:1] in "{[" or value.lstrip("-").replace(".", "", 1).isdigit():
+            try:
+                typed = json.loads(value)
+            except json.JSONDecodeError:
+                _fail(f"--storage-option {key.strip()}: the value is not valid JSON")
+        options[key.strip()] = typed
+    return options
+
+
+@main.command()
+@click.argument("audit_dir", type=click.Path(path_type=Path))
+@click.option("--to", "destination", required=True, metavar="DESTINATION",
+              help="s3://bucket/prefix (or any fsspec URL: gs://, az://, file://) for RGBA maps + locators, or "
+                   "fiftyone:DATASET_NAME for a FiftyOne dataset with heatmaps.")
+@click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+              help="Passed to the storage backend, e.g. endpoint_url=http://127.0.0.1:9000, profile=NAME "
+                   "(credentials: better from the environment or a profile). Repeatable.")
+@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Uploads at once.")
+@click.option("--include-images", is_flag=True, help="Object storage: upload the original images too "
+                                                     "(images/<stem>.<ext>, in the locators as image_locator).")
+@click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
+def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], workers: int, include_images: bool,
+           as_json: bool) -> None:
+    """Export AUDIT_DIR (an audit's or a drift audit's folder) to object storage or FiftyOne.
+
+    Re-running skips what is already there with the same bytes, so an interrupted export resumes.
+    """
+    from .export import export as run
+
+    options = _storage_options(storage_options)
+    bar, update = _progress_bar("export", "map" if destination.startswith("fiftyone:") else "obj", leave=True)
+    try:
+        report = run(audit_dir, destination, storage_options=options, workers=workers,
+                     include_images=include_images, progress=update)
+    except OvExplainError as exc:
+        bar.close()
+        _fail(str(exc))
+    bar.close()
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    elif report.dataset is not None:
+        click.echo(f"exported {report.images} images and {report.maps} heatmaps of {audit_dir} into the FiftyOne "
+                   f"dataset {report.dataset!r} ({report.samples} samples) in {report.seconds:.1f} s; open it with: "
+                   f"python -c \"import fiftyone as fo; fo.launch_app(fo.load_dataset('{report.dataset}')).wait()\"")
+    else:
+        click.echo(f"exported {report.maps} maps of {report.images} images ({report.kind}) to {report.destination}: "
+                   f"{report.objects} objects, {report.uploaded} uploaded ({report.bytes_uploaded / 1e3:.1f} kB), "
+                   f"{report.unchanged} already there, in {report.seconds:.1f} s")
+        if report.locators:
+            click.echo(f"locators: {report.locators}")
+    if report.failed:
+        for line in report.failed[:5]:
+            click.echo(f"error: {line}", err=True)
+        click.echo(f"{len(report.failed)} of {report.objects} objects failed; run the same command to resume",
+                   err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 # ----- inspect ----------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ Output folder::
 
     drift.json                  settings of the run (a different pair of deployments is refused)
     <Category>/<drift name>.jpg side by side per image and class
+    <Category>/<drift name>.reference.npy, .candidate.npy   both raw maps (what exports read)
     drift.jsonl, drift.csv      one row per image and class
     errors.jsonl, errors.csv    images that could not be compared, and why
     summary.json                agreement, case transitions, map correlation median / 5th percentile,
@@ -39,8 +40,8 @@ import numpy as np
 
 from . import render
 from .audit_folder import ERROR_COLUMNS, ErrorRow
-from .drift_folder import ATTENTION_MOVED, CATEGORIES, ERRORS, ERRORS_CSV, FORMAT_VERSION, PLOT, PREDICTION_CHANGED, \
-    REPORT, ROWS, ROWS_CSV, SETTINGS_FILE, STABLE, SUMMARY, DriftRow, read_drift_rows
+from .drift_folder import ATTENTION_MOVED, CATEGORIES, DEPLOYMENTS, ERRORS, ERRORS_CSV, FORMAT_VERSION, PLOT, \
+    PREDICTION_CHANGED, REPORT, ROWS, ROWS_CSV, SETTINGS_FILE, STABLE, SUMMARY, DriftRow, read_drift_rows
 from .audit_summary import write_csv
 from .cases import CaseThresholds, classify_case
 from .dataset import LabelResolver, Sample
@@ -52,6 +53,7 @@ from .naming import file_labels, format_drift_name, parse_drift_name, unique_ste
 from .report import build_drift_report
 from .row_run import FolderError, FolderKind, Progress, run_rows
 from .storage import atomic_write_bytes, atomic_write_text, read_jsonl
+from .writer import npy_bytes
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +81,8 @@ class DriftThresholds:
 DRIFT_FOLDER = FolderKind(
     noun="a drift audit", settings_file=SETTINGS_FILE, rows_file=ROWS, errors_file=ERRORS,
     top_files=(SETTINGS_FILE, ROWS, ERRORS, ROWS_CSV, ERRORS_CSV, SUMMARY, PLOT, REPORT), categories=CATEGORIES,
-    picture_folders=(), file_extensions=(".jpg",), path_columns=("image_path",),
+    picture_folders=(), file_extensions=(".jpg", ".npy"),
+    path_columns=("image_path", "reference_map_path", "candidate_map_path"),
     stem_of=lambda name: parse_drift_name(name).reference.stem, parse_row=DriftRow.from_dict, error_type=ErrorRow)
 
 
@@ -202,6 +205,9 @@ class _DriftWorker:
                                      None if truth is None else self.file_names[truth],
                                      None if truth is None else float(ref.prediction.probabilities[truth]))
             (self.out / category).mkdir(exist_ok=True)
+            maps = {deployment: f"{category}/{Path(name).stem}.{deployment}.npy" for deployment in DEPLOYMENTS}
+            for deployment, saliency in zip(DEPLOYMENTS, (mine, theirs)):
+                atomic_write_bytes(self.out / maps[deployment], npy_bytes(saliency.raw))
             atomic_write_bytes(self.out / category / name, render.encode_jpeg(side_by_side(bgr, mine, theirs), 90,
                                                                               bgr=True))
             rows.append(DriftRow(
@@ -218,8 +224,14 @@ class _DriftWorker:
                 iou_top10=round(iou, 6), peak_shift_cells=round(cells, 4), peak_shift_fraction=round(fraction, 4),
                 category=category, image_path=f"{category}/{name}",
                 timings_ms={"explain_ms": round((explained - started) * 1000, 3),
-                            "write_ms": round((time.perf_counter() - explained) * 1000, 3)}))
+                            "write_ms": round((time.perf_counter() - explained) * 1000, 3)},
+                width=int(pixels.shape[1]), height=int(pixels.shape[0]), reference_map_path=maps["reference"],
+                candidate_map_path=maps["candidate"], reference_map_box=_box(ref), candidate_map_box=_box(cand)))
         return rows
+
+
+def _box(explanation: Any) -> Any:
+    return explanation.geometry.input_box() if explanation.geometry is not None else None
 
 
 def _map_for(explanation: Any, target: int) -> Any:

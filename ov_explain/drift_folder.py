@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .audit_folder import Box, box_columns, read_box
 from .storage import read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -18,6 +19,10 @@ SETTINGS_FILE, ROWS, ERRORS, ROWS_CSV, ERRORS_CSV, SUMMARY, PLOT, REPORT = (
 PREDICTION_CHANGED, ATTENTION_MOVED, STABLE = "Prediction_changed", "Attention_moved", "Stable"
 CATEGORIES = (PREDICTION_CHANGED, ATTENTION_MOVED, STABLE)
 FORMAT_VERSION = 1
+#: The two deployments, in the order their maps are kept (``{image name}.{deployment}.npy``).
+DEPLOYMENTS = ("reference", "candidate")
+#: Columns that are not plain values: written flat by ``to_dict`` and read back by ``from_dict``.
+_SPECIAL = {"timings_ms", "reference_map_box", "candidate_map_box"}
 
 
 @dataclass
@@ -53,6 +58,13 @@ class DriftRow:
     category: str
     image_path: str
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # Both maps, kept for exports (None in drift audits made before they were kept).
+    width: int | None = None
+    height: int | None = None
+    reference_map_path: str | None = None
+    candidate_map_path: str | None = None
+    reference_map_box: Box | None = None
+    candidate_map_box: Box | None = None
 
     def __post_init__(self) -> None:
         if self.category not in CATEGORIES:
@@ -62,21 +74,30 @@ class DriftRow:
         if not isinstance(self.key, str) or not isinstance(self.image_path, str):
             raise ValueError("key and image_path must be strings")
 
+    def map_path(self, deployment: str) -> str | None:
+        return self.reference_map_path if deployment == "reference" else self.candidate_map_path
+
+    def map_box(self, deployment: str) -> Box | None:
+        return self.reference_map_box if deployment == "reference" else self.candidate_map_box
+
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data.update(data.pop("timings_ms"))
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in _SPECIAL}
+        data.update(self.timings_ms)
+        for deployment in DEPLOYMENTS:
+            data.update(box_columns(f"{deployment}_map", self.map_box(deployment)))
         return data
 
     @classmethod
     def from_dict(cls, data: Any) -> "DriftRow":
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)} - {"timings_ms"}
-        missing = sorted(n for n in names if n not in data)
+        fields = [f for f in dataclasses.fields(cls) if f.name not in _SPECIAL]
+        missing = sorted(f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING)
         if missing:
             raise ValueError(f"missing column {missing[0]!r}")
         timings = {k: float(v) for k, v in data.items() if k.endswith("_ms")}
-        return cls(**{n: data[n] for n in names}, timings_ms=timings)
+        return cls(**{f.name: data[f.name] for f in fields if f.name in data}, timings_ms=timings,
+                   reference_map_box=read_box(data, "reference_map"), candidate_map_box=read_box(data, "candidate_map"))
 
 
 def read_drift_rows(out: Path) -> list[DriftRow]:

@@ -58,6 +58,15 @@ class Geometry:
         (oh, ow), (ih, iw) = original_size, input_size
         return cls(original_size, input_size, (ih / oh, iw / ow), (0.0, 0.0))
 
+    def input_box(self) -> tuple[float, float, float, float]:
+        """Where the model input lies on the original image, in its pixels: ``(left, top, right, bottom)``.
+
+        Inside the image for a centre crop, beyond it for letterbox padding; maps at the method's own
+        resolution cover this box (what an export needs to place them without the model).
+        """
+        (sy, sx), (oy, ox), (height, width) = self.scale, self.offset, self.input_size
+        return (-ox / sx, -oy / sy, (width - ox) / sx, (height - oy) / sy)
+
     def input_to_original(self, values: np.ndarray, *, interpolation: int = cv2.INTER_LINEAR,
                           fill: float = 0.0) -> np.ndarray:
         """Warp an (input_H, input_W[, C]) array back onto the original image's pixel grid.

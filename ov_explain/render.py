@@ -98,6 +98,38 @@ def colorize_rgba(saliency: np.ndarray, *, colormap: str = "jet", fade_below: fl
     return np.dstack([rgb, np.round(alpha * 255).astype(np.uint8)])
 
 
+def frame_levels(saliency: np.ndarray, box: tuple[float, float, float, float] | None,
+                 image_size: tuple[int, int], *, min_side: int = 32) -> np.ndarray:
+    """A map at its own resolution laid over the whole image: uint8 levels (H', W'), 0 outside ``box``.
+
+    ``box`` is where the map lies on the image, in its pixels (``(left, top, right, bottom)``, see
+    :meth:`ov_explain.preprocess.Geometry.input_box`; None: the whole image). Viewers stretch a map
+    over its image, so a map of a centre crop must carry the cropped-away margins to sit on the right
+    pixels. Each output pixel takes the min-max normalised level of the map cell under its centre
+    (no interpolation: the values are the map's); cells are repeated ``k`` times, the least ``k`` that
+    makes the map's short side at least ``min_side``, so the crop edges land within a fraction of a cell.
+    """
+    raw = np.asarray(saliency, dtype=np.float32)
+    if raw.ndim != 2:
+        raise ValueError(f"expected a 2-D map (H, W), got shape {raw.shape}")
+    height, width = (int(v) for v in image_size)
+    left, top, right, bottom = (0.0, 0.0, float(width), float(height)) if box is None else map(float, box)
+    if not (right > left and bottom > top and height > 0 and width > 0):
+        raise ValueError(f"box {box} on an image of {image_size}: expected left < right, top < bottom")
+    rows, cols = raw.shape
+    per_pixel_y, per_pixel_x = rows / (bottom - top), cols / (right - left)  # map cells per image pixel
+    repeat = max(1, -(-min_side // min(rows, cols)))
+    out_h = min(height, max(1, round(height * per_pixel_y * repeat)))
+    out_w = min(width, max(1, round(width * per_pixel_x * repeat)))
+    cell_y = np.floor(((np.arange(out_h) + 0.5) * (height / out_h) - top) * per_pixel_y).astype(np.int64)
+    cell_x = np.floor(((np.arange(out_w) + 0.5) * (width / out_w) - left) * per_pixel_x).astype(np.int64)
+    inside_y, inside_x = (cell_y >= 0) & (cell_y < rows), (cell_x >= 0) & (cell_x < cols)
+    levels = cv2.convertScaleAbs(normalize(raw), alpha=255.0)
+    framed = np.zeros((out_h, out_w), np.uint8)
+    framed[np.ix_(inside_y, inside_x)] = levels[np.ix_(cell_y[inside_y], cell_x[inside_x])]
+    return framed
+
+
 def encode_png(picture: np.ndarray) -> bytes:
     """PNG bytes of an RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) uint8 array, in memory."""
     picture = np.asarray(picture)

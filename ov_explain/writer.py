@@ -52,6 +52,13 @@ def to_bgr(pixels: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR)
 
 
+def npy_bytes(raw: np.ndarray) -> bytes:
+    """A raw map as the bytes of a float32 ``.npy`` file."""
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(raw, dtype=np.float32))
+    return buffer.getvalue()
+
+
 def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMap, style: MapStyle) -> MapFiles:
     """Render ``saliency`` over the BGR image and write ``root/name.jpg`` (+ ``.npy``, ``.rgba.png``).
 
@@ -63,9 +70,7 @@ def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMa
                      f"{name}.rgba.png" if style.save_rgba else None)
     atomic_write_bytes(root / files.overlay, render.encode_jpeg(overlay, style.jpeg_quality, bgr=True))
     if files.raw is not None:
-        buffer = io.BytesIO()
-        np.save(buffer, saliency.raw.astype(np.float32))
-        atomic_write_bytes(root / files.raw, buffer.getvalue())
+        atomic_write_bytes(root / files.raw, npy_bytes(saliency.raw))
     if files.rgba is not None:
         rgba = render.colorize_rgba(levels.astype(np.float32) / 255.0, colormap=style.colormap)
         atomic_write_bytes(root / files.rgba, render.encode_png(rgba))

@@ -62,3 +62,9 @@ def test_the_core_never_imports_a_front_end():
     offenders = {m: sorted(edges[m] & FRONTS) for m in edges if m not in FRONTS and m != "ov_explain"}
     assert {m: f for m, f in offenders.items() if f} == {}
     assert "ov_explain.audit" not in edges["ov_explain.report"]  # the report reads the folder, not the audit
+
+
+def test_only_the_command_line_reads_the_exports():
+    edges = graph()
+    readers = {m for m, targets in edges.items() if any(t.startswith("ov_explain.export") for t in targets)}
+    assert {m for m in readers if not m.startswith("ov_explain.export")} == {"ov_explain.cli"}

@@ -73,3 +73,43 @@ def test_no_function_mutates_its_inputs(image, saliency):
     render.encode_jpeg(image)
     np.testing.assert_array_equal(image, image_before)
     np.testing.assert_array_equal(saliency, saliency_before)
+
+
+# ----- frame_levels: a map at its own resolution laid over the whole image -----------------------------
+def _levels(raw: np.ndarray) -> np.ndarray:
+    return np.round(255 * (raw - raw.min()) / (raw.max() - raw.min())).astype(np.uint8)
+
+
+def test_frame_levels_of_a_whole_image_map_are_its_cells_repeated():
+    raw = np.arange(12, dtype=np.float32).reshape(3, 4) ** 2
+    framed = render.frame_levels(raw, None, (60, 80), min_side=6)
+    assert framed.shape == (6, 8)  # cells doubled so the short side reaches 6
+    np.testing.assert_array_equal(framed, np.repeat(np.repeat(_levels(raw), 2, 0), 2, 1))
+
+
+def test_frame_levels_put_each_cell_where_the_centre_crop_saw_it_and_zero_outside():
+    """chelsea.jpg (300 x 451) through the bundled spec: short side to 256, centre crop 224; a 7 x 7 map."""
+    from ov_explain.preprocess import PreprocessSpec
+
+    spec = PreprocessSpec(size=(224, 224), resize="center_crop", crop_fraction=0.875)
+    _, geometry = spec.fit(np.zeros((300, 451, 3), np.uint8))
+    left, top, right, bottom = geometry.input_box()
+    assert (left, top, right, bottom) == pytest.approx((93.75, 18.75, 356.25, 281.25), abs=0.5)  # 256 / 300 scale
+    raw = np.random.default_rng(0).random((7, 7)).astype(np.float32)
+    framed = render.frame_levels(raw, (left, top, right, bottom), (300, 451))
+    height, width = framed.shape
+    assert min(height, width) >= 32 and width / height == pytest.approx(451 / 300, rel=0.05)
+    levels = _levels(raw)
+    for i in range(7):
+        for j in range(7):  # the frame pixel under each cell's centre holds that cell's level
+            x, y = left + (j + 0.5) * (right - left) / 7, top + (i + 0.5) * (bottom - top) / 7
+            assert framed[int(y * height / 300), int(x * width / 451)] == levels[i, j]
+    x_centres, y_centres = (np.arange(width) + 0.5) * 451 / width, (np.arange(height) + 0.5) * 300 / height
+    assert not framed[:, (x_centres < left) | (x_centres > right)].any()  # cropped-away margins are empty
+    assert not framed[(y_centres < top) | (y_centres > bottom)].any()
+    assert set(np.unique(framed)) <= set(np.unique(levels)) | {0}  # no value the map does not have
+
+
+def test_frame_levels_refuse_an_empty_box():
+    with pytest.raises(ValueError, match="expected left < right"):
+        render.frame_levels(np.ones((2, 2)), (5, 0, 5, 10), (10, 10))

@@ -1,0 +1,124 @@
+"""Export to a FiftyOne dataset: one sample per audited image, labels, the case as a tag, a heatmap per map.
+
+Heatmaps are 8-bit grayscale PNG files (FiftyOne's recommendation over arrays in the database),
+written into the audit folder under ``heatmaps/`` with the maps' structured names and referenced by
+``map_path``; the app colours them and stretches each over its image, so they carry the model's view
+of the image (a centre crop's margins are 0). The dataset is persistent; exporting the same folder
+again replaces the dataset it made, and a dataset of that name that is not this folder's is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..errors import one_line
+from ..naming import parse_drift_name, parse_name
+from ..storage import atomic_write_bytes
+from .items import ExportError, ExportImage, ExportSource
+from .pictures import heatmap_png, levels_of
+from .report import ExportReport, Progress
+
+logger = logging.getLogger(__name__)
+
+HEATMAPS = "heatmaps"
+INFO_FOLDER, INFO_KIND = "ov_explain_folder", "ov_explain_kind"
+
+
+def import_fiftyone() -> Any:
+    try:
+        import fiftyone
+    except ImportError:
+        raise ExportError('exporting to FiftyOne needs the fiftyone package: pip install "ov-explain[fiftyone]" '
+                          "(see the README: it runs in its own environment)") from None
+    return fiftyone
+
+
+def export_to_fiftyone(source: ExportSource, name: str, *, progress: Progress | None = None) -> ExportReport:
+    """Write the heatmap files, then (re)build the persistent dataset ``name`` from ``source``."""
+    fo = import_fiftyone()
+    if not name or name != name.strip():
+        raise ExportError(f"fiftyone:{name}: give a dataset name, e.g. fiftyone:my-audit")
+    started = time.perf_counter()
+    folder = source.folder.resolve()
+    written = _write_heatmaps(source, folder, progress)
+    try:
+        samples = [_sample(fo, image, folder) for image in source.images]
+        if name in fo.list_datasets():
+            existing = fo.load_dataset(name)
+            if existing.info.get(INFO_FOLDER) != str(folder):
+                raise ExportError(f"fiftyone:{name}: a dataset of that name exists and is not an export of {folder}; "
+                                  "choose another name, or delete it in FiftyOne")
+            existing.delete()
+        dataset = fo.Dataset(name, persistent=True)
+        dataset.info = {INFO_FOLDER: str(folder), INFO_KIND: source.kind, "ov_explain_version": __version__}
+        dataset.add_samples(samples, progress=False)
+        dataset.save()
+        count = len(dataset)
+    except ExportError:
+        raise
+    except Exception as exc:  # FiftyOne's database or validation errors: one line
+        raise ExportError(f"fiftyone:{name}: {type(exc).__name__}: {one_line(exc)}") from None
+    logger.info("FiftyOne dataset %s: %d samples, %d heatmaps", name, count, len(written))
+    return ExportReport(destination=f"fiftyone:{name}", kind=source.kind, images=len(source.images),
+                        maps=source.maps, objects=len(written), uploaded=len(written), unchanged=0,
+                        bytes_uploaded=sum(written.values()), seconds=round(time.perf_counter() - started, 3),
+                        dataset=name, samples=count)
+
+
+def heatmap_path(folder: Path, map_name: str) -> Path:
+    """Where the heatmap file of the map named ``map_name`` lies in the folder."""
+    return folder / HEATMAPS / f"{map_name}.png"
+
+
+def _write_heatmaps(source: ExportSource, folder: Path, progress: Progress | None) -> dict[str, int]:
+    """Every map's heatmap file (atomically); stale ones a previous export wrote are removed.
+    Returns map name -> bytes written."""
+    written: dict[str, int] = {}
+    total = source.maps
+    if progress is not None:
+        progress(0, total)
+    for image in source.images:
+        for item in image.maps:
+            path = heatmap_path(folder, item.name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            data = heatmap_png(levels_of(image, item))
+            atomic_write_bytes(path, data)
+            written[item.name] = len(data)
+            if progress is not None:
+                progress(len(written), total)
+    _remove_stale(folder, source.kind, set(written))
+    return written
+
+
+def _remove_stale(folder: Path, kind: str, current: set[str]) -> None:
+    """Heatmaps of maps the folder no longer has (a restarted audit): ours only, by their structured names."""
+    parse = parse_name if kind == "audit" else parse_drift_name
+    for path in sorted((folder / HEATMAPS).glob("*/*.png")):
+        name = f"{path.parent.name}/{path.name[:-len('.png')]}"
+        if name in current:
+            continue
+        try:
+            parse(path.name)
+        except ValueError:
+            continue  # not a name we write: the user's file stays
+        path.unlink()
+        logger.info("%s: removed a heatmap of a map the folder no longer has", path)
+
+
+def _sample(fo: Any, image: ExportImage, folder: Path) -> Any:
+    group_field = "case" if "prediction" in image.predictions else "category"
+    fields: dict[str, Any] = {group_field: image.group, "ov_explain_key": image.key, **image.provenance}
+    if image.ground_truth is not None:
+        fields["ground_truth"] = fo.Classification(label=image.ground_truth)
+    for deployment, (label, confidence) in image.predictions.items():
+        fields[deployment] = fo.Classification(label=label, confidence=float(confidence))
+    for item in image.maps:
+        field_name = f"{item.deployment}_map_{item.target_role}" if item.deployment else f"map_{item.target_role}"
+        fields[field_name] = fo.Heatmap(map_path=str(heatmap_path(folder, item.name)), range=[0, 255],
+                                        target_class=item.target_class, target_index=item.target_index,
+                                        target_probability=item.target_probability)
+    return fo.Sample(filepath=str(Path(image.source).resolve()), tags=[image.group], **fields)

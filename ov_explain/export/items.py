@@ -1,0 +1,182 @@
+"""What an export reads from a finished audit or drift audit: one record per image, its maps, safely.
+
+A folder is read, never written: the rows say which maps exist (``.npy`` at the method's own
+resolution) and where each lies on its image. Every name that will become an object key or a file
+path is checked to be one of the folder's own structured names (safe characters only), and every map
+file to lie inside the folder, so a damaged or hand-edited manifest cannot send an export elsewhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from ..audit_folder import MANIFEST, SETTINGS_FILE as AUDIT_SETTINGS, Box, read_rows
+from ..cases import CASES
+from ..drift_folder import CATEGORIES, DEPLOYMENTS, ROWS as DRIFT_ROWS, SETTINGS_FILE as DRIFT_SETTINGS, \
+    read_drift_rows
+from ..errors import OvExplainError
+
+logger = logging.getLogger(__name__)
+
+SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # drift names hold "_r_+0.93"
+
+
+class ExportError(OvExplainError):
+    """An export that cannot start or finish: the folder, the destination, a missing extra."""
+
+
+@dataclass(frozen=True)
+class ExportMap:
+    """One explained map: which class, why, where its raw values are and where they lie on the image."""
+
+    name: str  # "<case or category>/<structured name>[.<deployment>]": the map's place, safe characters only
+    raw_path: Path
+    target_class: str
+    target_index: int
+    target_role: str  # predicted / runner_up / ground_truth
+    target_probability: float | None
+    box: Box | None  # where the map lies on the image (None: the whole image)
+    deployment: str | None = None  # drift audits: reference / candidate
+
+    def load(self) -> np.ndarray:
+        """The raw map; a damaged file is one :class:`ExportError` naming it."""
+        try:
+            raw = np.load(self.raw_path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise ExportError(f"{self.raw_path}: cannot read the map ({exc})") from None
+        if raw.ndim != 2:
+            raise ExportError(f"{self.raw_path}: expected a 2-D map, got shape {raw.shape}")
+        return raw
+
+
+@dataclass(frozen=True)
+class ExportImage:
+    """One audited image and its maps, with what reviewers filter on."""
+
+    key: str
+    source: str  # the original image file, as the audit read it
+    stem: str
+    group: str  # the case (audit) or the drift category
+    ground_truth: str | None
+    predictions: dict[str, tuple[str, float]]  # "prediction" (audit) or each deployment: (class, probability)
+    image_size: tuple[int, int] | None  # (H, W)
+    maps: tuple[ExportMap, ...]
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ExportSource:
+    """A finished folder, read: its kind (``audit`` / ``drift``) and its images in dataset order."""
+
+    folder: Path
+    kind: str
+    images: tuple[ExportImage, ...]
+
+    @property
+    def maps(self) -> int:
+        return sum(len(image.maps) for image in self.images)
+
+
+def read_source(folder: str | Path) -> ExportSource:
+    """Read an audit's or a drift audit's folder for export; one :class:`ExportError` line if it cannot."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ExportError(f"{folder}: no such folder (expected the --out folder of an audit or a drift audit)")
+    if (folder / AUDIT_SETTINGS).is_file() and (folder / MANIFEST).is_file():
+        images = _audit_images(folder)
+        kind = "audit"
+    elif (folder / DRIFT_SETTINGS).is_file() and (folder / DRIFT_ROWS).is_file():
+        images = _drift_images(folder)
+        kind = "drift"
+    else:
+        raise ExportError(f"{folder}: not a finished audit or drift audit (no {AUDIT_SETTINGS} + {MANIFEST} or "
+                          f"{DRIFT_SETTINGS} + {DRIFT_ROWS})")
+    if not images:
+        raise ExportError(f"{folder}: the {kind} holds no explained image to export")
+    return ExportSource(folder, kind, tuple(images))
+
+
+def _audit_images(folder: Path) -> list[ExportImage]:
+    try:
+        rows = list(read_rows(folder))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    by_key: dict[str, list[Any]] = {}
+    for row in rows:
+        by_key.setdefault(row.key, []).append(row)
+    images = []
+    for key, group in by_key.items():
+        first = group[0]
+        maps = []
+        for row in sorted(group, key=lambda r: r.target_rank):
+            if row.raw_path is None:
+                raise ExportError(f"{folder}: the audit kept no raw maps (it ran with --no-raw); run it again with "
+                                  "--raw --restart to export its maps")
+            name = _checked_name(folder, row.case, row.overlay_path, CASES, ".jpg")
+            maps.append(ExportMap(name, _checked_file(folder, row.raw_path, name), row.target_class,
+                                  row.target_index, row.target_role, row.target_probability, row.map_box))
+        images.append(ExportImage(
+            key, first.source, first.stem, first.case, first.ground_truth_class or first.ground_truth,
+            {"prediction": (first.top1.name, first.top1.probability)}, (first.height, first.width), tuple(maps),
+            {"method": first.method, "mode": first.mode, "device": first.device, "precision": first.precision,
+             "readout": first.readout}))
+    return images
+
+
+def _drift_images(folder: Path) -> list[ExportImage]:
+    try:
+        rows = read_drift_rows(folder)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    by_key: dict[str, list[Any]] = {}
+    for row in rows:
+        by_key.setdefault(row.key, []).append(row)
+    images = []
+    for key, group in by_key.items():
+        first = group[0]
+        maps = []
+        for row in sorted(group, key=lambda r: r.target_rank):
+            base = _checked_name(folder, row.category, row.image_path, CATEGORIES, ".jpg")
+            for deployment in DEPLOYMENTS:
+                path = row.map_path(deployment)
+                if path is None:
+                    raise ExportError(f"{folder}: this drift audit kept no maps (it was made before they were kept); "
+                                      "run it again with --restart to export its maps")
+                name = f"{base}.{deployment}"
+                probability = row.reference_probability if deployment == "reference" else row.candidate_probability
+                maps.append(ExportMap(name, _checked_file(folder, path, name), row.target_class, row.target_index,
+                                      row.target_role, probability, row.map_box(deployment), deployment))
+        # The image's category is its most drifted row's (as the drift summary counts it).
+        category = min((r.category for r in group), key=CATEGORIES.index)
+        size = (first.height, first.width) if first.height and first.width else None
+        images.append(ExportImage(
+            key, first.source, first.stem, category, first.ground_truth,
+            {"reference": (first.reference_top1_class, first.reference_top1_probability),
+             "candidate": (first.candidate_top1_class, first.candidate_top1_probability)}, size, tuple(maps)))
+    return images
+
+
+def _checked_name(folder: Path, group: str, relative: str, groups: tuple[str, ...], extension: str) -> str:
+    """``group/file`` without ``extension``, refused unless it is one of the folder's own names."""
+    parts = PurePosixPath(str(relative)).parts
+    if (len(parts) != 2 or parts[0] != group or group not in groups or not parts[1].endswith(extension)
+            or not SAFE_FILE.match(parts[1]) or ".." in parts[1]):
+        raise ExportError(f"{folder}: a row names {relative!r}, which is not a file name this folder's runs "
+                          "write; the rows are damaged")
+    return f"{group}/{parts[1][:-len(extension)]}"
+
+
+def _checked_file(folder: Path, relative: str, name: str) -> Path:
+    """The map file of row ``name``: its own name with ``.npy``, inside the folder, present."""
+    if str(relative) != f"{name}.npy":
+        raise ExportError(f"{folder}: the map of {name} is listed as {relative!r}, not {name}.npy; the rows are damaged")
+    path = folder / relative
+    if not path.is_file():
+        raise ExportError(f"{path}: map file missing (listed in the rows); restore it or run the audit again")
+    return path
