@@ -136,7 +136,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           preprocess: Any = None, labels: Any = None, label_map: str | os.PathLike | dict | None = None,
           kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
           sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
-          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool = True, save_rgba: bool = False,
+          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool | None = None, save_rgba: bool = False,
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
@@ -152,6 +152,8 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     from .dataset import default_label_map, read_label_map
     from .model import Classifier
 
+    if save_raw is None:  # keep raw maps, unless resuming an audit made without them
+        save_raw = _previous_setting(Path(out_dir), "save_raw", True) if not restart else True
     options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
                            save_rgba=save_rgba, grids=grids, report=report, workers=workers)
     everything = read_dataset(dataset, kind=kind, exclude=out_dir)  # never audit our own overlays
@@ -173,6 +175,14 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
                                       **method_options) as explainer:
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
                          progress=progress, all_samples=everything, stop=stop)
+
+
+def _previous_setting(out: Path, name: str, default: Any) -> Any:
+    """A setting of the audit already in ``out`` (for defaults that changed: resuming keeps the folder's)."""
+    try:
+        return json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8")).get(name, default)
+    except (OSError, ValueError, AttributeError):
+        return default
 
 
 def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolver) -> None:

@@ -447,8 +447,9 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (after --sample).")
 @click.option("--sample", type=click.IntRange(min=1), help="A random subset of N images.")
 @click.option("--sample-seed", default=0, show_default=True, type=int, help="Seed for --sample.")
-@click.option("--raw/--no-raw", default=True, show_default=True,
-              help="Keep the raw maps (.npy, a few hundred bytes at 7x7): what `ov-explain export` reads.")
+@click.option("--raw/--no-raw", default=None,
+              help="Keep the raw maps (.npy, a few hundred bytes at 7x7): what `ov-explain export` reads. "
+                   "Default: kept (a resumed audit keeps its own choice).")
 @click.option("--rgba", is_flag=True, help="Also save RGBA colourised maps (.rgba.png).")
 @click.option("--no-grids", is_flag=True, help="Skip the per-case picture grids.")
 @click.option("--no-report", is_flag=True, help="Skip report.html.")
@@ -464,7 +465,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
           output_kind: str, precision: str, no_cache: bool, out_dir: Path, kind: str, label_map: Path | None, mode: str,
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
-          sample_seed: int, raw: bool, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
+          sample_seed: int, raw: bool | None, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
           backend: str, restart: bool, as_json: bool, readout: str | None) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
@@ -521,20 +522,25 @@ def report(audit_dir: Path) -> None:
 # ----- export -----------------------------------------------------------------------------------------
 def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs: true / false, numbers and JSON objects typed, anything else a string."""
+    from .export.objects import is_secret_option
+
     options: dict[str, Any] = {}
-    for text in values:
+    for number, text in enumerate(values, 1):
         key, sep, value = text.partition("=")
-        if not sep or not key.strip():
-            _fail(f"--storage-option {key.strip() or text!r}: expected KEY=VALUE, e.g. endpoint_url=http://127.0.0.1:9000")
+        key = key.strip()
+        if not sep or not key:  # the text itself may be a secret: never echoed
+            _fail(f"--storage-option number {number}: expected KEY=VALUE, e.g. endpoint_url=http://127.0.0.1:9000")
         typed: Any = value
-        if value.lower() in ("true", "false"):
+        if is_secret_option(key):
+            pass  # a secret stays the string it is, digits or not
+        elif value.lower() in ("true", "false"):
             typed = value.lower() == "true"
-        elif value[:1] in "{[" or value.lstrip("-").replace(".", "", 1).isdigit():
+        elif value and (value[0] in "{[" or value.lstrip("-").replace(".", "", 1).isdigit()):
             try:
                 typed = json.loads(value)
             except json.JSONDecodeError:
-                _fail(f"--storage-option {key.strip()}: the value is not valid JSON")
-        options[key.strip()] = typed
+                _fail(f"--storage-option {key}: the value is not valid JSON")
+        options[key] = typed
     return options
 
 

@@ -44,24 +44,35 @@ def export_to_fiftyone(source: ExportSource, name: str, *, progress: Progress | 
         raise ExportError(f"fiftyone:{name}: give a dataset name, e.g. fiftyone:my-audit")
     started = time.perf_counter()
     folder = source.folder.resolve()
-    written = _write_heatmaps(source, folder, progress)
     try:
-        samples = [_sample(fo, image, folder) for image in source.images]
-        if name in fo.list_datasets():
-            existing = fo.load_dataset(name)
-            if existing.info.get(INFO_FOLDER) != str(folder):
-                raise ExportError(f"fiftyone:{name}: a dataset of that name exists and is not an export of {folder}; "
-                                  "choose another name, or delete it in FiftyOne")
-            existing.delete()
-        dataset = fo.Dataset(name, persistent=True)
+        existing = fo.load_dataset(name) if name in fo.list_datasets() else None
+        if existing is not None and existing.info.get(INFO_FOLDER) != str(folder):
+            raise ExportError(f"fiftyone:{name}: a dataset of that name exists and is not an export of {folder}; "
+                              "choose another name, or delete it in FiftyOne")
+        try:
+            written = _write_heatmaps(source, folder, progress)
+        except OSError as exc:
+            raise ExportError(f"{folder / HEATMAPS}: cannot write the heatmap files ({exc.strerror or exc})") from None
+        # Built under a temporary name and renamed: a failure leaves the previous export as it was.
+        building = f"{name}.ov-explain-building"
+        if building in fo.list_datasets():
+            fo.delete_dataset(building)
+        dataset = fo.Dataset(building, persistent=True)
         dataset.info = {INFO_FOLDER: str(folder), INFO_KIND: source.kind, "ov_explain_version": __version__}
-        dataset.add_samples(samples, progress=False)
+        dataset.add_samples([_sample(fo, image, folder) for image in source.images], progress=False)
         dataset.save()
+        if existing is not None:
+            existing.delete()
+        dataset.name = name
         count = len(dataset)
     except ExportError:
         raise
     except Exception as exc:  # FiftyOne's database or validation errors: one line
         raise ExportError(f"fiftyone:{name}: {type(exc).__name__}: {one_line(exc)}") from None
+    missing = sum(not Path(image.source).is_file() for image in source.images)
+    if missing:
+        logger.warning("%d original image(s) not found where the audit read them (run the export from the folder "
+                       "the audit ran in); FiftyOne shows them as missing", missing)
     logger.info("FiftyOne dataset %s: %d samples, %d heatmaps", name, count, len(written))
     return ExportReport(destination=f"fiftyone:{name}", kind=source.kind, images=len(source.images),
                         maps=source.maps, objects=len(written), uploaded=len(written), unchanged=0,
@@ -110,8 +121,12 @@ def _remove_stale(folder: Path, kind: str, current: set[str]) -> None:
 
 
 def _sample(fo: Any, image: ExportImage, folder: Path) -> Any:
-    group_field = "case" if "prediction" in image.predictions else "category"
-    fields: dict[str, Any] = {group_field: image.group, "ov_explain_key": image.key, **image.provenance}
+    audit = "prediction" in image.predictions
+    fields: dict[str, Any] = {"case" if audit else "category": image.group, "ov_explain_key": image.key}
+    if audit:
+        fields.update(image.provenance)
+    else:  # each deployment's method, device and precision
+        fields.update({f"{d}_{k}": v for d, values in image.provenance.items() for k, v in values.items()})
     if image.ground_truth is not None:
         fields["ground_truth"] = fo.Classification(label=image.ground_truth)
     for deployment, (label, confidence) in image.predictions.items():

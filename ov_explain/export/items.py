@@ -8,6 +8,7 @@ file to lie inside the folder, so a damaged or hand-edited manifest cannot send 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from ..cases import CASES
 from ..drift_folder import CATEGORIES, DEPLOYMENTS, ROWS as DRIFT_ROWS, SETTINGS_FILE as DRIFT_SETTINGS, \
     read_drift_rows
 from ..errors import OvExplainError
+from ..preprocess import PreprocessSpec
 
 logger = logging.getLogger(__name__)
 
@@ -102,17 +104,62 @@ def read_source(folder: str | Path) -> ExportSource:
     return ExportSource(folder, kind, tuple(images))
 
 
+def _settings(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{path}: cannot read the run's settings ({exc})") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: expected a JSON object")
+    return data
+
+
+def _grouped(rows: list[Any], folder: Path) -> dict[str, list[Any]]:
+    """Rows by image, in dataset order; an image whose rows are not all there (a run still going, or
+    killed) is left out with a warning."""
+    by_key: dict[str, list[Any]] = {}
+    for row in rows:
+        by_key.setdefault(row.key, []).append(row)
+    partial = [k for k, group in by_key.items() if len(group) != group[0].targets_total]
+    if partial:
+        logger.warning("%s: %d image(s) have only part of their rows (a run still going or interrupted); left out",
+                       folder, len(partial))
+    return {k: group for k, group in by_key.items() if k not in partial}
+
+
+def _source_path(source: str) -> str:
+    """The original image as an absolute path (relative sources are read from the current folder)."""
+    return str(Path(source).resolve())
+
+
+def _legacy_box(settings: dict[str, Any], height: int, width: int) -> Box | None:
+    """Rows of audits made before boxes were recorded: the box from the run's spec, or None (whole image)."""
+    spec_data = settings.get("preprocess")
+    if not isinstance(spec_data, dict):
+        return None
+    try:
+        spec = PreprocessSpec.from_dict(spec_data)
+    except OvExplainError:
+        return None
+    if spec.resize == "stretch":
+        return None
+    _, geometry = spec.fit(np.zeros((height, width, 3), np.uint8))
+    return geometry.input_box()
+
+
 def _audit_images(folder: Path) -> list[ExportImage]:
     try:
         rows = list(read_rows(folder))
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    by_key: dict[str, list[Any]] = {}
-    for row in rows:
-        by_key.setdefault(row.key, []).append(row)
+    settings = _settings(folder / AUDIT_SETTINGS)
+    if any(row.map_box is None for row in rows) and not isinstance(settings.get("preprocess"), dict):
+        logger.warning("%s: rows without a map box and a custom preprocessing function: maps are laid over the "
+                       "whole image", folder)
     images = []
-    for key, group in by_key.items():
+    for key, group in _grouped(rows, folder).items():
         first = group[0]
+        legacy = _legacy_box(settings, first.height, first.width) if first.map_box is None else None
         maps = []
         for row in sorted(group, key=lambda r: r.target_rank):
             if row.raw_path is None:
@@ -120,9 +167,9 @@ def _audit_images(folder: Path) -> list[ExportImage]:
                                   "--raw --restart to export its maps")
             name = _checked_name(folder, row.case, row.overlay_path, CASES, ".jpg")
             maps.append(ExportMap(name, _checked_file(folder, row.raw_path, name), row.target_class,
-                                  row.target_index, row.target_role, row.target_probability, row.map_box))
+                                  row.target_index, row.target_role, row.target_probability, row.map_box or legacy))
         images.append(ExportImage(
-            key, first.source, first.stem, first.case, first.ground_truth_class or first.ground_truth,
+            key, _source_path(first.source), first.stem, first.case, first.ground_truth_class or first.ground_truth,
             {"prediction": (first.top1.name, first.top1.probability)}, (first.height, first.width), tuple(maps),
             {"method": first.method, "mode": first.mode, "device": first.device, "precision": first.precision,
              "readout": first.readout}))
@@ -134,11 +181,11 @@ def _drift_images(folder: Path) -> list[ExportImage]:
         rows = read_drift_rows(folder)
     except ValueError as exc:
         raise ExportError(str(exc)) from None
-    by_key: dict[str, list[Any]] = {}
-    for row in rows:
-        by_key.setdefault(row.key, []).append(row)
+    settings = _settings(folder / DRIFT_SETTINGS)
+    provenance = {d: {k: (settings.get(d) or {}).get(k) for k in ("method", "device", "precision")}
+                  for d in DEPLOYMENTS}
     images = []
-    for key, group in by_key.items():
+    for key, group in _grouped(rows, folder).items():
         first = group[0]
         maps = []
         for row in sorted(group, key=lambda r: r.target_rank):
@@ -156,9 +203,10 @@ def _drift_images(folder: Path) -> list[ExportImage]:
         category = min((r.category for r in group), key=CATEGORIES.index)
         size = (first.height, first.width) if first.height and first.width else None
         images.append(ExportImage(
-            key, first.source, first.stem, category, first.ground_truth,
+            key, _source_path(first.source), first.stem, category, first.ground_truth,
             {"reference": (first.reference_top1_class, first.reference_top1_probability),
-             "candidate": (first.candidate_top1_class, first.candidate_top1_probability)}, size, tuple(maps)))
+             "candidate": (first.candidate_top1_class, first.candidate_top1_probability)}, size, tuple(maps),
+            provenance))
     return images
 
 

@@ -34,6 +34,7 @@ from .report import ExportReport, Progress
 logger = logging.getLogger(__name__)
 
 LOCATORS_JSONL, LOCATORS_CSV, IMAGES = "locators.jsonl", "locators.csv", "images"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 LOCATOR_COLUMNS = ("key", "image", "image_locator", "ground_truth", "prediction", "confidence", "case",
                    "target_class", "target_index", "target_role", "target_probability", "deployment",
                    "map_locator", "method", "device", "precision")
@@ -102,8 +103,8 @@ def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     except (ValueError, TypeError) as exc:
         raise ExportError(_scrub(f"{_public(url)}: {one_line(exc)}", options)) from None
     root = root.rstrip("/")
-    if not root:
-        raise ExportError(f"{_public(url)}: give a bucket (and a prefix), e.g. s3://bucket/audits/run-1")
+    if not root or (not _is_local(fs) and "/" not in root):  # a whole bucket would be listed and mixed with ours
+        raise ExportError(f"{_public(url)}: give a bucket and a prefix, e.g. s3://bucket/audits/run-1")
     return fs, root
 
 
@@ -133,11 +134,25 @@ def _public(url: str) -> str:
     return re.sub(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@]*@", r"\1", str(url))
 
 
-def _scrub(message: str, options: dict[str, Any]) -> str:
-    """Blank out any secret-looking storage option's value that found its way into a message."""
+def is_secret_option(name: str) -> bool:
+    """A storage option whose value must never be shown (keys, secrets, tokens, passwords, SAS)."""
+    return bool(_SECRET_WORDS.search(str(name)))
+
+
+def _secret_values(options: dict[str, Any]) -> list[str]:
+    found = []
     for name, value in options.items():
-        if _SECRET_WORDS.search(str(name)) and isinstance(value, str) and len(value) >= 4:
-            message = message.replace(value, "***")
+        if isinstance(value, dict):  # client_kwargs={"aws_secret_access_key": ...}
+            found += _secret_values(value)
+        elif is_secret_option(name) and value is not None and len(str(value)) >= 4:
+            found.append(str(value))
+    return found
+
+
+def _scrub(message: str, options: dict[str, Any]) -> str:
+    """Blank out any secret storage option's value that found its way into a message."""
+    for value in sorted(_secret_values(options), key=len, reverse=True):
+        message = message.replace(value, "***")
     return message
 
 
@@ -162,6 +177,8 @@ def _plan(source: ExportSource, fs: Any, root: str, include_images: bool,
 
 def _image_key(image: ExportImage) -> str:
     suffix = Path(image.source).suffix.lower()
+    if suffix not in IMAGE_SUFFIXES:  # only pictures leave the machine, whatever a row names
+        raise ExportError(f"{image.source}: not an image file name ({', '.join(IMAGE_SUFFIXES)}); the rows are damaged")
     if not SAFE_FILE.match(image.stem + suffix):
         raise ExportError(f"{image.source}: its stem {image.stem!r} is not a name this audit writes; the rows are damaged")
     return f"{IMAGES}/{image.stem}{suffix}"
@@ -176,11 +193,12 @@ def _read_original(image: ExportImage) -> bytes:
 
 def _locator_row(image: ExportImage, item: ExportMap, image_locator: str | None, map_locator: str) -> dict[str, Any]:
     label, confidence = image.predictions[item.deployment or "prediction"]
+    provenance = image.provenance.get(item.deployment, {}) if item.deployment else image.provenance
     return {"key": image.key, "image": image.source, "image_locator": image_locator,
             "ground_truth": image.ground_truth, "prediction": label, "confidence": confidence, "case": image.group,
             "target_class": item.target_class, "target_index": item.target_index, "target_role": item.target_role,
             "target_probability": item.target_probability, "deployment": item.deployment, "map_locator": map_locator,
-            **{k: image.provenance.get(k) for k in ("method", "device", "precision")}}
+            **{k: provenance.get(k) for k in ("method", "device", "precision")}}
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
@@ -244,8 +262,6 @@ def _put_all(fs: Any, root: str, objects: list[_Object], existing: dict[str, dic
             for future in pending:
                 future.cancel()
             raise
-    for line in failed[:5]:
-        logger.error("%s", line)
     return uploaded, unchanged, sent, failed
 
 
@@ -264,7 +280,8 @@ def _same_content(fs: Any, path: str, info: dict[str, Any], data: bytes) -> bool
         return False
     md5 = hashlib.md5(data).hexdigest()
     etag = str(info.get("ETag", info.get("etag", ""))).strip('"')
-    if re.fullmatch(r"[0-9a-f]{32}", etag):  # a single-part upload's ETag is its MD5
+    encrypted = info.get("ServerSideEncryption") == "aws:kms" or info.get("SSECustomerAlgorithm")
+    if re.fullmatch(r"[0-9a-f]{32}", etag) and not encrypted:  # a single-part, unencrypted upload's ETag is its MD5
         return etag == md5
     if info.get("md5Hash"):
         return base64.b64decode(info["md5Hash"]).hex() == md5

@@ -23,6 +23,7 @@ from ov_explain.export import read_source
 from ov_explain.export.pictures import levels_of
 
 from export_support import HOSTILE
+from export_support import bundled_audit, hostile_audit  # noqa: F401 (fixtures)
 
 HAVE_FIFTYONE = importlib.util.find_spec("fiftyone") is not None
 REQUIRED = os.environ.get("OV_EXPLAIN_REQUIRE_FIFTYONE") == "1"

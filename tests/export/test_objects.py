@@ -23,6 +23,7 @@ from ov_explain.export import ExportError, export, read_source
 from ov_explain.export.pictures import levels_of, rgba_png
 
 from export_support import BUCKET, HOSTILE, objects_under, tree_digest
+from export_support import bundled_audit, hostile_audit, s3_env, s3_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow
 
@@ -125,7 +126,9 @@ def test_an_export_killed_part_way_resumes_without_uploading_finished_objects_ag
         time.sleep(0.02)
     process.send_signal(signal.SIGKILL)
     process.communicate()
-    present = objects_under(client, prefix)
+    present, settled = objects_under(client, prefix), {}
+    while settled != present:  # a request already sent when the client died may still land: wait for quiet
+        settled, present = present, (time.sleep(0.3), objects_under(client, prefix))[1]
     assert 25 <= len(present) < total and f"{prefix}/locators.jsonl" not in present  # locators come last
 
     resumed = _cli("export", str(large_audit), "--to", destination, "--json",
@@ -228,3 +231,14 @@ def test_an_audit_without_raw_maps_says_how_to_get_them(tmp_path, classifier, ph
     with pytest.raises(ExportError, match=r"kept no raw maps \(it ran with --no-raw\); run it again with --raw"):
         export(out, (tmp_path / "exported").as_uri())
     assert not (tmp_path / "exported").exists()  # refused before anything was written
+
+
+def test_an_audit_made_without_raw_maps_resumes_with_the_same_command(tmp_path, photos_dir, run):
+    """--raw is the default now; a folder made without raw maps keeps its choice when resumed."""
+    out = tmp_path / "audit"
+    first = run("audit", photos_dir / "ground_truth.csv", "--out", out, "--no-raw", "--no-grids", "--no-report",
+                "--limit", "2")
+    assert first.exit_code == 0, first.output
+    again = run("audit", photos_dir / "ground_truth.csv", "--out", out, "--no-grids", "--no-report")
+    assert again.exit_code == 0, again.output
+    assert "2 resumed" in again.output and not list(out.rglob("*.npy"))
