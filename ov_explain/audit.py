@@ -255,7 +255,6 @@ class _ImageWorker:
         timings["write_ms"] = (time.perf_counter() - explained) * 1000
         rounded = {k: round(v, 3) for k, v in timings.items()}
         ranked = tuple(RankedClass(i, self.names[i], round(float(probabilities[i]), 6)) for i in top)
-        box = explanation.geometry.input_box() if explanation.geometry is not None else None
         return [AuditRow(
             key=sample.key, source=str(sample.path), stem=stem, width=int(pixels.shape[1]),
             height=int(pixels.shape[0]), ground_truth=sample.label, ground_truth_index=truth,
@@ -268,7 +267,7 @@ class _ImageWorker:
             targets_total=len(decision.targets), target_role=role, target_index=int(index),
             target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
             overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded,
-            readout=explanation.readout, map_box=box)
+            readout=explanation.readout, map_box=explanation.map_box)
             for rank, ((index, role), files) in enumerate(zip(decision.targets, written))]
 
 

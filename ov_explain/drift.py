@@ -226,12 +226,8 @@ class _DriftWorker:
                 timings_ms={"explain_ms": round((explained - started) * 1000, 3),
                             "write_ms": round((time.perf_counter() - explained) * 1000, 3)},
                 width=int(pixels.shape[1]), height=int(pixels.shape[0]), reference_map_path=maps["reference"],
-                candidate_map_path=maps["candidate"], reference_map_box=_box(ref), candidate_map_box=_box(cand)))
+                candidate_map_path=maps["candidate"], reference_map_box=ref.map_box, candidate_map_box=cand.map_box))
         return rows
-
-
-def _box(explanation: Any) -> Any:
-    return explanation.geometry.input_box() if explanation.geometry is not None else None
 
 
 def _map_for(explanation: Any, target: int) -> Any:

@@ -173,25 +173,37 @@ class PreprocessSpec:
         height, width = image.shape[:2]
         target_h, target_w = self.size
         interp = INTERPOLATIONS[self.interpolation]
+        geometry = self.geometry(height, width)
         if self.resize == "stretch":
-            fitted = _resize(image, (target_h, target_w), interp)
-            return fitted, Geometry.stretch((height, width), self.size)
+            return _resize(image, (target_h, target_w), interp), geometry
+        new_h, new_w, top, left = self._placement(height, width)
+        resized = _resize(image, (new_h, new_w), interp)
+        if self.resize == "center_crop":
+            return np.ascontiguousarray(resized[top:top + target_h, left:left + target_w]), geometry
+        fitted = np.full((target_h, target_w, 3), self.pad_value, dtype=np.uint8)  # letterbox
+        fitted[top:top + new_h, left:left + new_w] = resized
+        return fitted, geometry
+
+    def geometry(self, height: int, width: int) -> Geometry:
+        """Where an image of ``height`` x ``width`` lands in the model input (what :meth:`fit` returns),
+        without touching pixels."""
+        if self.resize == "stretch":
+            return Geometry.stretch((height, width), self.size)
+        new_h, new_w, top, left = self._placement(height, width)
+        offset = (-top, -left) if self.resize == "center_crop" else (top, left)
+        return Geometry((height, width), self.size, (new_h / height, new_w / width), offset)
+
+    def _placement(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """Centre crop / letterbox: the resized image's size and where the input window sits in it
+        (crop) or it sits in the input (letterbox), as (new_h, new_w, top, left)."""
+        target_h, target_w = self.size
         if self.resize == "center_crop":
             scale = max(target_h / height, target_w / width) / self.crop_fraction
             new_h, new_w = max(target_h, round(height * scale)), max(target_w, round(width * scale))
-            resized = _resize(image, (new_h, new_w), interp)
-            top, left = (new_h - target_h) // 2, (new_w - target_w) // 2
-            fitted = resized[top:top + target_h, left:left + target_w]
-            geometry = Geometry((height, width), self.size, (new_h / height, new_w / width), (-top, -left))
-            return np.ascontiguousarray(fitted), geometry
-        # letterbox
+            return new_h, new_w, (new_h - target_h) // 2, (new_w - target_w) // 2
         scale = min(target_h / height, target_w / width)
         new_h, new_w = max(1, round(height * scale)), max(1, round(width * scale))
-        resized = _resize(image, (new_h, new_w), interp)
-        top, left = (target_h - new_h) // 2, (target_w - new_w) // 2
-        fitted = np.full((target_h, target_w, 3), self.pad_value, dtype=np.uint8)
-        fitted[top:top + new_h, left:left + new_w] = resized
-        return fitted, Geometry((height, width), self.size, (new_h / height, new_w / width), (top, left))
+        return new_h, new_w, (target_h - new_h) // 2, (target_w - new_w) // 2
 
     def normalize(self, fitted: np.ndarray) -> np.ndarray:
         """The numeric step: colour order, (x - mean) / std, layout; no batch axis."""

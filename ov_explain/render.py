@@ -130,6 +130,12 @@ def frame_levels(saliency: np.ndarray, box: tuple[float, float, float, float] | 
     return framed
 
 
+def rgba_png(levels: np.ndarray, colormap: str = "jet") -> bytes:
+    """PNG bytes of :func:`colorize_rgba` for uint8 levels (0..255): the audit's ``.rgba.png`` and the
+    exported maps (transparent where the level is 0)."""
+    return encode_png(colorize_rgba(np.asarray(levels, np.float32) / 255.0, colormap=colormap))
+
+
 def encode_png(picture: np.ndarray) -> bytes:
     """PNG bytes of an RGB (H, W, 3), RGBA (H, W, 4) or grey (H, W) uint8 array, in memory."""
     picture = np.asarray(picture)

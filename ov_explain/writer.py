@@ -72,6 +72,5 @@ def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMa
     if files.raw is not None:
         atomic_write_bytes(root / files.raw, npy_bytes(saliency.raw))
     if files.rgba is not None:
-        rgba = render.colorize_rgba(levels.astype(np.float32) / 255.0, colormap=style.colormap)
-        atomic_write_bytes(root / files.rgba, render.encode_png(rgba))
+        atomic_write_bytes(root / files.rgba, render.rgba_png(levels, style.colormap))
     return files

@@ -215,3 +215,11 @@ def test_load_preprocess_function_reports_what_is_wrong():
         load_preprocess_function("no_such_mod:f")
     with pytest.raises(PreprocessError, match="no callable named 'nope'"):
         load_preprocess_function("numpy:nope")
+
+
+@pytest.mark.parametrize("resize", ["stretch", "center_crop", "letterbox"])
+@pytest.mark.parametrize("height, width", [(300, 451), (451, 300), (17, 1000), (224, 224)])
+def test_geometry_without_pixels_is_the_fitted_images(resize, height, width):
+    spec = PreprocessSpec(size=(224, 240), resize=resize, crop_fraction=0.875)
+    _, fitted = spec.fit(np.zeros((height, width, 3), np.uint8))
+    assert spec.geometry(height, width) == fitted

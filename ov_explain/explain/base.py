@@ -119,6 +119,11 @@ class Explanation:
                 raise ValueError(f"map for {saliency.label}: on_image shape {saliency.on_image.shape} does not "
                                  f"match the image size {tuple(self.image_size)}")
 
+    @property
+    def map_box(self) -> tuple[float, float, float, float] | None:
+        """Where the raw maps lie on the original image (see :meth:`Geometry.input_box`); None if unknown."""
+        return self.geometry.input_box() if self.geometry is not None else None
+
     def map_for(self, target: int | str) -> SaliencyMap:
         for saliency in self.maps:
             if saliency.target == target or (saliency.name is not None and saliency.name == target):

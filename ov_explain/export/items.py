@@ -141,10 +141,7 @@ def _legacy_box(settings: dict[str, Any], height: int, width: int) -> Box | None
         spec = PreprocessSpec.from_dict(spec_data)
     except OvExplainError:
         return None
-    if spec.resize == "stretch":
-        return None
-    _, geometry = spec.fit(np.zeros((height, width, 3), np.uint8))
-    return geometry.input_box()
+    return None if spec.resize == "stretch" else spec.geometry(height, width).input_box()
 
 
 def _audit_images(folder: Path) -> list[ExportImage]:

@@ -28,7 +28,8 @@ from typing import Any
 
 from ..errors import one_line
 from .items import SAFE_FILE, ExportError, ExportImage, ExportMap, ExportSource
-from .pictures import levels_of, rgba_png
+from ..render import rgba_png
+from .pictures import levels_of
 from .report import ExportReport, Progress
 
 logger = logging.getLogger(__name__)
@@ -65,23 +66,14 @@ def export_to_storage(source: ExportSource, url: str, *, storage_options: dict[s
     if _is_local(fs):
         fs.makedirs(root, exist_ok=True)
     uploaded, unchanged, sent, failed = _put_all(fs, root, objects, existing, workers, progress, options)
-    locators = None
-    if not failed:
-        # Last, so that every locator points at an object that is there.
-        for name, data in ((LOCATORS_JSONL, _jsonl(rows)), (LOCATORS_CSV, _csv(rows))):
-            path = f"{root}/{name}"
-            try:
-                if _put(fs, path, data, existing.get(path)):
-                    uploaded, sent = uploaded + 1, sent + len(data)
-                else:
-                    unchanged += 1
-            except Exception as exc:  # the backends raise many kinds; each becomes one line
-                failed.append(_scrub(f"{_public(fs.unstrip_protocol(path))}: {one_line(exc)}", options))
-        locators = fs.unstrip_protocol(f"{root}/{LOCATORS_JSONL}")
+    if not failed:  # last, so that every locator points at an object that is there
+        locator_files = [_Object(LOCATORS_JSONL, lambda: _jsonl(rows)), _Object(LOCATORS_CSV, lambda: _csv(rows))]
+        counts = _put_all(fs, root, locator_files, existing, 1, None, options)
+        uploaded, unchanged, sent, failed = (a + b for a, b in zip((uploaded, unchanged, sent, failed), counts))
     report = ExportReport(destination=shown, kind=source.kind, images=len(source.images), maps=source.maps,
                           objects=len(objects) + 2, uploaded=uploaded, unchanged=unchanged, bytes_uploaded=sent,
                           seconds=round(time.perf_counter() - started, 3), failed=failed,
-                          locators=None if failed else locators)
+                          locators=None if failed else fs.unstrip_protocol(f"{root}/{LOCATORS_JSONL}"))
     logger.info("export to %s: %d objects, %d uploaded, %d unchanged, %d failed", shown, report.objects, uploaded,
                 unchanged, len(failed))
     return report

@@ -1,4 +1,5 @@
-"""The pictures an export writes for a map: pure functions of the map, its box and its image's size."""
+"""The pictures an export writes for a map: its levels laid over its image, as grayscale or RGBA
+(:func:`ov_explain.render.rgba_png`)."""
 
 from __future__ import annotations
 
@@ -14,11 +15,6 @@ def levels_of(image: ExportImage, item: ExportMap, *, min_side: int = 32) -> np.
     raw = item.load()
     size = image.image_size if image.image_size is not None else raw.shape
     return render.frame_levels(raw, item.box, size, min_side=min_side)
-
-
-def rgba_png(levels: np.ndarray, colormap: str = "jet") -> bytes:
-    """An RGBA PNG: the colour map, alpha fading low activations (transparent outside the model's view)."""
-    return render.encode_png(render.colorize_rgba(levels.astype(np.float32) / 255.0, colormap=colormap))
 
 
 def heatmap_png(levels: np.ndarray) -> bytes:

@@ -20,7 +20,8 @@ import pytest
 
 from ov_explain.audit_folder import read_rows
 from ov_explain.export import ExportError, export, read_source
-from ov_explain.export.pictures import levels_of, rgba_png
+from ov_explain.export.pictures import levels_of
+from ov_explain.render import rgba_png
 
 from export_support import BUCKET, HOSTILE, objects_under, tree_digest
 from export_support import bundled_audit, hostile_audit, s3_env, s3_server  # noqa: F401 (fixtures)
