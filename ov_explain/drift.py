@@ -51,7 +51,7 @@ from .explain.explainer import Explainer
 from .images import read_image
 from .naming import file_labels, format_drift_name, parse_drift_name, unique_stems
 from .report import build_drift_report
-from .row_run import FolderError, FolderKind, Progress, run_rows
+from .row_run import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from .storage import atomic_write_bytes, atomic_write_text, read_jsonl
 from .writer import npy_bytes
 
@@ -144,7 +144,7 @@ def run_drift(samples: Sequence[Sample], reference: Explainer, candidate: Explai
     threads = workers or reference.parallel_requests + candidate.parallel_requests + 1
     worker = _DriftWorker(reference, candidate, resolver, thresholds, cases, out, stems)
     started = time.perf_counter()
-    stats = run_rows(samples, worker, out, DRIFT_FOLDER, settings, set(stems.values()), threads=threads,
+    stats = run_rows(samples, ThreadEngine(worker, threads), out, DRIFT_FOLDER, settings, set(stems.values()),
                      restart=restart, progress=progress, stop=stop)
     summary = write_drift_summary(out, settings, stats.resumed, time.perf_counter() - started)
     if report:

@@ -17,12 +17,12 @@ from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 from .dataset import Sample
 from .errors import OvExplainError
-from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_text, ensure_writable_folder, read_jsonl, \
-    remove_temp_files, write_jsonl
+from .storage import LOCK_FILE, FolderLock, JsonlLog, atomic_write_text, ensure_writable_folder, json_line, \
+    read_jsonl, remove_temp_files, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -82,13 +82,74 @@ class RunStats:
     seconds: float
 
 
-def run_rows(samples: Sequence[Sample], work: Callable[[Sample], "list[Any] | Any"], out: Path, kind: FolderKind,
-             settings: dict[str, Any], stems: set[str], *, threads: int, restart: bool = False,
-             progress: Progress | None = None, stop: threading.Event | None = None) -> RunStats:
-    """Run ``work`` on every sample not already done in ``out``, ``threads`` at a time, and record rows.
+@dataclass(frozen=True)
+class SampleResult:
+    """One sample's outcome, ready to append: its rows as JSON lines, or its error row as one line.
 
-    ``work`` returns a list of rows (objects with ``to_dict``); an exception it raises for one sample
-    becomes that sample's error row (``kind.error_type.from_exception``), and the run goes on.
+    Made where the work ran (a worker thread, or a Ray actor on another machine), so the one process
+    that appends only writes text, in dataset order.
+    """
+
+    key: str
+    rows: str = ""  # JSON lines for the rows file (each ending in a newline)
+    error: str = ""  # one JSON line for the errors file
+    message: str = ""  # the error's one line, for the log
+
+
+def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> SampleResult:
+    """``work``'s rows for one sample, or its error row (``kind.error_type.from_exception``): one bad image
+    must not stop the run. Every engine runs a sample through this."""
+    try:
+        rows = work(sample)
+    except Exception as exc:
+        error = kind.error_type.from_exception(sample.key, str(sample.path), sample.label, exc)
+        return SampleResult(sample.key, error=json_line(error.to_dict()), message=error.error)
+    return SampleResult(sample.key, rows="".join(json_line(row.to_dict()) for row in rows))
+
+
+class RowEngine(Protocol):
+    """Runs the per-sample work on the samples to do and yields their results **in dataset order**."""
+
+    def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        ...
+
+
+class ThreadEngine:
+    """The local engine: ``work`` on ``threads`` worker threads of this process, a bounded window ahead.
+
+    On ``stopping``, images not started are dropped and those in flight finish and are yielded, so every
+    image whose files are in place gets its rows and a resume redoes none of them.
+    """
+
+    def __init__(self, work: Callable[[Sample], Any], threads: int) -> None:
+        self.work, self.threads = work, max(1, threads)
+
+    def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="ov-explain-rows") as pool:
+            window: deque[Future] = deque()
+            try:
+                for sample in todo:
+                    if stopping():
+                        break
+                    window.append(pool.submit(sample_result, self.work, sample, kind))
+                    while len(window) >= 2 * self.threads and not stopping():
+                        yield window.popleft().result()
+                if stopping():
+                    window = deque(f for f in window if not f.cancel())
+                while window:
+                    yield window.popleft().result()
+            finally:
+                for future in window:
+                    future.cancel()
+
+
+def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: FolderKind, settings: dict[str, Any],
+             stems: set[str], *, restart: bool = False, progress: Progress | None = None,
+             stop: threading.Event | None = None) -> RunStats:
+    """Run the engine's work on every sample not already done in ``out`` and record the rows.
+
+    Whatever the engine (threads here, or actors on a cluster), this process alone appends the rows, in
+    dataset order, after each image's files are in place: that is what makes a killed run resume exactly.
     """
     ensure_writable_folder(out)
     with FolderLock(out, kind.noun.split()[-1]):
@@ -98,60 +159,29 @@ def run_rows(samples: Sequence[Sample], work: Callable[[Sample], "list[Any] | An
         logger.info("%s: %d images, %d already done, %d to do", out, len(samples), len(samples) - len(todo),
                     len(todo))
         started = time.perf_counter()
-        finished = _run_pool(todo, work, out, kind, threads, progress, stop, len(samples) - len(todo))
+        finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo))
         return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
 
 
-def _rows_or_error(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> Any:
-    """``work``'s rows for one sample, or its error row: one bad image must not stop the run."""
-    try:
-        return work(sample)
-    except Exception as exc:
-        return kind.error_type.from_exception(sample.key, str(sample.path), sample.label, exc)
-
-
-def _run_pool(todo: list[Sample], work: Callable[[Sample], Any], out: Path, kind: FolderKind, threads: int,
-              progress: Progress | None, stop: threading.Event | None, resumed: int) -> int:
+def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, progress: Progress | None,
+            stop: threading.Event | None, resumed: int) -> int:
+    """Append each result as it comes (in dataset order); a stop ends with :class:`RunInterrupted`."""
     finished = 0
     if progress is not None:
         progress(0, len(todo))  # the total and ETA show from the start
     stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
-    with JsonlLog(out / kind.rows_file) as rows, JsonlLog(out / kind.errors_file) as errors, \
-            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="ov-explain-rows") as pool:
-        window: deque[Future] = deque()
-
-        def record_oldest() -> None:
-            nonlocal finished
-            result = window.popleft().result()
-            if isinstance(result, kind.error_type):
-                logger.error("%s", result.error)
-                errors.append([result.to_dict()])
+    with JsonlLog(out / kind.rows_file) as rows, JsonlLog(out / kind.errors_file) as errors:
+        for result in engine.results(todo, kind, stopping):
+            if result.error:
+                logger.error("%s", result.message)
+                errors.append_text(result.error)
             else:
-                rows.append([row.to_dict() for row in result])
+                rows.append_text(result.rows)
             finished += 1
             if progress is not None:
                 progress(finished, len(todo))
-
-        try:
-            for sample in todo:
-                if stopping():
-                    break
-                window.append(pool.submit(_rows_or_error, work, sample, kind))
-                while len(window) >= 2 * threads and not stopping():
-                    record_oldest()
-            if stopping():
-                # Images not started are dropped; those in flight finish and are recorded, so every
-                # image whose files are in place has its rows and a resume redoes none of them.
-                window = deque(f for f in window if not f.cancel())
-                while window:
-                    record_oldest()
-                raise RunInterrupted(out, resumed + finished, resumed + len(todo))
-            while window:
-                record_oldest()
-        except BaseException:
-            for future in window:
-                future.cancel()
-            raise
+    if stopping():
+        raise RunInterrupted(out, resumed + finished, resumed + len(todo))
     return finished
 
 

@@ -119,7 +119,10 @@ class JsonlLog:
         self._handle = open(path, "a", encoding="utf-8")
 
     def append(self, rows: Iterable[dict[str, Any]]) -> None:
-        text = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        self.append_text("".join(json_line(row) for row in rows))
+
+    def append_text(self, text: str) -> None:
+        """Append whole lines already made by :func:`json_line` (e.g. in a worker process)."""
         if text:
             self._handle.write(text)
             self._handle.flush()
@@ -132,6 +135,11 @@ class JsonlLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def json_line(row: dict[str, Any]) -> str:
+    """One JSON-lines line of ``row`` (the one format every log here writes)."""
+    return json.dumps(row, ensure_ascii=False) + "\n"
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -153,4 +161,4 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     """Rewrite a JSON-lines file atomically."""
-    atomic_write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    atomic_write_text(path, "".join(json_line(row) for row in rows))

@@ -16,7 +16,6 @@ import base64
 import csv
 import hashlib
 import io
-import json
 import logging
 import re
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import one_line
+from ..storage import json_line
 from .items import SAFE_FILE, ExportError, ExportImage, ExportMap, ExportSource
 from ..render import rgba_png
 from .pictures import levels_of
@@ -194,7 +194,7 @@ def _locator_row(image: ExportImage, item: ExportMap, image_locator: str | None,
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode("utf-8")
+    return "".join(json_line(row) for row in rows).encode("utf-8")
 
 
 def _csv(rows: list[dict[str, Any]]) -> bytes:
