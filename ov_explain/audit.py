@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+import cv2
 import numpy as np
 
 from .audit_folder import ERRORS, FORMAT_VERSION, GRIDS, MANIFEST, MAP_EXTENSIONS, SETTINGS_FILE, TOP_FILES, \
@@ -42,12 +43,16 @@ from .explain.explainer import Explainer
 from .images import read_image
 from .naming import file_labels, format_name, parse_name, unique_stems
 from .report import build_report
-from .row_run import FolderError, FolderKind, Progress, RunInterrupted, run_rows
+from .ray_engine import RayEngine, RayOptions, import_ray
+from .row_run import FolderError, FolderKind, Progress, RunInterrupted, ThreadEngine, run_rows
 from .writer import MapStyle, to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "audit", "run_audit"]
+__all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "AuditWork", "audit", "run_audit"]
+
+#: Where the per-image work runs: this process's threads, or Ray Data actors.
+ENGINES = ("local", "ray")
 
 
 
@@ -100,8 +105,12 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
               resolver: LabelResolver | None = None, options: AuditOptions = AuditOptions(),
               restart: bool = False, progress: Progress | None = None,
               all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None,
-              stop: threading.Event | None = None) -> AuditSummary:
+              stop: threading.Event | None = None, cluster: tuple["AuditWork", RayOptions] | None = None
+              ) -> AuditSummary:
     """Audit ``samples`` into ``out_dir``; resumes a previous run of the same settings.
+
+    ``cluster``: run the per-image work on Ray actors built from the recipe (see :func:`audit`) instead
+    of this process's threads; the folder, rows and resume are the same.
 
     Setting ``stop`` (from a signal handler or another thread) ends the run between images: the
     images in flight are finished and recorded, then :class:`AuditInterrupted` says how many are saved.
@@ -118,10 +127,13 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
                                                              [s.path.stem for s in universe])))
     # One budget of inferences in flight for the whole audit, shared by the images at once.
-    threads, per_image = explainer.plan(options.workers)
-    worker = _ImageWorker(explainer, resolver, options, out, stems, per_image)
-    stats = run_rows(samples, worker, out, AUDIT_FOLDER, settings, set(stems.values()), threads=threads,
-                     restart=restart, progress=progress, stop=stop)
+    if cluster is None:
+        threads, per_image = explainer.plan(options.workers)
+        engine: Any = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
+    else:
+        engine = RayEngine(cluster[0], stems, cluster[1])
+    stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=restart,
+                     progress=progress, stop=stop)
     summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed)
     if options.report:
         build_report(out)
@@ -140,8 +152,12 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
           grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
           output: str = "auto", progress: Progress | None = None,
           cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
-          stop: threading.Event | None = None, backend: str = "native", readout: str | None = None) -> AuditSummary:
+          stop: threading.Event | None = None, backend: str = "native", readout: str | None = None,
+          engine: str = "local", ray: RayOptions | None = None) -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
+
+    ``engine``: ``local`` (this process's threads) or ``ray`` (Ray Data actors, ``ray`` says where and
+    how many; the ``distributed`` extra). Both write the same folder, rows and files, and resume each other.
 
     ``backend`` is ``native`` or ``openvino-xai`` (the library, in an environment with the xai extra).
     ``readout`` (``logit`` / ``probability``) is the white-box score read-out; None: the method's default.
@@ -152,6 +168,10 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     from .dataset import default_label_map, read_label_map
     from .model import Classifier
 
+    if engine not in ENGINES:
+        raise AuditError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "ray":
+        import_ray(private_cluster=(ray or RayOptions()).address is None)  # a missing extra: said before anything
     if save_raw is None:  # keep raw maps, unless resuming an audit made without them
         save_raw = _previous_setting(Path(out_dir), "save_raw", True) if not restart else True
     options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
@@ -173,8 +193,47 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     with classifier, create_explainer(classifier, backend=backend, mode=mode, method=method,
                                       target_layer=target_layer, preset=preset, seed=seed,
                                       **method_options) as explainer:
+        cluster = None
+        if engine == "ray":  # actors rebuild what this process built, as it was resolved here
+            recipe = AuditWork(
+                classifier=dict(model_path=classifier.files.model, device=device, preprocess=preprocess,
+                                labels=labels, output=output, hint="THROUGHPUT", cache_dir=cache_dir,
+                                precision=precision),
+                explainer=dict(backend=backend, mode=explainer.mode, method=explainer.method,
+                               target_layer=explainer.target_layer, preset=preset, seed=seed, **method_options),
+                label_map=mapping, options=options, out=str(out_dir))
+            cluster = (recipe, ray or RayOptions())
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
-                         progress=progress, all_samples=everything, stop=stop)
+                         progress=progress, all_samples=everything, stop=stop, cluster=cluster)
+
+
+@dataclass(frozen=True)
+class AuditWork:
+    """The recipe of an audit's per-image work, to build it in another process (a Ray actor): the
+    classifier's and explainer's arguments as resolved by the driver, not the objects."""
+
+    classifier: dict[str, Any]
+    explainer: dict[str, Any]
+    label_map: dict[str, str] | None
+    options: AuditOptions
+    out: str
+
+    def build(self, threads: int, stems: dict[str, str]) -> "_ImageWorker":
+        """The work the local engine's threads run, on a model compiled for ``threads`` CPU threads."""
+        import openvino as ov
+
+        from .model import Classifier
+
+        core = ov.Core()
+        # Actors must not fight over cores: as many inference threads as Ray gives the actor, and no pinning
+        # (each process would pin its threads to the first cores, all actors of a node to the same ones).
+        core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False})
+        cv2.setNumThreads(threads)  # nor OpenCV's decoding, resizing and encoding threads
+        classifier = Classifier(**self.classifier, core=core)
+        explainer = create_explainer(classifier, **self.explainer)
+        resolver = LabelResolver(classifier.labels, classifier.num_classes, self.label_map)
+        _, per_image = explainer.plan(self.options.workers)
+        return _ImageWorker(explainer, resolver, self.options, Path(self.out), stems, per_image)
 
 
 def _previous_setting(out: Path, name: str, default: Any) -> Any:

@@ -459,6 +459,13 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--backend", type=click.Choice(list(BACKENDS)), default="native", show_default=True,
               help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--restart", is_flag=True, help="Delete the audit in --out and start over.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the per-image work runs: this process, or Ray Data actors (the distributed extra).")
+@click.option("--ray-address", help="Ray: the cluster (auto: the one `ray start` runs here; ray://host:port). "
+                                    "Default: a local cluster for this run.")
+@click.option("--actors", type=click.IntRange(min=1), help="Ray: actors (default: the cluster's CPUs).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Ray: images per batch sent to an actor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @readout_option
 def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
@@ -466,13 +473,15 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
           method: str | None, target_layer: str | None, preset: str, seed: int, high_confidence: float,
           two_predictions: float, top_k: int, classes: str | None, limit: int | None, sample: int | None,
           sample_seed: int, raw: bool | None, rgba: bool, no_grids: bool, no_report: bool, workers: int | None,
-          backend: str, restart: bool, as_json: bool, readout: str | None) -> None:
+          backend: str, restart: bool, engine: str, ray_address: str | None, actors: int | None, batch_size: int,
+          as_json: bool, readout: str | None) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
     path,label, or a folder of unlabeled images.
     """
     from .audit import audit as run
+    from .ray_engine import RayOptions
 
     bar, update = _progress_bar("audit", "img", leave=True)
 
@@ -485,7 +494,8 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
                    save_raw=raw, save_rgba=rgba, grids=not no_grids, report=not no_report, restart=restart,
                    workers=workers, backend=backend, output=output_kind, progress=update,
                    cache_dir=None if no_cache else "default",
-                   precision=precision, stop=stop, readout=readout)
+                   precision=precision, stop=stop, readout=readout, engine=engine,
+                   ray=RayOptions(ray_address, actors, batch_size))
 
     summary = _run_stoppable(bar, work)
     if as_json:

@@ -3,6 +3,7 @@ image is processed where it is a setup error; never a traceback."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -226,3 +227,10 @@ def test_a_static_batch_vit_whose_tail_cannot_grow_falls_back_or_says_why(run, p
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert lines[-1].startswith("error: vitreciprocam cannot run on this graph (") and "Traceback" not in result.output
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is not None, reason="Ray is installed here")
+def test_the_ray_engine_without_the_extra_names_it(run, photos_dir, tmp_path):
+    result = run("audit", photos_dir / "ground_truth.csv", "--out", tmp_path / "audit", "--engine", "ray")
+    assert result.exit_code == 2 and not (tmp_path / "audit").exists()
+    assert result.output.strip() == 'error: --engine ray needs Ray Data: pip install "ov-explain[distributed]"'

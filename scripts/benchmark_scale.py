@@ -1,0 +1,171 @@
+"""Audits beyond one machine: the Ray engine's overhead and the driver's limits, measured in one run.
+
+    python scripts/benchmark_scale.py [--images 1050] [--rows 1000000]
+
+Needs the distributed extra (Ray Data). Prints:
+  * throughput (images/s, steady state: from 10 % of the images to the last) of the local engine and of the
+    Ray engine on a cluster started for the run on this machine, at equal cores: local pinned to one core vs
+    one single-thread actor, local on both cores vs two single-thread actors — and the ratio Ray / local
+    (target >= 0.85). Each configuration runs in its own process, one after the other, on the same dataset
+    (copies of the bundled photos), grids and report off;
+  * the driver at ``--rows`` simulated rows: the rows/s its appending sustains (the manifest, in dataset
+    order, with a progress bar, as in a run) and its peak memory holding the dataset, the file names and the
+    list handed to Ray Data — and from these, the cluster size at which the driver would saturate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+CONFIGS = {  # name -> (engine, cores the run may use, Ray actors)
+    "local-1core": ("local", 1, None),
+    "ray-1actor": ("ray", None, 1),
+    "local-2cores": ("local", 2, None),
+    "ray-2actors": ("ray", None, 2),
+}
+
+
+def child_throughput(name: str, dataset: Path, out: Path, batch_size: int) -> dict:
+    """One configuration, in this (child) process: images/s in the steady state."""
+    engine, cores, actors = CONFIGS[name]
+    if cores is not None:
+        os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))  # before OpenVINO counts CPUs
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the run's cluster on 127.0.0.1 only
+    from ov_explain.audit import audit
+    from ov_explain.ray_engine import RayOptions
+
+    marks: list[tuple[float, int]] = []
+    started = time.perf_counter()
+    summary = audit(dataset, out, device="CPU", cache_dir=None, grids=False, report=False, engine=engine,
+                    ray=RayOptions(actors=actors, batch_size=batch_size),
+                    progress=lambda done, total: marks.append((time.perf_counter(), done)))
+    total = marks[-1][1]
+    t0, d0 = next((t, d) for t, d in marks if d >= total // 10)
+    t1, d1 = marks[-1]
+    rows = sum(1 for _ in open(out / "manifest.jsonl"))
+    return {"config": name, "images": summary.images, "errors": summary.errors, "rows": rows,
+            "steady_images_per_s": (d1 - d0) / (t1 - t0), "wall_s": time.perf_counter() - started}
+
+
+def child_driver(rows: int, work: Path, template: Path) -> dict:
+    """The driver's side of a run of ``rows`` images: hold the dataset, name files, append rows in order.
+    ``template``: a manifest whose first row (a real one) every simulated row copies."""
+    from tqdm import tqdm
+
+    from ov_explain.audit import AUDIT_FOLDER
+    from ov_explain.dataset import Sample
+    from ov_explain.naming import unique_stems
+    from ov_explain.row_run import SampleResult, _record
+    from ov_explain.storage import json_line
+
+    started = time.perf_counter()
+    samples = [Sample(Path(f"/data/imagenet/val/n{i % 1000:08d}/ILSVRC2012_val_{i:08d}.JPEG"), f"n{i % 1000:08d}",
+                      f"n{i % 1000:08d}/ILSVRC2012_val_{i:08d}.JPEG") for i in range(rows)]
+    stems = dict(zip((s.key for s in samples), unique_stems([s.key for s in samples], [s.path.stem for s in samples])))
+    items = [{"key": s.key, "path": str(s.path), "label": s.label, "stem": stems[s.key]} for s in samples]
+    held_s = time.perf_counter() - started
+    with open(template, encoding="utf-8") as handle:
+        template = json.loads(handle.readline())
+
+    # An actor sends each image's rows as JSON text; here the text is the template's with the key and path
+    # swapped in (a string join, far below the driver's per-row work), so only the driver's share is timed.
+    marker_key, marker_path = "@@KEY@@", "@@PATH@@"
+    before, middle, after = _split(json_line({**template, "key": marker_key, "source": marker_path}), marker_key,
+                                   marker_path)
+
+    class Simulated:
+        def results(self, todo, kind, stopping):
+            for sample in todo:
+                yield SampleResult(sample.key, rows=f"{before}{sample.key}{middle}{sample.path}{after}")
+
+    out = work / "driver"
+    out.mkdir()
+    bar = tqdm(total=0, file=open(os.devnull, "w"), mininterval=0.1)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    started = time.perf_counter()
+    appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0)
+    seconds = time.perf_counter() - started
+    del items
+    return {"rows": appended, "append_rows_per_s": appended / seconds, "append_s": seconds,
+            "hold_s": held_s, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "manifest_mb": (out / "manifest.jsonl").stat().st_size / 1e6}
+
+
+def _split(line: str, first: str, second: str) -> tuple[str, str, str]:
+    head, rest = line.split(first)
+    middle, tail = rest.split(second)
+    return head, middle, tail
+
+
+def _run_child(*args: str) -> dict:
+    done = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"child {args[0]} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1050, help="images per throughput run (copies of the photos)")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="simulated rows for the driver")
+    parser.add_argument("--configs", default=",".join(CONFIGS), help="throughput configurations to run")
+    parser.add_argument("--batch-size", type=int, default=16, help="Ray: images per batch")
+    parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, *rest = args.child
+        result = child_driver(int(rest[0]), Path(rest[1]), Path(rest[2])) if kind == "driver" else \
+            child_throughput(kind, Path(rest[0]), Path(rest[1]), int(rest[2]))
+        print(json.dumps(result))
+        return
+
+    from benchmark_audit import make_dataset
+
+    with tempfile.TemporaryDirectory(prefix="ov-explain-scale-") as temp:
+        work = Path(temp)
+        dataset = make_dataset(work / "data", args.images)
+        print(f"throughput, {args.images} images (copies of the bundled photos), CPU f32, Ray batches of "
+              f"{args.batch_size}, one run each:")
+        results = {}
+        for name in args.configs.split(","):
+            results[name] = _run_child(name, str(dataset), str(work / name), str(args.batch_size))
+            r = results[name]
+            print(f"  {name:13s} {r['steady_images_per_s']:7.1f} images/s steady ({r['images']} images, "
+                  f"{r['rows']} rows, {r['errors']} errors, {r['wall_s']:.1f} s wall with start-up)")
+        for ray_name, local_name in (("ray-1actor", "local-1core"), ("ray-2actors", "local-2cores")):
+            if ray_name in results and local_name in results:
+                ratio = results[ray_name]["steady_images_per_s"] / results[local_name]["steady_images_per_s"]
+                print(f"  {ray_name} / {local_name}: {ratio:.2f} (target >= 0.85)")
+        if args.rows <= 0 or not {"local-2cores", "ray-1actor"} <= set(results):
+            return
+        rows_per_image = results["local-2cores"]["rows"] / results["local-2cores"]["images"]
+        per_core = results["ray-1actor"]["steady_images_per_s"]
+
+        driver = _run_child("driver", str(args.rows), str(work), str(work / "local-2cores" / "manifest.jsonl"))
+        images_per_s = driver["append_rows_per_s"] / rows_per_image
+        print(f"driver, {driver['rows']:,} simulated rows: appends {driver['append_rows_per_s']:,.0f} rows/s "
+              f"({driver['manifest_mb']:.0f} MB manifest in {driver['append_s']:.1f} s), peak memory "
+              f"{driver['peak_rss_mb']:.0f} MB holding the dataset, file names and Ray's item list "
+              f"(built in {driver['hold_s']:.1f} s)")
+        print(f"  at {rows_per_image:.2f} rows per image the driver keeps up with {images_per_s:,.0f} images/s, "
+              f"i.e. about {images_per_s / per_core:,.0f} single-thread actors at {per_core:.1f} images/s each")
+
+
+if __name__ == "__main__":
+    main()
