@@ -196,12 +196,12 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
         cluster = None
         if engine == "ray":  # actors rebuild what this process built, as it was resolved here
             recipe = AuditWork(
-                classifier=dict(model_path=classifier.files.model, device=device, preprocess=preprocess,
+                classifier=dict(model_path=classifier.files.model.resolve(), device=device, preprocess=preprocess,
                                 labels=labels, output=output, hint="THROUGHPUT", cache_dir=cache_dir,
                                 precision=precision),
                 explainer=dict(backend=backend, mode=explainer.mode, method=explainer.method,
                                target_layer=explainer.target_layer, preset=preset, seed=seed, **method_options),
-                label_map=mapping, options=options, out=str(out_dir))
+                label_map=mapping, options=options, out=str(Path(out_dir).resolve()))
             cluster = (recipe, ray or RayOptions())
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
                          progress=progress, all_samples=everything, stop=stop, cluster=cluster)

@@ -464,7 +464,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 @click.option("--ray-address", help="Ray: the cluster (auto: the one `ray start` runs here; ray://host:port). "
                                     "Default: a local cluster for this run.")
 @click.option("--actors", type=click.IntRange(min=1), help="Ray: actors (default: the cluster's CPUs).")
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True,
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
               help="Ray: images per batch sent to an actor.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @readout_option

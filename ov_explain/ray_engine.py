@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,7 @@ class RayOptions:
 
     address: str | None = None
     actors: int | None = None
-    batch_size: int = 16
+    batch_size: int = 64
     actor_cpus: int = 1
 
     def __post_init__(self) -> None:
@@ -60,18 +62,20 @@ class RayOptions:
             raise ClusterError(f"actors: expected >= 1, got {self.actors}")
 
 
-#: Ray's switch that keeps a node on the loopback address (its name is about Windows / macOS; on Linux it
-#: makes ``ray.init`` and ``ray start`` use 127.0.0.1 instead of the machine's network address).
-LOOPBACK_ONLY = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+#: A private single-machine cluster's environment (read by Ray when first imported and by the processes it
+#: starts): nodes on 127.0.0.1 (Ray's switch is named for Windows / macOS; on Linux it keeps ``ray.init``
+#: off the machine's network address), and no usage statistics reported to Ray's servers.
+PRIVATE_CLUSTER_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0", "RAY_USAGE_STATS_ENABLED": "0"}
 
 
 def import_ray(private_cluster: bool = False) -> Any:
     """Ray with Ray Data, or one :class:`ClusterError` naming the extra. ``private_cluster``: the run will
-    start its own single-machine cluster, which then listens on the loopback address only (decided when
-    Ray is first imported in the process)."""
+    start its own single-machine cluster, on the loopback address only (set before Ray is first imported in
+    the process; a variable the user set is left as it is)."""
     quiet = not logging.getLogger("ov_explain").isEnabledFor(logging.DEBUG)
     if private_cluster and "ray" not in sys.modules:
-        os.environ.setdefault(LOOPBACK_ONLY, "0")
+        for name, value in PRIVATE_CLUSTER_ENV.items():
+            os.environ.setdefault(name, value)
     try:
         import ray
         import ray.data  # noqa: F401  (Ray Data is the ray[data] part)
@@ -87,8 +91,10 @@ class _Actor:
     """One Ray actor: builds the work once, then runs batches of samples through it."""
 
     def __init__(self, recipe: Recipe, kind: FolderKind, threads: int, cwd: str) -> None:
-        if os.path.isdir(cwd):  # relative dataset, model and output paths mean what they meant to the driver
-            os.chdir(cwd)
+        if not os.path.isdir(cwd):
+            raise RuntimeError(f"the folder the audit runs from, {cwd}, is not on this node (the dataset's relative "
+                               "paths are read from there): share it at the same path on every node")
+        os.chdir(cwd)  # relative dataset paths mean what they meant to the driver
         self.stems: dict[str, str] = {}
         self.work = recipe.build(threads, self.stems)
         self.kind = kind
@@ -127,20 +133,31 @@ class RayEngine:
         self._connected_here = not self.ray.is_initialized()
         if self._connected_here:
             _check_reachable(options.address)
+            # ray.init installs its own SIGTERM handler (exit at once); ours finishes and records first.
+            handler = signal.getsignal(signal.SIGTERM)
             try:
-                self.ray.init(address=options.address, include_dashboard=False, log_to_driver=False,
+                # "local": a new cluster for this run, never one found through RAY_ADDRESS or an earlier `ray start`.
+                self.ray.init(address=options.address or "local", include_dashboard=False, log_to_driver=False,
                               logging_level=logging.WARNING, configure_logging=False)
             except Exception as exc:  # ConnectionError, ValueError for a bad address, ...
                 raise ClusterError(f"Ray cluster {options.address or '(local)'}: cannot connect "
                                    f"({type(exc).__name__}: {one_line(exc)})") from None
+            finally:
+                if threading.current_thread() is threading.main_thread():
+                    signal.signal(signal.SIGTERM, handler)
+
+    def close(self) -> None:
+        """Disconnect (and stop the run's own cluster); called by :func:`~ov_explain.row_run.run_rows`."""
+        if self._connected_here and self.ray.is_initialized():
+            self.ray.shutdown()
 
     def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        if not todo:
+            return
         try:
-            if todo:
-                yield from self._run(self.ray, todo, kind, stopping)
-        finally:
-            if self._connected_here:
-                self.ray.shutdown()
+            yield from self._run(self.ray, todo, kind, stopping)
+        except self.ray.exceptions.RayError as exc:  # e.g. actors that cannot start: one line, rows so far kept
+            raise ClusterError(f"Ray: {type(exc).__name__}: {one_line(exc)}") from None
 
     def _run(self, ray: Any, todo: list[Sample], kind: FolderKind,
              stopping: Callable[[], bool]) -> Iterator[SampleResult]:

@@ -108,9 +108,13 @@ def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKin
 
 
 class RowEngine(Protocol):
-    """Runs the per-sample work on the samples to do and yields their results **in dataset order**."""
+    """Runs the per-sample work on the samples to do and yields their results **in dataset order**;
+    ``close`` releases what it holds (threads, a cluster connection), whether or not it ran."""
 
     def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        ...
+
+    def close(self) -> None:
         ...
 
 
@@ -123,6 +127,9 @@ class ThreadEngine:
 
     def __init__(self, work: Callable[[Sample], Any], threads: int) -> None:
         self.work, self.threads = work, max(1, threads)
+
+    def close(self) -> None:
+        """Nothing outlives :meth:`results` here."""
 
     def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
         with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="ov-explain-rows") as pool:
@@ -151,16 +158,22 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
     Whatever the engine (threads here, or actors on a cluster), this process alone appends the rows, in
     dataset order, after each image's files are in place: that is what makes a killed run resume exactly.
     """
-    ensure_writable_folder(out)
-    with FolderLock(out, kind.noun.split()[-1]):
-        prepare_folder(out, kind, settings, restart, stems)
-        done = recover(out, kind, {s.key for s in samples}, stems)
-        todo = [s for s in samples if s.key not in done]
-        logger.info("%s: %d images, %d already done, %d to do", out, len(samples), len(samples) - len(todo),
-                    len(todo))
-        started = time.perf_counter()
-        finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo))
-        return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
+    try:
+        ensure_writable_folder(out)
+        with FolderLock(out, kind.noun.split()[-1]):
+            prepare_folder(out, kind, settings, restart, stems)
+            done = recover(out, kind, {s.key for s in samples}, stems)
+            todo = [s for s in samples if s.key not in done]
+            logger.info("%s: %d images, %d already done, %d to do", out, len(samples), len(samples) - len(todo),
+                        len(todo))
+            started = time.perf_counter()
+            try:
+                finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo))
+            finally:
+                remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
+            return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
+    finally:
+        engine.close()
 
 
 def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, progress: Progress | None,
@@ -180,7 +193,7 @@ def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, 
             finished += 1
             if progress is not None:
                 progress(finished, len(todo))
-    if stopping():
+    if stopping() and finished < len(todo):
         raise RunInterrupted(out, resumed + finished, resumed + len(todo))
     return finished
 
