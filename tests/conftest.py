@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -11,6 +12,31 @@ import pytest
 from ov_explain import resources
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 nothing listens on (for a server a test starts)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_port(port: int, process, seconds: float, why: Callable[[], str] = lambda: "") -> None:
+    """Until something listens on 127.0.0.1:``port``; fails (with ``why()``) if ``process`` ends or time runs out."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the server for port {port} did not start: {why()}") from None
+            time.sleep(0.2)
 
 
 @pytest.fixture(scope="session")

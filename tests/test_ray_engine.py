@@ -9,7 +9,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
 os.environ["RAY_USAGE_STATS_REPORT_URL"] = "http://127.0.0.1:9/"
 pytest.importorskip("ray", reason="the distributed extra is not installed")
 
+from conftest import free_port, wait_for_port  # noqa: E402
 from ov_explain.audit import audit  # noqa: E402
 from ov_explain.ray_engine import ClusterError, RayOptions  # noqa: E402
 
@@ -38,34 +38,20 @@ COPIES = 40  # 7 photos x 40 = 280 images
 TIMED = {"summary.json", "manifest.jsonl", "manifest.csv", "report.html", "audit.json"}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A head node on 127.0.0.1 with 2 CPUs for this module: ``ray start --head --block`` in its own process
     group, stopped after by signalling that group (``ray stop`` would stop every Ray on the machine)."""
-    port = _free_port()
+    port = free_port()
     ray = str(Path(sys.executable).parent / "ray")
     temp = Path("/tmp") / f"ovx-ray-{os.getpid()}"  # short: Ray's socket paths must fit in 107 bytes
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}",
-         f"--dashboard-agent-listen-port={_free_port()}"],
+         f"--dashboard-agent-listen-port={free_port()}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert head.poll() is None, head.stderr.read().decode()[-2000:]
-                assert time.monotonic() < deadline, "the Ray head did not start"
-                time.sleep(0.5)
+        wait_for_port(port, head, 180, lambda: head.stderr.read().decode()[-2000:] if head.poll() is not None else "")
         yield f"127.0.0.1:{port}"
     finally:
         os.killpg(head.pid, signal.SIGTERM)  # --block: the head stops what it started
@@ -123,6 +109,15 @@ def _rows(folder: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
+def _wait_for_rows(out: Path, rows: int, driver: subprocess.Popen) -> None:
+    """Until the audit in ``out`` holds ``rows`` manifest rows (the driver still running)."""
+    deadline = time.monotonic() + 300
+    while _rows(out) < rows:
+        assert driver.poll() is None, driver.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def test_the_ray_engine_writes_the_local_engines_folder(copies, local_audit, ray_cluster, tmp_path):
     out = tmp_path / "audit"
     summary = audit(copies, out, device="CPU", cache_dir=None, engine="ray",
@@ -143,11 +138,7 @@ def test_a_killed_driver_resumes_to_the_uninterrupted_folder(copies, local_audit
     command = ["audit", str(copies), "--out", str(out), "--device", "CPU", "--engine", "ray",
                "--ray-address", ray_cluster, "--batch-size", "4"]
     driver = _cli(*command)
-    deadline = time.monotonic() + 300
-    while _rows(out) < 40:
-        assert driver.poll() is None, driver.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_for_rows(out, 40, driver)
     driver.send_signal(signal.SIGKILL)
     driver.communicate()
     assert _rows(out) < _rows(local_audit)  # killed part-way
@@ -162,11 +153,7 @@ def test_a_killed_worker_is_replaced_and_nothing_is_missing_or_twice(copies, loc
     out = tmp_path / "audit"
     driver = _cli("audit", str(copies), "--out", str(out), "--device", "CPU", "--engine", "ray",
                   "--ray-address", ray_cluster, "--batch-size", "4", "--actors", "2")
-    deadline = time.monotonic() + 300
-    while _rows(out) < 20:
-        assert driver.poll() is None, driver.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    _wait_for_rows(out, 20, driver)
     listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
     workers = [int(line.split()[0]) for line in listing.splitlines() if "_Actor" in line and "ray::" in line]
     assert workers, listing

@@ -9,14 +9,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from conftest import free_port, wait_for_port
 from ov_explain.audit import AuditOptions, run_audit
 from ov_explain.dataset import LabelResolver, read_dataset
 from ov_explain.explain import Explainer
@@ -68,19 +67,13 @@ def hostile_audit(tmp_path_factory, classifier, photos_dir) -> Path:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory):
     """moto's S3 server on 127.0.0.1:<free port> that checks credentials: an IAM user with a key is made
     in its first (unauthenticated) requests, then every request must be signed with that key."""
     boto3 = pytest.importorskip("boto3")
     pytest.importorskip("s3fs")
-    port = _free_port()
+    port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     log = tmp_path_factory.mktemp("moto") / "server.log"
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"}
@@ -88,15 +81,7 @@ def s3_server(tmp_path_factory):
         server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                   stdout=handle, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"moto server did not start: {log.read_text()[-2000:]}")
-                time.sleep(0.2)
+        wait_for_port(port, server, 60, lambda: log.read_text()[-2000:])
         anonymous = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup",
                          aws_secret_access_key="setup")
         iam = boto3.client("iam", **anonymous)
