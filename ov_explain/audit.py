@@ -304,9 +304,10 @@ class _ImageWorker:
         top = [score.index for score in explanation.prediction.top[:self.options.top_k]]  # already ranked
         bgr = to_bgr(pixels)
         maps = {m.target: m for m in explanation.maps}
-        written = []
+        written, readouts = [], []
         for index, _ in decision.targets:
             saliency = maps.get(index) or explanation.maps[0]  # class-agnostic methods give one map
+            readouts.append(saliency.readout or explanation.readout)  # a map may have fallen back to logits
             name = format_name(stem, self.file_names[index], float(probabilities[index]),
                                None if truth is None else self.file_names[truth],
                                None if truth is None else float(probabilities[truth]), extension="")
@@ -326,8 +327,8 @@ class _ImageWorker:
             targets_total=len(decision.targets), target_role=role, target_index=int(index),
             target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
             overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded,
-            readout=explanation.readout, map_box=explanation.map_box)
-            for rank, ((index, role), files) in enumerate(zip(decision.targets, written))]
+            readout=readout, map_box=explanation.map_box)
+            for rank, ((index, role), files, readout) in enumerate(zip(decision.targets, written, readouts))]
 
 
 # ----- output folder: settings, recovery, final files ------------------------------------------------

@@ -141,7 +141,7 @@ def test_explain_blackbox_named_targets_and_bad_image(run, photos_dir, tmp_path)
 def test_export_xai_then_explain_with_it(run, photos_dir, tmp_path):
     out = tmp_path / "deploy" / "lite0_xai.xml"
     result = run("export-xai", "--out", out)
-    assert result.exit_code == 0 and "outputs: logits, saliency_map" in result.output
+    assert result.exit_code == 0 and "outputs: logits, saliency_logit_fallback, saliency_map" in result.output
     assert out.with_name("lite0_xai.preprocess.json").is_file() and out.with_name("lite0_xai.labels.txt").is_file()
     explained = run("explain", photos_dir / "camera.jpg", "--model", out, "--out", tmp_path / "o", "--json")
     data = json.loads(explained.stdout)
@@ -156,7 +156,7 @@ def test_export_xai_with_embedded_preprocessing_is_explained_by_every_method_and
 
     out = tmp_path / "deploy" / "edge.xml"
     result = run("export-xai", "--embed-preprocessing", "--out", out)
-    assert result.exit_code == 0 and "outputs: logits, saliency_map" in result.output
+    assert result.exit_code == 0 and "outputs: logits, saliency_logit_fallback, saliency_map" in result.output
     assert "model_api has no crop fraction" in result.output  # what model_api will not reproduce is said
     model = ov.Core().read_model(str(out))
     assert model.inputs[0].get_element_type() == ov.Type.u8

@@ -47,6 +47,9 @@ class SaliencyMap:
     probability: float | None
     raw: np.ndarray = field(repr=False)
     image: InitVar[np.ndarray | Projector]
+    #: The class score this map reads ("logit" / "probability"; None: none or not recorded). It differs from
+    #: the explanation's where a degenerate probability map fell back to the logit read-out (CAM).
+    readout: str | None = None
 
     def __post_init__(self, image: np.ndarray | Projector) -> None:
         self.raw = np.asarray(self.raw, dtype=np.float32)
@@ -139,7 +142,7 @@ class Explanation:
                 "prediction": self.prediction.to_dict(),
                 "maps": [{"target": m.target, "name": m.name,
                           "probability": None if m.probability is None else round(m.probability, 6),
-                          "raw_shape": list(m.raw.shape)} for m in self.maps]}
+                          "raw_shape": list(m.raw.shape), "readout": m.readout} for m in self.maps]}
 
 
 def select_targets(targets: Targets, probabilities: np.ndarray, names: Sequence[str] | None, *,

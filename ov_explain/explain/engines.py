@@ -25,7 +25,7 @@ from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedErr
 from .blackbox import Progress, ScoreFunction
 from .method import BlackboxMethod, WhiteboxMethod
 from .registry import METHODS
-from .whitebox import ALL_MAPS, CLASSES_OUTPUT, SALIENCY_OUTPUT, MapSelection, build_xai_model, read_xai_info, \
+from .whitebox import ALL_MAPS, CLASSES_OUTPUT, FALLBACK_OUTPUT, SALIENCY_OUTPUT, MapSelection, build_xai_model, read_xai_info, \
     selection_from_info
 
 logger = logging.getLogger(__name__)
@@ -58,6 +58,7 @@ class _XaiGraph:
         self.maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
         names = [o.get_names() for o in self.compiled.outputs]
         self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)  # top-k, fixed
+        self.fallback_out = next((i for i, n in enumerate(names) if FALLBACK_OUTPUT in n), None)
 
 
 class WhiteboxEngine:
@@ -191,6 +192,7 @@ class WhiteboxEngine:
         infer_ms = (time.perf_counter() - started) * 1000 / len(group)
         raw_scores = outputs[classifier.output_index].reshape(len(group), -1)
         maps = outputs[graph.maps_out]
+        fallback = outputs[graph.fallback_out] if graph.fallback_out is not None else None
         results = []
         for i, prepared in enumerate(group):
             post_started = time.perf_counter()
@@ -208,7 +210,8 @@ class WhiteboxEngine:
                 missing = [c for c in chosen if c not in image_rows][0]
                 raise ExplainError(f"this IR computes maps for {graph.selection.describe()} classes only; "
                                    f"{classifier.class_name(missing) or missing} was asked for")
-            saliency = self._maps_for(maps[i], image_rows, chosen, prediction.probabilities, prepared.geometry)
+            saliency = self._maps_for(maps[i], image_rows, chosen, prediction.probabilities, prepared.geometry,
+                                      None if fallback is None else fallback[i])
             timings = {"infer": infer_ms, "postprocess": (time.perf_counter() - post_started) * 1000}
             results.append(Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency,
                                        self.method.name, self.mode, self.device, self.target_layer, "native", 1,
@@ -216,13 +219,17 @@ class WhiteboxEngine:
         return results
 
     def _maps_for(self, maps: np.ndarray, rows: list[int] | None, chosen: list[int], probabilities: np.ndarray,
-                  geometry: Geometry) -> list[SaliencyMap]:
+                  geometry: Geometry, fallback: np.ndarray | None = None) -> list[SaliencyMap]:
         input_size = self.classifier.input_size
         if self.method.class_agnostic and maps.shape[0] == 1:
             return [SaliencyMap(None, None, None, maps[0], _projector(input_size, geometry))]
         row = (lambda c: c) if rows is None else rows.index
+
+        def readout(c: int) -> str | None:
+            return "logit" if fallback is not None and fallback[row(c)] else self.readout
+
         return [SaliencyMap(c, self.classifier.class_name(c), float(probabilities[c]), maps[row(c)],
-                            _projector(input_size, geometry)) for c in chosen]
+                            _projector(input_size, geometry), readout=readout(c)) for c in chosen]
 
 
 class BlackboxEngine:

@@ -51,13 +51,16 @@ class Method:
 class Inserted:
     """What a white-box method added: the maps node, the layer it attached to (found again if the
     method reshaped the graph), whether the algebraic shortcut was used, the score read-out, and
-    whether the maps are already only those of the requested classes (else the caller selects them)."""
+    whether the maps are already only those of the requested classes (else the caller selects them), and
+    which maps fell back to the logit read-out."""
 
     maps: Any
     target: Any
     shortcut: bool = False
     readout: str | None = None
     selected: bool = False
+    #: (N, K or k) booleans: maps that fell back to the logit read-out (degenerate probability maps), or None.
+    logit_fallback: Any | None = None
 
 
 class WhiteboxMethod(Method):

@@ -144,3 +144,43 @@ def test_an_onnx_gemm_head_is_found_after_constant_folding_and_its_alpha_kept(tm
     np.testing.assert_allclose(compile_f32(shortcut.model)(image)["saliency_map"],
                                compile_f32(mosaic.model)(image)["saliency_map"], rtol=1e-4, atol=1e-5)
     assert compile_f32(cam.model)(image)["saliency_map"].shape == (1, 4, 4, 4)
+
+
+def test_a_saturated_softmax_never_gives_a_vanished_map(tmp_path):
+    """At p_c = 1.0 the probability map p_c (W_c - pᵀW)·A is exactly zero: that map is the logit map
+    instead, and says so (the other image, not saturated, keeps its probability maps)."""
+    from conftest import save_model
+    from ov_explain import Classifier, PreprocessSpec
+    from ov_explain.explain import Explainer
+
+    model = tiny_cnn()
+    rng = np.random.default_rng(3)
+    calm = rng.normal(0, 1, (1, 3, 16, 16)).astype(np.float32)
+    saturated = calm * 400  # logits hundreds apart: the top softmax is 1.0 exactly in f32
+    logit_xai = build_xai_model(model, model.outputs[0], "cam", readout="logit")
+    probability_xai = build_xai_model(model, model.outputs[0], "cam", readout="probability")
+    batch = np.concatenate([calm, saturated])
+    compiled = compile_f32(probability_xai.model)
+    outputs = compiled(batch)
+    maps, fallback = (np.asarray(outputs[compiled.output(name)]) for name in ("saliency_map", "saliency_logit_fallback"))
+    logits = np.asarray(outputs[compiled.outputs[0]])
+    top = int(logits[1].argmax())
+    probabilities = np.exp(logits[1] - logits[1].max())
+    assert (probabilities / probabilities.sum())[top] == np.float32(1.0)
+    logit_compiled = compile_f32(logit_xai.model)
+    logit_maps = np.asarray(logit_compiled(batch)[logit_compiled.output("saliency_map")])
+    assert fallback[1, top] == 1 and np.ptp(maps[1, top]) > 0
+    np.testing.assert_array_equal(maps[1, top], logit_maps[1, top])
+    assert not fallback[0].any()  # the calm image: probability maps throughout
+
+    # Through the explainer: the map records the read-out it holds.
+    path = save_model(model, tmp_path, "cnn")
+    with Classifier(path, device="CPU", preprocess=PreprocessSpec(size=16), cache_dir=None) as classifier:
+        explainer = Explainer(classifier, method="cam", readout="probability")
+        image = np.clip(rng.normal(128, 60, (16, 16, 3)), 0, 255).astype(np.uint8)  # pixels 0..255: saturates
+        result = explainer.explain(image, targets="all")
+        top = result.prediction.top[0].index
+        assert result.readout == "probability" and result.prediction.top[0].probability == 1.0
+        readouts = {m.target: m.readout for m in result.maps}
+        assert readouts[top] == "logit" and np.ptp(result.map_for(top).raw) > 0
+        assert result.to_dict()["maps"][top]["readout"] == "logit"

@@ -16,6 +16,11 @@ is again the same for every cell::
 so ``α = p_c · (W_c − pᵀW) / HW``: Grad-CAM of the probability, also in one inference.
 ``tests/explain/test_cam.py`` checks both against gradients taken by finite differences.
 
+A map must never vanish: the probability map of a class whose softmax saturates (``p_c = 1.0`` in f32,
+common on confident real models) is exactly zero, and a very unlikely class's map is flat. Such a map
+(the same value in every cell before the ReLU) is replaced in the graph by that class's logit map, and the map records
+``readout="logit"`` (the graph's ``saliency_logit_fallback`` output says which).
+
 Other heads (an MLP, attention pooling) have gradients that differ from cell to cell: refused with
 one line that points to ReciproCAM, which needs no particular head.
 """
@@ -50,25 +55,30 @@ class CAM(WhiteboxMethod):
     def find_target(self, model: Any, name: str | None) -> TargetLayer:
         return find_target_layer(model, name)
 
+    def graph_for_head(self, model: Any, position: int, target_layer: str | None) -> Any:
+        """The graph in which the head is matched: constant-folded where only folding shows it (as built)."""
+        return with_visible_head(model, position, target_layer)
+
     def applies(self, model: Any, position: int = 0, target_layer: str | None = None) -> bool:
-        """A pooling + linear head after the feature map (seen after constant folding, as built)."""
+        """A pooling + linear head after the target."""
         try:
-            visible = with_visible_head(model, position, target_layer)
-            target = find_target_layer(visible, target_layer)
-            return match_linear_head(target, visible.outputs[position]) is not None
-        except ExplainError:  # no feature map at all
+            visible = self.graph_for_head(model, position, target_layer)
+            return match_linear_head(self.find_target(visible, target_layer), visible.outputs[position]) is not None
+        except ExplainError:  # no target at all
             return False
 
     def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
                classes: Any | None = None, output_kind: str = "auto") -> Inserted:
         head = match_linear_head(target, work.outputs[position])
         if head is None:
-            raise WhiteboxUnsupportedError(f"cam needs global average pooling + a linear layer right after "
+            raise WhiteboxUnsupportedError(f"{self.name} needs global average pooling + a linear layer right after "
                                            f"{target.name}; this head is different: use reciprocam")
         readout = resolve_readout(self.name, options.get("readout"), head.softmax, output_kind, self.default_readout)
         h, w = target.height, target.width
+        scale = np.float32(head.scale / (h * w))
         weights = class_weights(head, classes)  # (K, C) or (N, k, C)
         per_image = classes is not None
+        logit_maps = opset.relu(opset.multiply(weighted_cells(weights, target, per_image), scale))  # (N, K or k, HW)
         if readout == "probability" and (head.softmax or output_kind != "probabilities"):
             logits = head.result_node.input_value(0) if head.softmax else head.result_node.output(0)
             logits = opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True)
@@ -82,11 +92,24 @@ class CAM(WhiteboxMethod):
             chosen = probabilities if classes is None else opset.gather(probabilities, classes, np.int64(1), 1)
             weights = opset.multiply(opset.unsqueeze(chosen, np.array([2], np.int64)),
                                      opset.subtract(weights, expected))  # (N, K or k, C)
-            per_image = True
-        maps = weighted_cells(weights, target, per_image)  # (N, K or k, HW)
-        maps = opset.relu(opset.multiply(maps, np.float32(head.scale / (h * w))))
-        return Inserted(scores_to_maps(maps, h, w), target, shortcut=True, readout=readout,
+            before_relu = opset.multiply(weighted_cells(weights, target, True), scale)
+            maps, degenerate = _logit_where_degenerate(before_relu, logit_maps)
+            return Inserted(scores_to_maps(maps, h, w), target, shortcut=True, readout=readout,
+                            selected=classes is not None, logit_fallback=degenerate)
+        return Inserted(scores_to_maps(logit_maps, h, w), target, shortcut=True, readout=readout,
                         selected=classes is not None)
+
+
+def _logit_where_degenerate(before_relu: Any, logit_maps: Any) -> tuple[Any, Any]:
+    """ReLU of the probability maps, except each one that is the same in every cell before the ReLU (a
+    saturated softmax gives p_c (W_c − pᵀW) = 0 exactly at p_c = 1; an underflowed p_c gives 0 too),
+    which is replaced by that class's logit map: a saturated softmax does not touch the logits. (A map
+    whose cells all differ but are all negative is a real Grad-CAM of zero and is kept.)
+    Returns the maps and the (N, K) flags of the replaced ones."""
+    axis = np.array([2], np.int64)
+    flat = opset.equal(opset.reduce_max(before_relu, axis, True), opset.reduce_min(before_relu, axis, True))
+    chosen = opset.select(flat, logit_maps, opset.relu(before_relu))
+    return chosen, opset.squeeze(flat, axis).output(0)
 
 
 METHOD = CAM()
