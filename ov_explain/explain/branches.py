@@ -88,8 +88,11 @@ def class_bias(head: Any, classes: Any | None) -> Any | None:
 
 
 def as_nchw(target: Any) -> Any:
-    """A feature map's output in NCHW, transposed if the graph keeps it NHWC."""
+    """A feature map's output in NCHW, transposed if the graph keeps it NHWC; a patch-token stream (layout
+    ``NLC``: (N, H*W, C)) as (N, C, H*W), which the reshapes that follow treat alike."""
     output = target.node.output(0)
+    if target.layout == "NLC":
+        return opset.transpose(output, np.array([0, 2, 1], np.int64))
     return opset.transpose(output, np.array([0, 3, 1, 2], np.int64)) if target.layout == "NHWC" else output
 
 
@@ -99,10 +102,12 @@ def cells_to_maps(scores: Any, h: int, w: int) -> Any:
     return opset.reshape(maps, np.array([0, -1, h, w], np.int64), special_zero=True)
 
 
-def mosaic_scores_to_maps(clone: Any, position: int, classification_output: Any, h: int, w: int,
+def mosaic_scores_to_maps(tail: Any, position: int, classification_output: Any, h: int, w: int,
                           readout: str = DEFAULT_READOUT, output_kind: str = "auto") -> Any:
-    """A clone's class scores (read out as ``readout``) for its (N*H*W)-sized mosaic batch -> (N, K, H, W)."""
-    scores = read_scores(clone.get_results()[position].input_value(0), readout, output_kind)
+    """A rewired :class:`~ov_explain.explain.tail.TailClone`'s class scores (read out as ``readout``) for its
+    (N*H*W)-sized mosaic batch -> (N, K, H, W). Values the tail reads from before the cut are fed first."""
+    tail.feed_from_before_the_cut(position, h * w)
+    scores = read_scores(tail.scores(position), readout, output_kind)
     num_classes = classification_output.get_partial_shape()[1].get_length()
     scores = opset.reshape(scores, np.array([-1, h * w, num_classes], np.int64), special_zero=False)
     return cells_to_maps(scores, h, w)

@@ -20,6 +20,21 @@ from .base import ExplainError, WhiteboxUnsupportedError
 logger = logging.getLogger(__name__)
 
 _SHAPE_OPS = ("Reshape", "Squeeze", "Unsqueeze", "Convert")
+#: Attention as OpenVINO holds it: explicit softmax attention, or (OpenVINO 2025+ fuses both explicit and
+#: ``F.scaled_dot_product_attention`` into it) one ScaledDotProductAttention node.
+ATTENTION_OPS = ("Softmax", "SoftMax", "ScaledDotProductAttention")
+#: Ops that move an attention tensor's values around without mixing them with anything else.
+_ATTENTION_PLUMBING = ("Reshape", "Squeeze", "Unsqueeze", "Convert", "Transpose", "Gather", "Split",
+                       "VariadicSplit", "StridedSlice", "Slice", "Concat")
+
+
+def _is_plumbing(node: Any) -> bool:
+    """Moves values around, or scales / shifts them by a constant (the query's scale, a bias); a residual
+    Add of two computed values is not plumbing (it would lead from a CNN stage's output into its attention)."""
+    kind = node.get_type_name()
+    if kind in ("Multiply", "Add"):
+        return any(_is_constant(node.input_value(i)) for i in (0, 1))
+    return kind in _ATTENTION_PLUMBING
 
 
 @dataclass(frozen=True)
@@ -27,7 +42,7 @@ class TargetLayer:
     """A spatial feature map in the graph: its node, layout and (C, H, W)."""
 
     node: Any
-    layout: str  # "NCHW" | "NHWC"
+    layout: str  # "NCHW" | "NHWC" | "NLC" (patch tokens (N, H*W, C) that a head averages: vitcam)
     channels: int
     height: int
     width: int
@@ -61,15 +76,54 @@ def _depends_on_input(node: Any, memo: dict) -> bool:
     return memo[key]
 
 
+def _is_attention_op(node: Any) -> bool:
+    """Attention itself: softmax, fused attention, or a product of two computed values (Q·Kᵀ, A·V)."""
+    kind = node.get_type_name()
+    if kind in ATTENTION_OPS:
+        return True
+    return kind == "MatMul" and not any(_is_constant_subgraph(node.input_value(i)) for i in (0, 1))
+
+
+def _is_attention_tensor(node: Any, hops: int = 4) -> bool:
+    """Whether a rank-4 value is part of an attention computation: queries, keys or values on their way
+    into attention, attention scores, or heads on their way out (within ``hops`` plumbing ops), never a
+    spatial feature map however its (N, heads, tokens, dim) shape looks."""
+    def near(start: Any, forward: bool) -> bool:
+        frontier = [start]
+        for _ in range(hops + 1):
+            following = []
+            for current in frontier:
+                if _is_attention_op(current):
+                    return True
+                if current is not start and not _is_plumbing(current):
+                    continue
+                if forward:
+                    following.extend(t.get_node() for o in current.outputs() for t in o.get_target_inputs())
+                else:
+                    following.extend(i.get_source_output().get_node() for i in current.inputs())
+            frontier = following
+        return False
+
+    return near(node, True) or near(node, False)
+
+
+def _one_used_output(node: Any) -> bool:
+    """Whether only the first output is read: a MaxPool's unused indices output (VGG's last pooling, which
+    its head reads) does not make it a multi-output node."""
+    return node.get_output_size() >= 1 and not any(node.output(i).get_target_inputs()
+                                                   for i in range(1, node.get_output_size()))
+
+
 def feature_map_candidates(model: Any) -> list[TargetLayer]:
-    """Every single-output node producing a spatial feature map from the input, in graph order."""
+    """Every single-output node producing a spatial feature map from the input, in graph order (attention
+    tensors excluded: their rank-4 shapes are heads and tokens, not space)."""
     memo: dict = {}
     found = []
     for node in model.get_ordered_ops():
-        if node.get_type_name() in ("Constant", "Parameter", "Result") or node.get_output_size() != 1:
+        if node.get_type_name() in ("Constant", "Parameter", "Result") or not _one_used_output(node):
             continue
         layout = _feature_layout(node.get_output_partial_shape(0))
-        if layout is not None and _depends_on_input(node, memo):
+        if layout is not None and _depends_on_input(node, memo) and not _is_attention_tensor(node):
             found.append(TargetLayer(node, *layout))
     return found
 
@@ -177,8 +231,9 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
     node = _single_consumer(target.node.output(0))
     if node is None or node.get_type_name() != "ReduceMean" or not _is_constant(node.input_value(1)):
         return None
-    axes = {int(a) % 4 for a in np.ravel(node.input_value(1).get_node().get_data())}
-    if axes != ({2, 3} if target.layout == "NCHW" else {1, 2}):
+    rank = 3 if target.layout == "NLC" else 4
+    axes = {int(a) % rank for a in np.ravel(node.input_value(1).get_node().get_data())}
+    if axes != {"NCHW": {2, 3}, "NHWC": {1, 2}, "NLC": {1}}[target.layout]:
         return None
     value = node.output(0)
     node = _single_consumer(value)
@@ -247,7 +302,7 @@ class TokenLayer:
 
     node: Any
     skip: Any  # the residual Add that adds the block's attention branch back to this stream
-    norm_output: Any  # the branch's first LayerNorm output (MVN [* gamma] [+ beta])
+    norm_output: Any | None  # the branch's first LayerNorm output (MVN [* gamma] [+ beta]); None: no norm
     tokens: int
     dim: int
     height: int
@@ -264,22 +319,37 @@ def _token_grid(shape: Any) -> tuple[int, int, int, int] | None:
     if shape.rank.is_dynamic or shape.rank.get_length() != 3 or not all(d.is_static for d in list(shape)[1:]):
         return None
     tokens, dim = shape[1].get_length(), shape[2].get_length()
-    for aux in (1, 0, 2):
+    for aux in (1, 0, 2, 5, 3, 4, 6, 7, 8):  # CLS; none; CLS + distillation; CLS + 4 registers; ...
         side = math.isqrt(max(tokens - aux, 0))
         if side > 1 and side * side == tokens - aux:
             return tokens, dim, side, aux
     return None
 
 
+def _mixes_tokens(node: Any) -> bool:
+    """A product of constant weights over the token axis of a (N, T, D) value: an MLP-Mixer's or ResMLP's
+    token-mixing layer (the transpose it applies before the layer is folded into the MatMul)."""
+    if node.get_type_name() != "MatMul" or not _is_constant_subgraph(node.input_value(1)):
+        return False
+    value = node.input_value(0)
+    if node.get_attributes().get("transpose_a"):
+        return value.get_partial_shape().rank.get_length() == 3
+    producer = value.get_node()
+    if producer.get_type_name() != "Transpose" or not _is_constant(producer.input_value(1)):
+        return False
+    order = [int(v) for v in np.ravel(producer.input_value(1).get_node().get_data())]
+    return order == [0, 2, 1]
+
+
 def _branch_has_attention(start: Any, stop: Any, limit: int = 5000) -> bool:
-    """Whether the nodes between ``start`` and the residual Add ``stop`` include a Softmax."""
+    """Whether the nodes between ``start`` and the residual Add ``stop`` include attention (or token mixing)."""
     stack, seen, found = [start], set(), False
     while stack and len(seen) < limit:
         node = stack.pop()
         if _key(node) in seen or _key(node) == _key(stop):
             continue
         seen.add(_key(node))
-        found = found or node.get_type_name() in ("Softmax", "SoftMax")
+        found = found or _is_attention_op(node) or _mixes_tokens(node)
         for output in node.outputs():
             stack.extend(target.get_node() for target in output.get_target_inputs())
     return found
@@ -309,12 +379,14 @@ def token_layer_candidates(model: Any) -> list[TokenLayer]:
         consumers = [target.get_node() for target in node.output(0).get_target_inputs()]
         norms = [c for c in consumers if c.get_type_name() == "MVN"]
         adds = [c for c in consumers if c.get_type_name() == "Add"]
-        if len(norms) != 1 or len(adds) != 1 or _is_constant(_other_input(adds[0], node.output(0))):
+        branches = norms or [c for c in consumers if c.get_type_name() != "Add"]  # no norm: LeViT's BN blocks
+        if len(norms) > 1 or len(adds) != 1 or not branches or _is_constant(_other_input(adds[0], node.output(0))):
             continue
-        if not _depends_on_input(node, memo) or not _branch_has_attention(norms[0], adds[0]):
+        if not _depends_on_input(node, memo) or not any(_branch_has_attention(b, adds[0]) for b in branches):
             continue
         tokens, dim, side, aux = grid
-        found.append(TokenLayer(node, adds[0], _norm_end(norms[0]), tokens, dim, side, side, aux))
+        norm_output = _norm_end(norms[0]) if norms else None
+        found.append(TokenLayer(node, adds[0], norm_output, tokens, dim, side, side, aux))
     return found
 
 
@@ -337,7 +409,55 @@ def find_token_layer(model: Any, name: str | None = None) -> TokenLayer:
     return candidates[-1]
 
 
+def pooled_token_candidates(model: Any) -> list[TargetLayer]:
+    """Patch-token streams (N, H*W, C) with a square grid and no leading tokens that a head averages over
+    the tokens (ReduceMean over axis 1, the value's only consumer), in graph order: where ``vitcam`` attaches."""
+    found = []
+    for node in model.get_ordered_ops():
+        if node.get_type_name() in ("Constant", "Parameter", "Result") or not _one_used_output(node):
+            continue
+        grid = _token_grid(node.get_output_partial_shape(0))
+        if grid is None or grid[3] != 0:
+            continue
+        consumer = _single_consumer(node.output(0))
+        if consumer is None or consumer.get_type_name() != "ReduceMean" or not _is_constant(consumer.input_value(1)):
+            continue
+        axes = {int(a) % 3 for a in np.ravel(consumer.input_value(1).get_node().get_data())}
+        if axes == {1}:
+            tokens, dim, side, _ = grid
+            found.append(TargetLayer(node, "NLC", dim, side, side))
+    return found
+
+
+def find_pooled_tokens(model: Any, name: str | None = None) -> TargetLayer:
+    """The named (or the last) patch-token stream a head averages."""
+    candidates = pooled_token_candidates(model)
+    for candidate in reversed(candidates):
+        if name is None or candidate.name == name:
+            return candidate
+    listed = _names(candidates)
+    if name is not None:
+        raise ExplainError(f"{name!r} is not a patch-token stream (N, H*W, C) that the head averages; "
+                           f"candidates: {listed}")
+    raise WhiteboxUnsupportedError("no patch-token stream that the head averages (tokens -> mean over tokens -> "
+                                   "linear); use vitreciprocam")
+
+
 def is_transformer(model: Any) -> bool:
-    """Whether the graph has ViT blocks, so ViT-ReciproCAM (not CNN ReciproCAM) is the white-box method."""
-    return bool(token_layer_candidates(model))
+    """Whether the classifier reads a transformer's tokens, so ViT-ReciproCAM (not a CNN method) is the
+    white-box method: the graph has transformer blocks and the last of them comes after the last spatial
+    feature map (a ViT's only feature map is its patch embedding; a hybrid that ends in convolutions,
+    such as MobileViT, is explained at its last feature map)."""
+    tokens = token_layer_candidates(model)
+    if not tokens:
+        return False
+    counts = {t.tokens for t in tokens} | {t.tokens - t.aux_tokens for t in tokens}
+    # A rank-4 value with the token (or patch) count as a dimension is heads x tokens (rotary embeddings mix queries
+    # with Adds that hide them from the attention-tensor test), not space.
+    maps = [m for m in feature_map_candidates(model)
+            if not counts & {m.channels, m.height, m.width}]
+    if not maps:
+        return True
+    order = {_key(node): index for index, node in enumerate(model.get_ordered_ops())}
+    return order[_key(tokens[-1].node)] > order[_key(maps[-1].node)]
 

@@ -23,6 +23,7 @@ _METHOD_MODULES = (
     "cam",
     "reciprocam",
     "vitreciprocam",
+    "vitcam",
     "activationmap",
     "rise",
     "aise",

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 SALIENCY_OUTPUT = "saliency_map"
 #: (N, k) class indices of the rows of ``saliency_map`` when maps were selected in the graph.
 CLASSES_OUTPUT = "saliency_classes"
+#: (N, K or k) booleans (u8): maps whose probability read-out was degenerate and that hold the logit read-out.
+FALLBACK_OUTPUT = "saliency_logit_fallback"
 RT_INFO_XAI = ["model_info", "ov_explain_xai"]
 
 
@@ -194,6 +196,12 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
     elif classes is not None:
         extra.append(opset.convert(classes, ov.Type.i32).output(0))
         extra[-1].get_tensor().set_names({CLASSES_OUTPUT})
+    if inserted.logit_fallback is not None:
+        fallback = inserted.logit_fallback
+        if classes is not None and not inserted.selected:
+            fallback = opset.gather(fallback, classes, np.int64(1), 1)
+        extra.append(opset.convert(fallback, ov.Type.u8).output(0))
+        extra[-1].get_tensor().set_names({FALLBACK_OUTPUT})
     results = [r.output(0) for r in work.get_results()]
     try:
         xai = ov.Model([r.input_value(0) for r in work.get_results()] + extra, parameters,

@@ -18,11 +18,11 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_registered_method_is_one_object_of_its_mode():
-    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "activationmap", "rise", "aise"]
+    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "vitcam", "activationmap", "rise", "aise"]
     for name, method in METHODS.items():
         assert method.name == name and method.mode in ("whitebox", "blackbox") and method.summary
-        # every built-in method but CAM has an openvino-xai twin
-        assert (method.xai_name is None) == (name == "cam")
+        # every built-in method but the two CAMs has an openvino-xai twin
+        assert (method.xai_name is None) == (name in ("cam", "vitcam"))
     assert method_names("blackbox") == ["rise", "aise"]
     assert get_method("ViT-ReciproCAM") is METHODS["vitreciprocam"]
     with pytest.raises(ExplainError, match="unknown method 'gradcam'; known: cam, reciprocam, vitreciprocam"):

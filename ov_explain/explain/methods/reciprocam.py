@@ -23,6 +23,7 @@ from ..branches import class_bias, class_weights, find_softmax, mosaic_scores_to
     scores_to_maps, weighted_cells, with_dynamic_batch
 from ..graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
 from ..method import Inserted, WhiteboxMethod
+from ..tail import TailClone
 
 logger = logging.getLogger(__name__)
 
@@ -54,11 +55,10 @@ def _mosaic(work: Any, position: int, target: TargetLayer, classification_output
     expanded = opset.unsqueeze(target.node.output(0), np.array([1], np.int64))  # (N, 1, ...)
     mosaic = opset.multiply(expanded, mask)  # (N, HW, ...)
     mosaic = opset.reshape(mosaic, np.array([-1] + per_image_shape, np.int64), special_zero=False)
-    clone = work.clone()
-    clone_target = next(n for n in clone.get_ordered_ops() if n.get_friendly_name() == target.name)
-    for consumer in list(clone_target.output(0).get_target_inputs()):
+    tail = TailClone(work, [target.name])
+    for consumer in list(tail.node(target.name).output(0).get_target_inputs()):
         consumer.replace_source_output(mosaic.output(0))
-    return mosaic_scores_to_maps(clone, position, classification_output, h, w, readout, output_kind)
+    return mosaic_scores_to_maps(tail, position, classification_output, h, w, readout, output_kind)
 
 
 class ReciproCAM(WhiteboxMethod):

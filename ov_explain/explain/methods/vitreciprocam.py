@@ -4,6 +4,19 @@ The token stream entering the last transformer block is copied once per patch; e
 3x3 Gaussian neighbourhood of patches (CLS and other leading tokens untouched) and the rest of the
 network scores it. The mask is applied after the block's first LayerNorm for the attention branch
 (normalisation would undo it before) and to the raw stream on the skip connection.
+
+Where each family is masked (the block is found in the graph, :func:`~ov_explain.explain.graph.find_token_layer`):
+
+- ViT, DeiT, BEiT, EVA-02: the last block; leading tokens kept (CLS; CLS + distillation; CLS + registers).
+  Average-pooled ViTs (``global_pool="avg"``, ``fc_norm``) have none. EVA-02's rotary embeddings are constants.
+- CaiT: the last patch block (its class-attention blocks then read the masked patches as keys and values);
+  XCiT: the last class-attention block, whose stream is CLS + patches.
+- PiT, Twins: the last block of the last stage (the grid of that stage); LeViT (no LayerNorm: BN inside
+  the branch): the stream is masked for every consumer.
+- CrossViT: the last block found in graph order, one branch; the other branch's tokens reach the tail unmasked.
+
+Values the tail reads from before the cut (a CLS token broadcast to a batch size taken from the patch
+embedding, the other branch's tokens) are re-derived at the mosaic's batch (:mod:`ov_explain.explain.tail`).
 """
 
 from __future__ import annotations
@@ -17,6 +30,7 @@ from ..._compat import opset
 from ..branches import find_softmax, mosaic_scores_to_maps, resolve_readout, with_dynamic_batch
 from ..graph import TokenLayer, find_token_layer
 from ..method import Inserted, WhiteboxMethod
+from ..tail import TailClone
 
 logger = logging.getLogger(__name__)
 
@@ -43,17 +57,19 @@ def _branch(work: Any, position: int, layer: TokenLayer, classification_output: 
         copies = opset.multiply(opset.unsqueeze(value, np.array([1], np.int64)), keep)  # (N, HW, T, D)
         return opset.reshape(copies, np.array([-1, layer.tokens, layer.dim], np.int64), special_zero=False)
 
-    stream, normalised = mosaic(layer.node.output(0)), mosaic(layer.norm_output)
-    clone = work.clone()
-    by_name = {n.get_friendly_name(): n for n in clone.get_ordered_ops()}
-    clone_node = by_name[layer.name]
-    clone_norm = by_name[layer.norm_output.get_node().get_friendly_name()].output(layer.norm_output.get_index())
-    for consumer in list(clone_norm.get_target_inputs()):
-        consumer.replace_source_output(normalised.output(0))
+    stream = mosaic(layer.node.output(0))
+    tail = TailClone(work, [layer.name])
+    clone_node = tail.node(layer.name)
+    if layer.norm_output is not None:
+        normalised = mosaic(layer.norm_output)
+        norm = layer.norm_output
+        clone_norm = tail.node(norm.get_node().get_friendly_name()).output(norm.get_index())
+        for consumer in list(clone_norm.get_target_inputs()):
+            consumer.replace_source_output(normalised.output(0))
     for consumer in list(clone_node.output(0).get_target_inputs()):
-        if consumer.get_node().get_type_name() != "MVN":
+        if layer.norm_output is None or consumer.get_node().get_type_name() != "MVN":
             consumer.replace_source_output(stream.output(0))
-    return mosaic_scores_to_maps(clone, position, classification_output, layer.height, layer.width, readout,
+    return mosaic_scores_to_maps(tail, position, classification_output, layer.height, layer.width, readout,
                                  output_kind)
 
 

@@ -1,0 +1,1 @@
+"""torchvision.ops stand-in: only what timm's model code imports."""
