@@ -115,7 +115,8 @@ def overhead(repeats: int, rounds: int = 3) -> list[str]:
     lines = []
     for label, config in (("f32", {"INFERENCE_PRECISION_HINT": "f32"}), ("device precision", {})):
         plain, explain = (core.compile_model(m, "CPU", config) for m in (ir, xai.model))
-        executed = str(plain.get_property("INFERENCE_PRECISION_HINT"))
+        executed = {"f32": "f32", "bf16": "bf16", "f16": "f16"}.get(
+            plain.get_property("INFERENCE_PRECISION_HINT").get_type_name(), "?")
         plain(image), explain(image)
         ratios, times = [], []
         for _ in range(rounds):
