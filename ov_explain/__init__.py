@@ -4,14 +4,31 @@ Load an image classifier (OpenVINO IR or ONNX) on CPU / GPU / NPU with device au
 predict, explain, and audit datasets. The library logs through ``logging`` and never prints.
 """
 
-from .devices import DEFAULT_PRECISION, PRECISIONS, DeviceInfo, DeviceRequest, auto_choice, compile_with_fallback, \
-    discover
-from .errors import (DeviceError, ImageReadError, LabelsError, ModelLoadError, OvExplainError,
-                     PreprocessError)
-from .images import decode_image, read_image
-from .model import Classifier, ClassScore, ModelFiles, Prediction
-from .preprocess import Geometry, PreprocessSpec
-from .resources import default_model_path, sample_images
+from importlib import import_module
+from typing import Any
+
+from ov_explain.core import resources
+from ov_explain.core.devices import (
+    DEFAULT_PRECISION,
+    PRECISIONS,
+    DeviceInfo,
+    DeviceRequest,
+    auto_choice,
+    compile_with_fallback,
+    discover,
+)
+from ov_explain.core.errors import (
+    DeviceError,
+    ImageReadError,
+    LabelsError,
+    ModelLoadError,
+    OvExplainError,
+    PreprocessError,
+)
+from ov_explain.core.images import decode_image, read_image
+from ov_explain.core.model import Classifier, ClassScore, ModelFiles, Prediction
+from ov_explain.core.preprocess import Geometry, PreprocessSpec
+from ov_explain.core.resources import default_model_path, sample_images
 
 __version__ = "0.1.0"
 
@@ -20,5 +37,29 @@ __all__ = [
     "Geometry", "ImageReadError",
     "LabelsError", "ModelFiles", "ModelLoadError", "OvExplainError", "Prediction", "PreprocessError",
     "PreprocessSpec", "auto_choice", "compile_with_fallback", "decode_image", "default_model_path", "discover",
-    "read_image", "sample_images",
+    "read_image", "resources", "sample_images",
+    # the layers above the core, imported when first used (``import ov_explain`` stays light)
+    "Explainer", "RayOptions", "audit", "check_gate", "drift", "parse_gate", "parse_name", "quantize",
+    "sample_images_dir",
 ]
+
+#: Public names of the upper layers: name -> the module that defines it.
+_LAZY = {
+    "Explainer": "ov_explain.explain.explainer",
+    "RayOptions": "ov_explain.runs.ray_engine",
+    "audit": "ov_explain.runs.audit.run",
+    "check_gate": "ov_explain.runs.drift.run",
+    "drift": "ov_explain.runs.drift.run",
+    "parse_gate": "ov_explain.runs.drift.run",
+    "parse_name": "ov_explain.runs.naming",
+    "quantize": "ov_explain.tools.quantize",
+    "sample_images_dir": "ov_explain.core.resources",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        value = getattr(import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'ov_explain' has no attribute {name!r}")

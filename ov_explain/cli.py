@@ -21,13 +21,20 @@ from typing import Any
 
 import click
 
-from . import __version__
-from .devices import DEFAULT_PRECISION, DEFAULT_PRIORITY, PRECISIONS, DeviceRequest, auto_choice, default_cache_dir, \
-    discover
-from .errors import OvExplainError, one_line
-from .explain import BACKENDS
-from .explain.base import MODES
-from .explain.registry import PRESETS, method_names
+from ov_explain import __version__
+from ov_explain.core.devices import (
+    DEFAULT_PRECISION,
+    DEFAULT_PRIORITY,
+    PRECISIONS,
+    DeviceRequest,
+    auto_choice,
+    default_cache_dir,
+    discover,
+)
+from ov_explain.core.errors import OvExplainError, one_line
+from ov_explain.explain import BACKENDS
+from ov_explain.explain.base import MODES
+from ov_explain.explain.registry import PRESETS, method_names
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +115,7 @@ def _save_trace() -> str:
 def _run_stoppable(bar: Any, work: Callable[[threading.Event], Any]) -> Any:
     """Run a dataset command's work with the signal handlers of :func:`_stop_on_signals`: a setup error
     is one line (exit 2); a signal ends it with the count of images saved and 128 + signal."""
-    from .row_run import RunInterrupted
+    from ov_explain.runs.engine import RunInterrupted
 
     with _stop_on_signals() as (stop, signals):
         try:
@@ -234,7 +241,7 @@ def readout_option(command: Any) -> Any:
 
 def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
                      output_kind: str, precision: str, no_cache: bool, hint: str) -> Any:
-    from .model import Classifier
+    from ov_explain.core.model import Classifier
 
     try:
         DeviceRequest.parse(device)
@@ -337,13 +344,13 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
     import numpy as np
 
-    from .explain import create_explainer
-    from .explain.base import select_targets
-    from .images import read_image
-    from .naming import safe_component
-    from .render import COLORMAPS
-    from .storage import ensure_writable_folder
-    from .writer import MapStyle, to_bgr, write_map_files
+    from ov_explain.core.images import read_image
+    from ov_explain.core.storage import ensure_writable_folder
+    from ov_explain.explain import create_explainer
+    from ov_explain.explain.base import select_targets
+    from ov_explain.render import COLORMAPS
+    from ov_explain.runs.naming import safe_component
+    from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
     if colormap not in COLORMAPS:
         _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
@@ -480,8 +487,8 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
     path,label, or a folder of unlabeled images.
     """
-    from .audit import audit as run
-    from .ray_engine import RayOptions
+    from ov_explain.runs.audit.run import audit as run
+    from ov_explain.runs.ray_engine import RayOptions
 
     bar, update = _progress_bar("audit", "img", leave=True)
 
@@ -520,7 +527,7 @@ def audit(dataset: Path, model_path: Path | None, preprocess: str | None, labels
 @click.argument("audit_dir", type=click.Path(path_type=Path))
 def report(audit_dir: Path) -> None:
     """Rebuild AUDIT_DIR/report.html from the audit's files."""
-    from .report import build_report
+    from ov_explain.runs.report import build_report
 
     try:
         path = build_report(audit_dir)
@@ -532,7 +539,7 @@ def report(audit_dir: Path) -> None:
 # ----- export -----------------------------------------------------------------------------------------
 def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
     """``KEY=VALUE`` pairs: true / false, numbers and JSON objects typed, anything else a string."""
-    from .export.objects import is_secret_option
+    from ov_explain.export.objects import is_secret_option
 
     options: dict[str, Any] = {}
     for number, text in enumerate(values, 1):
@@ -572,7 +579,7 @@ def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], 
 
     Re-running skips what is already there with the same bytes, so an interrupted export resumes.
     """
-    from .export import export as run
+    from ov_explain.export import export as run
 
     options = _storage_options(storage_options)
     bar, update = _progress_bar("export", "map" if destination.startswith("fiftyone:") else "obj", leave=True)
@@ -621,7 +628,7 @@ def inspect(model_path: Path | None, preprocess: str | None, labels: Path | None
             method: str | None, target_layer: str | None, precision: str, as_json: bool) -> None:
     """What ov-explain sees in MODEL (default: the bundled one): inputs, outputs, scores, preprocessing,
     the white-box target and whether white-box works, and a compile on every device."""
-    from .inspect_model import inspect_model
+    from ov_explain.tools.inspect_model import inspect_model
 
     try:
         found = inspect_model(model_path, preprocess=preprocess, labels=labels, output=output_kind, method=method,
@@ -640,7 +647,7 @@ def _dims(values: Any) -> str:
 
 
 def _inspect_lines(found: Any) -> list[str]:
-    """The text layout of a :class:`~ov_explain.inspect_model.ModelReport`: one section per topic."""
+    """The text layout of a :class:`~ov_explain.tools.inspect_model.ModelReport`: one section per topic."""
     row = "  {:14s} {}".format
     scores, spec, white = found.scores, found.preprocess, found.whitebox
     lines = ["Model", row("path", found.model), row("format", f"{found.format}, {found.name!r}, {found.ops} ops"),
@@ -723,12 +730,12 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
     """
     import openvino as ov
 
-    from .devices import compile_with_fallback
-    from .explain import build_xai_model
-    from .explain.whitebox import MapSelection
-    from .labels import resolve_class
-    from .model_info import add_model_api_info
-    from .storage import ensure_writable_folder
+    from ov_explain.core.devices import compile_with_fallback
+    from ov_explain.core.labels import resolve_class
+    from ov_explain.core.storage import ensure_writable_folder
+    from ov_explain.explain import build_xai_model
+    from ov_explain.explain.whitebox import MapSelection
+    from ov_explain.tools.model_info import add_model_api_info
 
     if out_path.suffix.lower() != ".xml":
         _fail(f"{out_path}: the output must be an IR path ending in .xml")
@@ -795,7 +802,7 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
 def quantize(model_path: Path | None, calibration: Path, out_path: Path, subset_size: int, preset: str,
              model_type: str, preprocess: str | None, labels: Path | None) -> None:
     """Quantize MODEL (default: the bundled one) to INT8 with NNCF; the IR keeps its spec and labels."""
-    from .quantize import quantize as run
+    from ov_explain.tools.quantize import quantize as run
 
     try:
         report = run(model_path, calibration, out_path, subset_size=subset_size, preset=preset,
@@ -839,8 +846,8 @@ def drift(dataset: Path, reference: Path | None, candidate: Path | None, referen
           min_correlation: float, min_iou: float, fail_on: str | None, workers: int | None, restart: bool,
           no_report: bool, no_cache: bool, as_json: bool) -> None:
     """Compare two deployments of a classifier on DATASET: what changed in predictions and maps."""
-    from .drift import DriftThresholds, check_gate, parse_gate
-    from .drift import drift as run
+    from ov_explain.runs.drift.run import DriftThresholds, check_gate, parse_gate
+    from ov_explain.runs.drift.run import drift as run
 
     try:
         limits = parse_gate(fail_on) if fail_on else []

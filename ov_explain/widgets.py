@@ -22,14 +22,14 @@ from typing import Any, Callable
 
 import numpy as np
 
-from . import render
-from .devices import DEFAULT_PRECISION, PRECISIONS, check_precision
-from .errors import OvExplainError
-from .explain.blackbox import Cancelled
-from .explain.explainer import METHODS, Explainer
-from .images import decode_image, read_image
-from .model import Classifier
-from .resources import sample_images
+from ov_explain import render
+from ov_explain.core.devices import DEFAULT_PRECISION, PRECISIONS, check_precision
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.images import decode_image, read_image
+from ov_explain.core.model import Classifier
+from ov_explain.core.resources import sample_images
+from ov_explain.explain.blackbox import Cancelled
+from ov_explain.explain.explainer import METHODS, Explainer
 
 logger = logging.getLogger(__name__)
 
@@ -160,7 +160,8 @@ class Explorer:
         def work(progress: Callable[[int, int], bool]) -> list[tuple[str, Any]]:
             results = []
             for i, (name, explainer) in enumerate(explainers):
-                step = (lambda d, t, i=i: progress(i * t + d, t * len(explainers)))
+                def step(done: int, total: int, i: int = i) -> bool:
+                    return progress(i * total + done, total * len(explainers))
                 results.append((name, explainer.explain(pixels, self._choose_target, top_k=1, progress=step)))
             return results
 
@@ -270,7 +271,8 @@ class Explorer:
                            "fallback_reason", None)
         layer = f", layer <code>{html.escape(explanation.target_layer)}</code>" if explanation.target_layer else ""
         self.status.value = (f"<b>{html.escape(explanation.method)}</b> ({explanation.mode}{layer}) on "
-                             f"<b>{html.escape(explanation.device)}</b> in {html.escape(explanation.precision)} for <b>{html.escape(saliency.label)}</b>: "
+                             f"<b>{html.escape(explanation.device)}</b> in {html.escape(explanation.precision)} "
+                             f"for <b>{html.escape(saliency.label)}</b>: "
                              f"{explanation.inferences} inference(s), {elapsed_ms:.0f} ms"
                              + (f" — fell back: {html.escape(fallback)}" if fallback else ""))
         self._redraw()

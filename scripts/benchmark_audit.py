@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ov_explain import Classifier, sample_images  # noqa: E402
-from ov_explain.audit import AuditOptions, run_audit  # noqa: E402
-from ov_explain.dataset import read_dataset  # noqa: E402
+from ov_explain.core.resources import sample_images_dir  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
-from ov_explain.resources import sample_images_dir  # noqa: E402
+from ov_explain.runs.audit.run import AuditOptions, run_audit  # noqa: E402
+from ov_explain.runs.dataset import read_dataset  # noqa: E402
 
 
 def make_dataset(root: Path, count: int) -> Path:
@@ -86,7 +86,8 @@ def throughput(images: int, rounds: int, work: Path) -> None:
     run_audit(samples, explainer, out, options=options)
     started = time.perf_counter()
     run_audit(samples, explainer, out, options=AuditOptions(grids=True, report=True))  # all resumed: only the end
-    print(f"  end of run (summary, grids, report.html)       {time.perf_counter() - started:7.1f} s for {images} images")
+    print(f"  end of run (summary, grids, report.html)       {time.perf_counter() - started:7.1f} s "
+          f"for {images} images")
 
 
 def memory(sizes: list[int], work: Path) -> None:
@@ -103,7 +104,7 @@ def memory(sizes: list[int], work: Path) -> None:
 _MEASURE = """
 import resource, sys, time
 sys.path.insert(0, %r)
-from ov_explain.audit import audit
+from ov_explain.runs.audit.run import audit
 started = time.perf_counter()
 summary = audit(sys.argv[1], sys.argv[2], device="CPU", cache_dir=None)
 assert summary.errors == 0

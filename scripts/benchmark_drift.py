@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT / "scripts"))
 from benchmark_audit import make_dataset  # noqa: E402
 
 from ov_explain import Classifier  # noqa: E402
-from ov_explain.audit import AuditOptions, run_audit  # noqa: E402
-from ov_explain.dataset import read_dataset  # noqa: E402
-from ov_explain.drift import run_drift  # noqa: E402
+from ov_explain.core.resources import sample_images_dir  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
-from ov_explain.quantize import quantize  # noqa: E402
-from ov_explain.resources import sample_images_dir  # noqa: E402
+from ov_explain.runs.audit.run import AuditOptions, run_audit  # noqa: E402
+from ov_explain.runs.dataset import read_dataset  # noqa: E402
+from ov_explain.runs.drift.run import run_drift  # noqa: E402
+from ov_explain.tools.quantize import quantize  # noqa: E402
 
 
 def main() -> None:

@@ -54,13 +54,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ov_explain import Classifier, read_image, resources  # noqa: E402
+from ov_explain.evaluate.metrics import ROAD_PERCENTILES, insertion_deletion_auc, rank_correlation, road  # noqa: E402
+from ov_explain.evaluate.sanity import randomize_head  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
+from ov_explain.explain.branches import READOUTS  # noqa: E402
 from ov_explain.explain.graph import is_transformer  # noqa: E402
 from ov_explain.explain.method import WhiteboxMethod  # noqa: E402
-from ov_explain.explain.branches import READOUTS  # noqa: E402
 from ov_explain.explain.registry import METHODS, PRESETS, get_method  # noqa: E402
-from ov_explain.metrics import ROAD_PERCENTILES, insertion_deletion_auc, rank_correlation, road  # noqa: E402
-from ov_explain.sanity import randomize_head  # noqa: E402
 
 SECOND_MODEL = resources.user_models_dir() / "efficientnet_lite1"
 BASELINE = "(random map)"
@@ -188,7 +188,7 @@ def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespa
             name = classifier.labels[target] if classifier.labels else target
             print(f"  [{number + 1}/{len(photos)}] {photo.name}: target {name}", file=sys.stderr)
 
-            def measure(row: Row, raw: np.ndarray) -> None:
+            def measure(row: Row, raw: np.ndarray, fitted: np.ndarray = fitted, target: int = target) -> None:
                 saliency = raw if raw.shape == (height, width) else \
                     cv2.resize(raw.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
                 insertion, deletion = insertion_deletion_auc(fitted, saliency, target, score,
@@ -222,7 +222,8 @@ def benchmark_model(model_path: Path, photos: list[Path], args: argparse.Namespa
             fake.close()
         randomised.close()
     settings = {"model": str(classifier.files.model), "input_size": [height, width],
-                "device": classifier.device, "precision": classifier.precision, "photos": [p.name for p in photos], "preset": args.preset,
+                "device": classifier.device, "precision": classifier.precision, "photos": [p.name for p in photos],
+                "preset": args.preset,
                 "seed": args.seed, "steps": args.steps, "road_percentiles": list(ROAD_PERCENTILES)}
     classifier.close()
     return {"settings": settings,

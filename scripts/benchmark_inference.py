@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 import openvino as ov  # noqa: E402
 
 from ov_explain import Classifier, discover, sample_images  # noqa: E402
-from ov_explain.devices import RequestRing, compile_with_fallback, optimal_requests  # noqa: E402
+from ov_explain.core.devices import RequestRing, compile_with_fallback, optimal_requests  # noqa: E402
 
 
 def run_sync(compiled, tensors: np.ndarray, batch: int) -> float:

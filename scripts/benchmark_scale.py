@@ -47,8 +47,8 @@ def child_throughput(name: str, dataset: Path, out: Path, batch_size: int) -> di
     if cores is not None:
         os.sched_setaffinity(0, set(sorted(os.sched_getaffinity(0))[:cores]))  # before OpenVINO counts CPUs
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # the run's cluster on 127.0.0.1 only
-    from ov_explain.audit import audit
-    from ov_explain.ray_engine import RayOptions
+    from ov_explain.runs.audit.run import audit
+    from ov_explain.runs.ray_engine import RayOptions
 
     started = time.perf_counter()
     summary = audit(dataset, out, device="CPU", cache_dir=None, grids=False, report=False, engine=engine,
@@ -66,12 +66,12 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
     ``template``: a manifest whose first row (a real one) every simulated row copies."""
     from tqdm import tqdm
 
-    from ov_explain.audit import AUDIT_FOLDER
-    from ov_explain.audit_folder import read_rows
-    from ov_explain.dataset import Sample
-    from ov_explain.naming import unique_stems
-    from ov_explain.row_run import SampleResult, _record
-    from ov_explain.storage import json_line
+    from ov_explain.core.storage import json_line
+    from ov_explain.runs.audit.folder import read_rows
+    from ov_explain.runs.audit.run import AUDIT_FOLDER
+    from ov_explain.runs.dataset import Sample
+    from ov_explain.runs.engine import SampleResult, _record
+    from ov_explain.runs.naming import unique_stems
 
     started = time.perf_counter()
     samples = [Sample(Path(f"/data/imagenet/val/n{i % 1000:08d}/ILSVRC2012_val_{i:08d}.JPEG"), f"n{i % 1000:08d}",
@@ -139,10 +139,10 @@ def child_pipeline(images: int, work: Path, template: Path, batch_size: int) -> 
     """``images`` rows through the Ray engine and the driver with no per-image work: the ceiling of the
     engine itself on this machine (actors, transfers, ordering, appending)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-    from ov_explain.audit import AUDIT_FOLDER
-    from ov_explain.dataset import Sample
-    from ov_explain.ray_engine import RayEngine, RayOptions
-    from ov_explain.row_run import run_rows
+    from ov_explain.runs.audit.run import AUDIT_FOLDER
+    from ov_explain.runs.dataset import Sample
+    from ov_explain.runs.engine import run_rows
+    from ov_explain.runs.ray_engine import RayEngine, RayOptions
 
     with open(template, encoding="utf-8") as handle:
         row = json.loads(handle.readline())
@@ -199,7 +199,8 @@ def main() -> None:
             results[name] = _run_child(name, str(dataset), str(work / name), str(args.batch_size))
             r = results[name]
             print(f"  {name:13s} {r['images_per_s']:7.1f} images/s over the run ({r['images']} images, "
-                  f"{r['rows']} rows, {r['errors']} errors; {r['wall_s']:.1f} s wall with model load and cluster start)")
+                  f"{r['rows']} rows, {r['errors']} errors; {r['wall_s']:.1f} s wall with model load and "
+                  "cluster start)")
         for ray_name, local_name in (("ray-1actor", "local-1core"), ("ray-2actors", "local-2cores")):
             if ray_name in results and local_name in results:
                 ratio = results[ray_name]["images_per_s"] / results[local_name]["images_per_s"]

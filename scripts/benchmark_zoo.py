@@ -48,7 +48,7 @@ def run_one(arch: zoo_models.Arch, folder: Path, repeats: int) -> dict:
 
     from ov_explain import Classifier, PreprocessSpec, resources
     from ov_explain.explain import WhiteboxUnsupportedError, build_xai_model
-    from ov_explain.inspect_model import whitebox_report
+    from ov_explain.tools.inspect_model import whitebox_report
 
     row = {"architecture": arch.label, "family": arch.family}
     started = time.perf_counter()
@@ -120,8 +120,8 @@ def overhead(repeats: int, rounds: int = 3) -> list[str]:
         plain(image), explain(image)
         ratios, times = [], []
         for _ in range(rounds):
-            plain_ms = _median_ms(lambda: plain(image), repeats)
-            explain_ms = _median_ms(lambda: explain(image), repeats)
+            plain_ms = _median_ms(lambda plain=plain: plain(image), repeats)
+            explain_ms = _median_ms(lambda explain=explain: explain(image), repeats)
             ratios.append(explain_ms / plain_ms)
             times.append((plain_ms, explain_ms))
         lines.append(f"ViT-Tiny (12 blocks, 14x14 grid, batch 1), {label} ({executed}): "

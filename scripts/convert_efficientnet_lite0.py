@@ -27,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ov_explain import resources  # noqa: E402
-from ov_explain.images import read_image  # noqa: E402
-from ov_explain.preprocess import PreprocessSpec  # noqa: E402
+from ov_explain.core.images import read_image  # noqa: E402
+from ov_explain.core.preprocess import PreprocessSpec  # noqa: E402
 
 
 def lite_spec(size: int) -> PreprocessSpec:
@@ -80,9 +80,9 @@ def class_names() -> tuple[list[str], list[str]]:
 
 
 def load_photos() -> dict[str, np.ndarray]:
+    import cv2
     import matplotlib.cbook
     import skimage.data
-    import cv2
 
     photos = {
         "coffee": skimage.data.coffee(),

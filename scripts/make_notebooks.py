@@ -5,7 +5,9 @@
 from pathlib import Path
 
 import nbformat as nbf
-from nbformat.v4 import new_notebook, new_markdown_cell as md, new_code_cell as code
+from nbformat.v4 import new_code_cell as code
+from nbformat.v4 import new_markdown_cell as md
+from nbformat.v4 import new_notebook
 
 SETUP = '''import os
 from pathlib import Path
@@ -49,7 +51,7 @@ print(bb.method, bb.mode, bb.inferences, "inferences", f"{sum(bb.timings_ms.valu
     md("## Compare\n\nBoth methods should put the espresso on the cup; the pointing game checks that the hottest pixel is on it."),
     code('''import matplotlib.pyplot as plt
 from ov_explain import read_image, render
-from ov_explain.metrics import pointing_game
+from ov_explain.evaluate.metrics import pointing_game
 
 pixels = read_image(photo)
 cup = (100, 20, 480, 330)  # x0, y0, x1, y1 of the cup in coffee.jpg
@@ -82,15 +84,14 @@ audit = new_notebook(cells=[
     code(SETUP),
     md("## Run the audit\n\nThe same as `ov-explain audit examples/images/ground_truth.csv`: predict, explain with the default white-box method (CAM for this model), sort into case folders, write manifest, summary, grids and `report.html`."),
     code('''from ov_explain import sample_images
-from ov_explain.audit import audit
-from ov_explain.resources import sample_images_dir
+from ov_explain import audit, sample_images_dir
 
 summary = audit(sample_images_dir() / "ground_truth.csv", OUT / "audit", device="AUTO", restart=True)
 print(f"{summary.images} images with {summary.method} on {summary.device}; top-1 accuracy {summary.top1_accuracy:.2f}")
 for case, count in summary.cases.items():
     print(f"  {case:34s} {count}")'''),
     md("## Case folders and names\n\nEach file name carries ground truth, the explained class and both confidences: `{stem}_gt_{truth}_{p}_pr_{class}_{p}.jpg`. `parse_name` reads them back."),
-    code('''from ov_explain.naming import parse_name
+    code('''from ov_explain import parse_name
 
 for folder in sorted(p for p in (OUT / "audit").iterdir() if p.is_dir() and p.name != "grids"):
     print(folder.name)
@@ -187,14 +188,13 @@ drift = new_notebook(cells=[
     md("# Did deployment change what the model looks at?\n\nQuantize the bundled EfficientNet-Lite0 to INT8 with NNCF (`pip install -e \".[quantize]\"`), compare the INT8 deployment with the FP32 one image by image — predictions, cases and maps — look at the images that moved most, and decide with a gate."),
     code(SETUP),
     md("## Quantize\n\nThe same as `ov-explain quantize --calibration examples/images/ground_truth.csv --out int8.xml`: NNCF post-training quantization, calibrated on images read and preprocessed like every other command does. The INT8 IR keeps the spec and labels."),
-    code('''from ov_explain.quantize import quantize
-from ov_explain.resources import sample_images_dir
+    code('''from ov_explain import quantize, sample_images_dir
 
 report = quantize(None, sample_images_dir() / "ground_truth.csv", OUT / "int8" / "lite0_int8.xml")
 print(f"{report.quantized_ops} quantized ops, {report.calibration_images} calibration images, {report.seconds:.1f} s; "
       f"{report.size_before_bytes / 1e6:.1f} MB -> {report.size_after_bytes / 1e6:.1f} MB")'''),
     md("## Drift: FP32 (f32) against INT8\n\nBoth deployments predict and explain **the same classes** for every image (the reference's top-1, its runner-up when two predictions compete, and the ground truth). Per image and class: top-1 agreement, probability change, both cases, and how far the map moved (Pearson r, overlap of the 10 % most salient cells, peak shift)."),
-    code('''from ov_explain.drift import drift
+    code('''from ov_explain import drift
 
 summary = drift(sample_images_dir() / "ground_truth.csv", OUT / "drift", reference_device="CPU",
                 candidate=OUT / "int8" / "lite0_int8.xml", restart=True)
@@ -223,7 +223,7 @@ for row in rows[:3]:
     code('''picture = mpimg.imread(OUT / "drift" / "correlation.png")
 plt.figure(figsize=(6, 3.2)); plt.imshow(picture); plt.axis("off"); plt.show()'''),
     md("## Decide\n\nA pipeline gates a deployment on limits it chooses: `ov-explain drift ... --fail-on top1-agreement<0.99,map-correlation-p05<0.8` exits with status 4 and names the limits crossed."),
-    code('''from ov_explain.drift import check_gate, parse_gate
+    code('''from ov_explain import check_gate, parse_gate
 
 crossed = check_gate(summary, parse_gate("top1-agreement<0.99,map-correlation-p05<0.8"))
 print("deploy" if not crossed else "hold: " + "; ".join(crossed))'''),
@@ -231,4 +231,6 @@ print("deploy" if not crossed else "hold: " + "; ".join(crossed))'''),
 
 for name, nb in (("explain", explain), ("audit", audit), ("deploy", deploy), ("drift", drift)):
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for number, cell in enumerate(nb.cells):  # stable cell ids: regenerating changes only what changed
+        cell["id"] = f"{name}-{number}"
     nbf.write(nb, Path(__file__).resolve().parents[1] / "notebooks" / f"{name}.ipynb")

@@ -62,9 +62,8 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from torch import nn
-
     from convert_efficientnet_lite0 import build_torch_model
+    from torch import nn
 
     grad_cam, ClassifierOutputTarget = _import_pytorch_grad_cam()
     model = build_torch_model("lite0")

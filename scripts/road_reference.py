@@ -26,10 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from ov_explain import Classifier, read_image, resources  # noqa: E402
-from ov_explain.explain import Explainer  # noqa: E402
-from ov_explain.metrics import road  # noqa: E402
 from pytorch_grad_cam_maps import _import_pytorch_grad_cam  # noqa: E402
+
+from ov_explain import Classifier, read_image, resources  # noqa: E402
+from ov_explain.evaluate.metrics import road  # noqa: E402
+from ov_explain.explain import Explainer  # noqa: E402
 
 READOUTS = ("logit", "probability")
 
@@ -50,9 +51,8 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from torch import nn
-
     from convert_efficientnet_lite0 import build_torch_model
+    from torch import nn
 
     grad_cam, ClassifierOutputTarget = _import_pytorch_grad_cam()
     from pytorch_grad_cam.metrics.road import ROADCombined

@@ -6,8 +6,14 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ov_explain"
-#: Front ends: they may import everything, and nothing below them may import them.
-FRONTS = {"ov_explain.cli", "ov_explain.widgets", "ov_explain.report", "ov_explain.audit", "ov_explain.drift"}
+#: The layers, lowest first: a module imports only modules of its own layer or below (the package's own
+#: ``__init__`` re-exports and is not a layer). Front ends (the CLI, the notebook UI) are the top.
+LAYERS = ["core", "render", "explain", "evaluate", "runs", "tools", "export", "cli|widgets"]
+
+
+def layer_of(module: str) -> int:
+    part = module.split(".")[1]
+    return next(i for i, names in enumerate(LAYERS) if part in names.split("|"))
 
 
 def module_name(path: Path) -> str:
@@ -57,14 +63,29 @@ def test_the_import_graph_has_no_cycle():
     assert cycles == []
 
 
-def test_the_core_never_imports_a_front_end():
+def test_every_module_is_in_a_layer():
+    modules = [m for m in graph() if m != "ov_explain"]
+    assert all(layer_of(m) >= 0 for m in modules)  # layer_of raises StopIteration for a module outside LAYERS
+
+
+def test_imports_flow_down_the_layers():
     edges = graph()
-    offenders = {m: sorted(edges[m] & FRONTS) for m in edges if m not in FRONTS and m != "ov_explain"}
-    assert {m: f for m, f in offenders.items() if f} == {}
-    assert "ov_explain.audit" not in edges["ov_explain.report"]  # the report reads the folder, not the audit
+    upward = {m: sorted(t for t in targets if t != "ov_explain" and layer_of(t) > layer_of(m))
+              for m, targets in edges.items() if m != "ov_explain"}
+    assert {m: t for m, t in upward.items() if t} == {}
+
+
+def test_the_core_imports_nothing_above_it():
+    edges = graph()
+    core = {m for m in edges if m.startswith("ov_explain.core")}
+    assert {m: sorted(edges[m] - core) for m in core if edges[m] - core} == {}
 
 
 def test_only_the_command_line_reads_the_exports():
     edges = graph()
     readers = {m for m, targets in edges.items() if any(t.startswith("ov_explain.export") for t in targets)}
     assert {m for m in readers if not m.startswith("ov_explain.export")} == {"ov_explain.cli"}
+
+
+def test_the_report_reads_the_folder_not_the_audit():
+    assert "ov_explain.runs.audit.run" not in graph()["ov_explain.runs.report"]

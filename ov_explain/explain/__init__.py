@@ -1,10 +1,15 @@
 """Explanations: white-box (ReciproCAM, ViT-ReciproCAM, ActivationMap) and black-box (RISE, AISE) maps."""
 
-from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, select_targets
-from .explainer import DEFAULT_METHOD, METHODS, PRESETS, Explainer
-from .graph import feature_map_candidates, find_target_layer, find_token_layer, is_transformer, \
-    token_layer_candidates
-from .whitebox import SALIENCY_OUTPUT, build_xai_model
+from ov_explain.explain.base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, select_targets
+from ov_explain.explain.explainer import DEFAULT_METHOD, METHODS, PRESETS, Explainer
+from ov_explain.explain.graph import (
+    feature_map_candidates,
+    find_target_layer,
+    find_token_layer,
+    is_transformer,
+    token_layer_candidates,
+)
+from ov_explain.explain.whitebox import SALIENCY_OUTPUT, build_xai_model
 
 BACKENDS = ("native", "openvino-xai")
 
@@ -16,7 +21,7 @@ def create_explainer(classifier, *, backend: str = "native", **options):
     if backend == "native":
         return Explainer(classifier, **options)
     if backend == "openvino-xai":
-        from .xai_backend import XaiBackendExplainer
+        from ov_explain.explain.xai_backend import XaiBackendExplainer
 
         return XaiBackendExplainer(classifier, **options)
     raise ExplainError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")

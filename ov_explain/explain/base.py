@@ -9,11 +9,11 @@ from typing import Any, Callable, Sequence, Union
 import cv2
 import numpy as np
 
-from .. import render
-from ..errors import OvExplainError
-from ..labels import resolve_class
-from ..model import Prediction
-from ..preprocess import Geometry
+from ov_explain import render
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.labels import resolve_class
+from ov_explain.core.model import Prediction
+from ov_explain.core.preprocess import Geometry
 
 logger = logging.getLogger(__name__)
 

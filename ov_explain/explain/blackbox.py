@@ -1,7 +1,7 @@
 """What every black-box method shares: the score function over a compiled model, progress, cancelling.
 
 The methods themselves (RISE, AISE) are in :mod:`ov_explain.explain.methods`; they perturb a
-:class:`~ov_explain.prepared.PreparedInput` and read only class probabilities.
+:class:`~ov_explain.core.prepared.PreparedInput` and read only class probabilities.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .base import ExplainError
+from ov_explain.explain.base import ExplainError
 
 logger = logging.getLogger(__name__)
 

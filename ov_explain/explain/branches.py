@@ -8,9 +8,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .._compat import opset
-from ..model import output_softmax as find_softmax
-from .base import ExplainError, WhiteboxUnsupportedError
+from ov_explain.core._compat import opset
+from ov_explain.core.model import output_softmax as find_softmax
+from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
 

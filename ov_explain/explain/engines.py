@@ -1,6 +1,6 @@
 """The two ways an explainer runs: one inference with a saliency branch, or many perturbed inferences.
 
-Both take :class:`~ov_explain.prepared.PreparedInput` values and return :class:`Explanation` s whose
+Both take :class:`~ov_explain.core.prepared.PreparedInput` values and return :class:`Explanation` s whose
 source, device, precision, method and timings are set when they are made.
 """
 
@@ -15,18 +15,32 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..devices import CompiledModel, ThreadRequests, batch_capacity, compile_with_fallback, optimal_requests
-from ..errors import OvExplainError, last_line
-from ..model import Classifier, ImageInput, Prediction
-from ..ports import output_named
-from ..prepared import PreparedInput
-from ..preprocess import Geometry
-from .base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, to_original
-from .blackbox import Progress, ScoreFunction
-from .method import BlackboxMethod, WhiteboxMethod
-from .registry import METHODS
-from .whitebox import ALL_MAPS, CLASSES_OUTPUT, FALLBACK_OUTPUT, SALIENCY_OUTPUT, MapSelection, build_xai_model, read_xai_info, \
-    selection_from_info
+from ov_explain.core.devices import (
+    CompiledModel,
+    ThreadRequests,
+    batch_capacity,
+    compile_with_fallback,
+    optimal_requests,
+)
+from ov_explain.core.errors import OvExplainError, last_line
+from ov_explain.core.model import Classifier, ImageInput, Prediction
+from ov_explain.core.ports import output_named
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.core.preprocess import Geometry
+from ov_explain.explain.base import ExplainError, Explanation, SaliencyMap, WhiteboxUnsupportedError, to_original
+from ov_explain.explain.blackbox import Progress, ScoreFunction
+from ov_explain.explain.method import BlackboxMethod, WhiteboxMethod
+from ov_explain.explain.registry import METHODS
+from ov_explain.explain.whitebox import (
+    ALL_MAPS,
+    CLASSES_OUTPUT,
+    FALLBACK_OUTPUT,
+    SALIENCY_OUTPUT,
+    MapSelection,
+    build_xai_model,
+    read_xai_info,
+    selection_from_info,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +217,7 @@ class WhiteboxEngine:
             if image_rows is not None and not self.method.class_agnostic and not set(chosen) <= set(image_rows):
                 if graph is not self._all and not self._exported:
                     # A tie at the k-th score ordered differently in the graph: this image takes every map.
-                    [again] = self._group(self._all, [prepared], lambda _: chosen, top_k)
+                    [again] = self._group(self._all, [prepared], lambda _, chosen=chosen: chosen, top_k)
                     again.inferences = again.images_inferred = 2  # both inferences ran for it
                     results.append(again)
                     continue

@@ -8,14 +8,21 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ..model import Classifier, ImageInput, Prediction
-from ..prepared import PreparedInput
-from .base import Explanation, Targets, WhiteboxUnsupportedError, as_image_list, choose_targets, select_targets
-from .blackbox import Progress
-from .engines import BlackboxEngine, WhiteboxEngine
-from .method import BlackboxMethod, WhiteboxMethod
-from .registry import DEFAULT_BLACKBOX, METHODS, PRESETS, check_preset, resolve
-from .whitebox import ALL_MAPS, MapSelection
+from ov_explain.core.model import Classifier, ImageInput, Prediction
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.explain.base import (
+    Explanation,
+    Targets,
+    WhiteboxUnsupportedError,
+    as_image_list,
+    choose_targets,
+    select_targets,
+)
+from ov_explain.explain.blackbox import Progress
+from ov_explain.explain.engines import BlackboxEngine, WhiteboxEngine
+from ov_explain.explain.method import BlackboxMethod, WhiteboxMethod
+from ov_explain.explain.registry import DEFAULT_BLACKBOX, METHODS, PRESETS, check_preset, resolve
+from ov_explain.explain.whitebox import ALL_MAPS, MapSelection
 
 logger = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from ..ports import node_key as _key
-from .base import ExplainError, WhiteboxUnsupportedError
+from ov_explain.core.ports import node_key as _key
+from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def match_linear_head(target: TargetLayer, classification_output: Any) -> Linear
 def folded(model: Any) -> Any:
     """A copy of ``model`` with constant subgraphs folded: an ONNX model's pooling axes computed from
     ShapeOf -> Range become the constant the head pattern needs."""
-    from .._compat import ConstantFolding, PassManager
+    from ov_explain.core._compat import ConstantFolding, PassManager
 
     copy = model.clone()
     manager = PassManager()

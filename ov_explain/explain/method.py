@@ -3,7 +3,7 @@
 A white-box method says where it attaches in the graph (:meth:`WhiteboxMethod.find_target`) and
 which branch it adds there (:meth:`WhiteboxMethod.insert`); the explainer compiles the result and
 reads the maps from one inference. A black-box method has presets and a run function that scores
-perturbed copies of a :class:`~ov_explain.prepared.PreparedInput`. Both declare their options, so
+perturbed copies of a :class:`~ov_explain.core.prepared.PreparedInput`. Both declare their options, so
 an explainer checks them when it is built instead of ignoring or failing on them later.
 """
 
@@ -15,9 +15,9 @@ from typing import Any, ClassVar, Mapping, Sequence
 
 import numpy as np
 
-from ..prepared import PreparedInput
-from .base import ExplainError
-from .blackbox import Progress, ScoreFunction
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.explain.base import ExplainError
+from ov_explain.explain.blackbox import Progress, ScoreFunction
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ import importlib
 import logging
 from typing import Any
 
-from .base import ExplainError, check_mode
-from .graph import is_transformer
-from .method import Method, WhiteboxMethod
+from ov_explain.explain.base import ExplainError, check_mode
+from ov_explain.explain.graph import is_transformer
+from ov_explain.explain.method import Method, WhiteboxMethod
 
 logger = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .._compat import opset
-from ..ports import node_key
-from .base import WhiteboxUnsupportedError
-from .graph import _is_constant_subgraph
+from ov_explain.core._compat import opset
+from ov_explain.core.ports import node_key
+from ov_explain.explain.base import WhiteboxUnsupportedError
+from ov_explain.explain.graph import _is_constant_subgraph
 
 logger = logging.getLogger(__name__)
 

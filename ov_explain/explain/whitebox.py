@@ -14,13 +14,13 @@ from typing import Any, Union
 
 import numpy as np
 
-from .._compat import opset
-from ..errors import last_line
-from ..ports import output_position
-from .base import ExplainError, WhiteboxUnsupportedError
-from .graph import is_transformer, with_visible_head
-from .method import WhiteboxMethod
-from .registry import default_whitebox_method, get_method, method_names
+from ov_explain.core._compat import opset
+from ov_explain.core.errors import last_line
+from ov_explain.core.ports import output_position
+from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
+from ov_explain.explain.graph import is_transformer, with_visible_head
+from ov_explain.explain.method import WhiteboxMethod
+from ov_explain.explain.registry import default_whitebox_method, get_method, method_names
 
 logger = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def build_xai_model(model: Any, classification_output: Any, method: str | None =
 
 def _copy_rt_info(source: Any, destination: Any) -> None:
     """Keep the preprocessing spec (and model name) with the model, as the classifier reads them."""
-    from ..preprocess import RT_INFO_EMBEDDED_KEY, RT_INFO_KEY, rt_info_str
+    from ov_explain.core.preprocess import RT_INFO_EMBEDDED_KEY, RT_INFO_KEY, rt_info_str
 
     for key in (RT_INFO_KEY, RT_INFO_EMBEDDED_KEY, ["model_info", "model_name"]):
         if source.has_rt_info(key):
@@ -238,7 +238,7 @@ def read_xai_info(model: Any) -> dict | None:
     if not any(SALIENCY_OUTPUT in o.get_names() for o in model.outputs):
         return None
     if model.has_rt_info(RT_INFO_XAI):
-        from ..preprocess import rt_info_str
+        from ov_explain.core.preprocess import rt_info_str
 
         return json.loads(rt_info_str(model.get_rt_info(RT_INFO_XAI)))
     return {"method": "unknown", "target_layer": None, "shortcut": None, "map_size": None, "readout": None}

@@ -16,13 +16,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..devices import compile_with_fallback
-from ..model import Classifier, ImageInput
-from ..prepared import PreparedInput
-from .base import ExplainError, Explanation, SaliencyMap, as_image_list, choose_targets, to_original
-from .explainer import TargetChoice
-from .method import BlackboxMethod, Method
-from .registry import check_preset, default_whitebox_method, resolve
+from ov_explain.core.devices import compile_with_fallback
+from ov_explain.core.model import Classifier, ImageInput
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.explain.base import ExplainError, Explanation, SaliencyMap, as_image_list, choose_targets, to_original
+from ov_explain.explain.explainer import TargetChoice
+from ov_explain.explain.method import BlackboxMethod, Method
+from ov_explain.explain.registry import check_preset, default_whitebox_method, resolve
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ import logging
 import os
 from typing import Any
 
-from .items import ExportError, ExportImage, ExportMap, ExportSource, read_source
-from .report import ExportReport, Progress
+from ov_explain.export.items import ExportError, ExportImage, ExportMap, ExportSource, read_source
+from ov_explain.export.report import ExportReport, Progress
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +34,13 @@ def export(audit_dir: str | os.PathLike, destination: str, *, storage_options: d
         raise ExportError(f"workers: expected >= 1, got {workers}")
     destination = str(destination)
     if destination.startswith(FIFTYONE_PREFIX):
-        from .fiftyone_dataset import export_to_fiftyone, import_fiftyone
+        from ov_explain.export.fiftyone_dataset import export_to_fiftyone, import_fiftyone
 
         import_fiftyone()  # the missing extra is said before the folder is read
         if storage_options or include_images:
             raise ExportError("--storage-option and --include-images are for object storage, not fiftyone:")
         return export_to_fiftyone(read_source(audit_dir), destination[len(FIFTYONE_PREFIX):], progress=progress)
-    from .objects import export_to_storage
+    from ov_explain.export.objects import export_to_storage
 
     return export_to_storage(read_source(audit_dir), destination, storage_options=storage_options, workers=workers,
                              include_images=include_images, progress=progress, colormap=colormap)

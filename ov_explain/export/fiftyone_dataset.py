@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..errors import one_line
-from ..naming import parse_drift_name, parse_name
-from ..storage import atomic_write_bytes
-from .items import ExportError, ExportImage, ExportSource
-from .pictures import heatmap_png, levels_of
-from .report import ExportReport, Progress
+from ov_explain import __version__
+from ov_explain.core.errors import one_line
+from ov_explain.core.storage import atomic_write_bytes
+from ov_explain.export.items import ExportError, ExportImage, ExportSource
+from ov_explain.export.pictures import heatmap_png, levels_of
+from ov_explain.export.report import ExportReport, Progress
+from ov_explain.runs.naming import parse_drift_name, parse_name
 
 logger = logging.getLogger(__name__)
 

@@ -17,12 +17,14 @@ from typing import Any
 
 import numpy as np
 
-from ..audit_folder import MANIFEST, SETTINGS_FILE as AUDIT_SETTINGS, Box, read_rows
-from ..cases import CASES
-from ..drift_folder import CATEGORIES, DEPLOYMENTS, ROWS as DRIFT_ROWS, SETTINGS_FILE as DRIFT_SETTINGS, \
-    read_drift_rows
-from ..errors import OvExplainError
-from ..preprocess import PreprocessSpec
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.preprocess import PreprocessSpec
+from ov_explain.runs.audit.folder import MANIFEST, Box, read_rows
+from ov_explain.runs.audit.folder import SETTINGS_FILE as AUDIT_SETTINGS
+from ov_explain.runs.cases import CASES
+from ov_explain.runs.drift.folder import CATEGORIES, DEPLOYMENTS, read_drift_rows
+from ov_explain.runs.drift.folder import ROWS as DRIFT_ROWS
+from ov_explain.runs.drift.folder import SETTINGS_FILE as DRIFT_SETTINGS
 
 logger = logging.getLogger(__name__)
 
@@ -220,7 +222,8 @@ def _checked_name(folder: Path, group: str, relative: str, groups: tuple[str, ..
 def _checked_file(folder: Path, relative: str, name: str) -> Path:
     """The map file of row ``name``: its own name with ``.npy``, inside the folder, present."""
     if str(relative) != f"{name}.npy":
-        raise ExportError(f"{folder}: the map of {name} is listed as {relative!r}, not {name}.npy; the rows are damaged")
+        raise ExportError(f"{folder}: the map of {name} is listed as {relative!r}, not {name}.npy; "
+                          "the rows are damaged")
     path = folder / relative
     if not path.is_file():
         raise ExportError(f"{path}: map file missing (listed in the rows); restore it or run the audit again")

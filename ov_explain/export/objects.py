@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import one_line
-from ..storage import json_line
-from .items import SAFE_FILE, ExportError, ExportImage, ExportMap, ExportSource
-from ..render import rgba_png
-from .pictures import levels_of
-from .report import ExportReport, Progress
+from ov_explain.core.errors import one_line
+from ov_explain.core.storage import json_line
+from ov_explain.export.items import SAFE_FILE, ExportError, ExportImage, ExportMap, ExportSource
+from ov_explain.export.pictures import levels_of
+from ov_explain.export.report import ExportReport, Progress
+from ov_explain.render import rgba_png
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,8 @@ def _image_key(image: ExportImage) -> str:
     if suffix not in IMAGE_SUFFIXES:  # only pictures leave the machine, whatever a row names
         raise ExportError(f"{image.source}: not an image file name ({', '.join(IMAGE_SUFFIXES)}); the rows are damaged")
     if not SAFE_FILE.match(image.stem + suffix):
-        raise ExportError(f"{image.source}: its stem {image.stem!r} is not a name this audit writes; the rows are damaged")
+        raise ExportError(f"{image.source}: its stem {image.stem!r} is not a name this audit writes; "
+                          "the rows are damaged")
     return f"{IMAGES}/{image.stem}{suffix}"
 
 

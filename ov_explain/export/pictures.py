@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import render
-from .items import ExportImage, ExportMap
+from ov_explain import render
+from ov_explain.export.items import ExportImage, ExportMap
 
 
 def levels_of(image: ExportImage, item: ExportMap, *, min_side: int = 32) -> np.ndarray:

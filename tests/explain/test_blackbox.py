@@ -44,7 +44,7 @@ def test_rise_is_deterministic_for_a_seed_and_records_its_work(rise_explainer, c
 
 @pytest.mark.slow
 def test_rise_peak_is_on_the_cup(classifier, photos_dir):
-    from ov_explain.metrics import pointing_game
+    from ov_explain.evaluate.metrics import pointing_game
 
     explainer = Explainer(classifier, method="rise", preset="speed", seed=0)
     result = explainer.explain(photos_dir / "coffee.jpg", targets=["espresso"])
@@ -53,7 +53,7 @@ def test_rise_peak_is_on_the_cup(classifier, photos_dir):
 
 @pytest.mark.slow
 def test_aise_is_deterministic_and_lands_on_the_cup(classifier, photos_dir):
-    from ov_explain.metrics import pointing_game
+    from ov_explain.evaluate.metrics import pointing_game
 
     explainer = Explainer(classifier, method="aise", preset="speed")
     first = explainer.explain(photos_dir / "coffee.jpg", targets=[967])
@@ -85,8 +85,8 @@ def test_aise_relative_weighting_is_more_faithful_than_openvino_xais_raw_weighti
     """On a confident photo every probe's preserve-minus-delete score is negative. Raw weights (what
     openvino-xai does, kept for parity) then sum to a negative map divided by its negative maximum:
     values run from exactly 1 upwards and the brightest area is where probes scored worst."""
-    from ov_explain.metrics import insertion_deletion_auc
     from ov_explain import read_image
+    from ov_explain.evaluate.metrics import insertion_deletion_auc
 
     image = read_image(photos_dir / "camera.jpg")
     gaps = {}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import compile_f32, tiny_cnn
 
-from conftest import compile_f32, tiny_cnn
 from ov_explain.explain import ExplainError
 from ov_explain.explain.base import WhiteboxUnsupportedError
 from ov_explain.explain.graph import find_target_layer
@@ -17,7 +17,7 @@ def _features_and_tail(model):
     """The target feature map's values for an input, and the network after it as its own model."""
     import openvino as ov
 
-    from ov_explain._compat import opset
+    from ov_explain.core._compat import opset
 
     target = find_target_layer(model)
     with_features = model.clone()
@@ -118,8 +118,8 @@ def test_an_onnx_gemm_head_is_found_after_constant_folding_and_its_alpha_kept(tm
     """ONNX GlobalAveragePool + Gemm(alpha) + Softmax: CAM and the ReciproCAM shortcut apply and equal the
     mosaic (which runs the real head) — alpha and the pooling axes read correctly."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
     import openvino as ov
+    from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(2)
     nodes = [helper.make_node("Conv", ["x", "w"], ["features"], kernel_shape=[4, 4], strides=[4, 4]),
@@ -128,7 +128,8 @@ def test_an_onnx_gemm_head_is_found_after_constant_folding_and_its_alpha_kept(tm
              helper.make_node("Flatten", ["pooled"], ["flat"]),
              helper.make_node("Gemm", ["flat", "fc_w", "fc_b"], ["logits"], alpha=0.5, transB=1),
              helper.make_node("Softmax", ["logits"], ["probs"], axis=1)]
-    graph = helper.make_graph(nodes, "gemm_head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+    graph = helper.make_graph(nodes, "gemm_head",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
                               [helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 4])],
                               [numpy_helper.from_array(rng.normal(0, 0.5, (8, 3, 4, 4)).astype(np.float32), "w"),
                                numpy_helper.from_array(rng.normal(0, 1, (4, 8)).astype(np.float32), "fc_w"),
@@ -149,7 +150,8 @@ def test_an_onnx_gemm_head_is_found_after_constant_folding_and_its_alpha_kept(tm
 def test_a_saturated_softmax_never_gives_a_vanished_map(tmp_path):
     """At p_c = 1.0 the probability map p_c (W_c - pᵀW)·A is exactly zero: that map is the logit map
     instead, and says so (the other image, not saturated, keeps its probability maps)."""
-    from conftest import save_model
+    from support import save_model
+
     from ov_explain import Classifier, PreprocessSpec
     from ov_explain.explain import Explainer
 
@@ -162,7 +164,8 @@ def test_a_saturated_softmax_never_gives_a_vanished_map(tmp_path):
     batch = np.concatenate([calm, saturated])
     compiled = compile_f32(probability_xai.model)
     outputs = compiled(batch)
-    maps, fallback = (np.asarray(outputs[compiled.output(name)]) for name in ("saliency_map", "saliency_logit_fallback"))
+    maps, fallback = (np.asarray(outputs[compiled.output(name)])
+                      for name in ("saliency_map", "saliency_logit_fallback"))
     logits = np.asarray(outputs[compiled.outputs[0]])
     top = int(logits[1].argmax())
     probabilities = np.exp(logits[1] - logits[1].max())

@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from ov_explain import Classifier, PreprocessSpec
-from ov_explain.audit import run_audit
-from ov_explain.dataset import read_dataset
 from ov_explain.explain import Explainer
+from ov_explain.runs.audit.run import run_audit
+from ov_explain.runs.dataset import read_dataset
 
 #: Few masks / probes: the comparison needs the same work on both models, not a good map.
 METHODS = [("reciprocam", {}), ("activationmap", {}), ("rise", {"num_masks": 160}), ("aise", {"iterations": 12})]
@@ -104,7 +104,7 @@ def test_prepared_input_of_an_embedded_ir_is_pixels_with_the_mean_as_fill(classi
 
 
 def test_other_preprocessing_on_an_embedded_ir_is_refused(embedded_ir):
-    from ov_explain.errors import PreprocessError
+    from ov_explain.core.errors import PreprocessError
 
     for preprocess in (PreprocessSpec(size=224), lambda rgb: rgb):
         with pytest.raises(PreprocessError, match="preprocessing is embedded in this IR"):
@@ -113,8 +113,7 @@ def test_other_preprocessing_on_an_embedded_ir_is_refused(embedded_ir):
 
 def test_vit_reciprocam_explains_an_embedded_transformer_like_the_plain_one(tmp_path):
     import openvino as ov
-
-    from conftest import save_model, tiny_vit
+    from support import save_model, tiny_vit
 
     spec = PreprocessSpec(size=32, std=(255.0, 255.0, 255.0))
     path = save_model(tiny_vit(planted=True), tmp_path, "vit")
@@ -165,6 +164,6 @@ def test_audit_of_an_embedded_ir_gives_the_plain_models_cases_and_maps(classifie
 
 
 def _raw_maps():
-    from ov_explain.audit import AuditOptions
+    from ov_explain.runs.audit.run import AuditOptions
 
     return AuditOptions(save_raw=True, grids=False, report=False)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from ov_explain import Classifier, read_image
+from ov_explain.evaluate.metrics import insertion_deletion_auc
 from ov_explain.explain import Explainer
-from ov_explain.metrics import insertion_deletion_auc
 
 PHOTOS = ["coffee.jpg", "camera.jpg", "chelsea.jpg", "motorcycle.jpg", "astronaut.jpg", "rocket.jpg",
           "grace_hopper.jpg"]
@@ -31,7 +31,7 @@ def test_insertion_beats_deletion_for_reciprocam_on_most_photos(classifier, phot
 def test_randomising_the_head_changes_the_maps(classifier, photos_dir, tmp_path):
     import openvino as ov
 
-    from ov_explain._compat import opset
+    from ov_explain.core._compat import opset
 
     model = ov.Core().read_model(str(classifier.files.model))
     fc = next(n for n in model.get_ordered_ops() if n.get_type_name() == "MatMul")
@@ -57,7 +57,7 @@ def test_road_ranks_reciprocam_above_a_random_map_on_real_photos(classifier, pho
     pixels hurts the top class more than removing its bottom ones, and more than a random map does."""
     import cv2
 
-    from ov_explain.metrics import road
+    from ov_explain.evaluate.metrics import road
 
     spec = classifier.spec
 

@@ -19,8 +19,8 @@ import json
 
 import numpy as np
 import pytest
+from support import save_model, tiny_vit
 
-from conftest import save_model, tiny_vit
 from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import METHODS, Explainer, create_explainer
 from ov_explain.explain.base import ExplainError
@@ -80,7 +80,7 @@ def _with_softmax_in_the_graph(classifier, folder):
 
     import openvino as ov
 
-    from ov_explain._compat import opset
+    from ov_explain.core._compat import opset
 
     model = ov.Core().read_model(str(classifier.files.model))
     logits = model.get_results()[0].input_value(0)
@@ -131,7 +131,7 @@ def test_logit_readout_matches_openvino_xai_on_the_bundled_model_with_a_softmax(
 def test_logit_readout_matches_openvino_xai_where_the_probability_differs(tmp_path):
     """Two classes: a cell's probability is a sigmoid of the logit difference, a different map; openvino-xai's
     maps are the logit read-out's."""
-    from conftest import tiny_cnn
+    from support import tiny_cnn
 
     path = save_model(tiny_cnn(num_classes=2, softmax=True), tmp_path, "two_classes")
     with Classifier(path, device="CPU", preprocess=PreprocessSpec(size=16, std=(64, 64, 64)), cache_dir=None) as model:

@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 
 from ov_explain.cli import main
-from ov_explain.explain import Explainer, ExplainError
-from ov_explain.explain import registry
+from ov_explain.explain import Explainer, ExplainError, registry
 from ov_explain.explain.method import BlackboxMethod
 from ov_explain.explain.registry import METHODS, get_method, method_names
 
@@ -32,7 +31,7 @@ def test_every_registered_method_is_one_object_of_its_mode():
 def test_the_default_whitebox_method_is_the_most_faithful_one_that_applies(classifier):
     """CAM with the probability read-out where the head is pooling + linear (the faithfulness table's
     choice), ReciproCAM for other heads or a layer CAM cannot use, ViT-ReciproCAM for transformers."""
-    from conftest import tiny_cnn, tiny_vit
+    from support import tiny_cnn, tiny_vit
 
     from ov_explain.explain.registry import default_whitebox_method
 

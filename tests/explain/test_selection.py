@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import compile_f32, save_model, tiny_cnn
 
-from conftest import compile_f32, save_model, tiny_cnn
 from ov_explain import Classifier
 from ov_explain.explain import Explainer, ExplainError
 from ov_explain.explain.whitebox import CLASSES_OUTPUT, MapSelection, build_xai_model, read_xai_info
@@ -46,7 +46,7 @@ def test_a_tie_at_the_kth_score_still_gives_the_chosen_class_its_map(tmp_path):
     weights = matmul.input_value(1).get_node().get_data().copy()
     weights[1] = np.abs(weights[0]) * 50  # classes 0 and 1: the same, large score (features are >= 0)
     weights[0] = weights[1]
-    from ov_explain._compat import opset
+    from ov_explain.core._compat import opset
 
     matmul.input(1).replace_source_output(opset.constant(weights).output(0))
     add = next(n for n in model.get_ordered_ops() if n.get_type_name() == "Add")
@@ -109,7 +109,7 @@ def test_no_selected_graph_where_it_saves_nothing_or_cannot_run(classifier, phot
     selected graph the device refuses falls back to the all-classes graph once, with a warning."""
     import logging
 
-    from ov_explain.errors import DeviceError
+    from ov_explain.core.errors import DeviceError
     from ov_explain.explain import engines
 
     coffee = str(photos_dir / "coffee.jpg")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import compile_f32, save_model, tiny_vit
 
-from conftest import compile_f32, save_model, tiny_vit
 from ov_explain import Classifier, PreprocessSpec
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model
 from ov_explain.explain.base import ExplainError
@@ -76,7 +76,7 @@ def test_cell_map_is_the_tail_on_that_masked_neighbourhood(batch, markers):
     weighted by the Gaussian around (i, j) (CLS kept), on the raw stream (skip) and after the norm."""
     import openvino as ov
 
-    from ov_explain._compat import opset
+    from ov_explain.core._compat import opset
 
     model = tiny_vit(batch=batch, markers=markers)
     xai = build_xai_model(model, model.outputs[0], "vitreciprocam")
@@ -172,4 +172,5 @@ def test_cli_explains_and_exports_a_vit(tmp_path):
     overlay = cv2.imread(explanation["maps"][0]["overlay"])
     assert overlay.shape == (64, 64, 3)
     exported = runner.invoke(main, ["export-xai", "--model", str(model_path), "--out", str(tmp_path / "x.xml")])
-    assert exported.exit_code == 0 and "vitreciprocam at block2.input (4x4 maps for all classes, logit read-out)" in exported.output
+    assert exported.exit_code == 0
+    assert "vitreciprocam at block2.input (4x4 maps for all classes, logit read-out)" in exported.output

@@ -9,8 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from conftest import ROOT, compile_f32
+from support import ROOT, compile_f32
 
 sys.path.insert(0, str(ROOT / "scripts" / "zoo"))
 if os.environ.get("OV_EXPLAIN_REQUIRE_TORCH"):

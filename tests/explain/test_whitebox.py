@@ -6,11 +6,11 @@ import logging
 
 import numpy as np
 import pytest
+from support import compile_f32, save_model, tiny_classifier_model, tiny_cnn
 
-from conftest import compile_f32, save_model, tiny_classifier_model, tiny_cnn
 from ov_explain import Classifier, PreprocessSpec
+from ov_explain.core.errors import LabelsError
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model, find_target_layer
-from ov_explain.errors import LabelsError
 from ov_explain.explain.base import ExplainError
 
 LAST_LAYER = "__module._swish/aten::hardtanh/Clamp_1"

@@ -10,8 +10,7 @@ import sys
 
 import numpy as np
 import pytest
-
-from conftest import ROOT, compile_f32
+from support import ROOT, compile_f32
 
 sys.path.insert(0, str(ROOT / "scripts" / "zoo"))
 
@@ -26,7 +25,7 @@ from zoo_models import Arch  # noqa: E402
 
 from ov_explain.explain import build_xai_model  # noqa: E402
 from ov_explain.explain.graph import find_token_layer, is_transformer  # noqa: E402
-from ov_explain.inspect_model import whitebox_report  # noqa: E402
+from ov_explain.tools.inspect_model import whitebox_report  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -1,8 +1,7 @@
 """Helpers and fixtures shared by the export tests: real audits of the bundled photos with the bundled
 model, and a real S3-protocol server (moto's standalone server) on 127.0.0.1 with authentication on,
-started here and stopped after. (Not a conftest.py: the suite imports the top conftest by name.)
-
-Test modules import the fixtures they use from here."""
+started here and stopped after. ``conftest.py`` beside it registers the fixtures; test modules import the
+constants and helpers from here."""
 
 from __future__ import annotations
 
@@ -14,11 +13,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support import free_port, wait_for_port
 
-from conftest import free_port, wait_for_port
-from ov_explain.audit import AuditOptions, run_audit
-from ov_explain.dataset import LabelResolver, read_dataset
 from ov_explain.explain import Explainer
+from ov_explain.runs.audit.run import AuditOptions, run_audit
+from ov_explain.runs.dataset import LabelResolver, read_dataset
 
 BUCKET = "audits"
 #: Class names for the hostile audit: chelsea's prediction and coffee's class climb and script.

@@ -17,13 +17,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from export_support import HOSTILE
 
-from ov_explain.audit_folder import read_rows
 from ov_explain.export import read_source
 from ov_explain.export.pictures import levels_of
-
-from export_support import HOSTILE
-from export_support import bundled_audit, hostile_audit  # noqa: F401 (fixtures)
+from ov_explain.runs.audit.folder import read_rows
 
 HAVE_FIFTYONE = importlib.util.find_spec("fiftyone") is not None
 REQUIRED = os.environ.get("OV_EXPLAIN_REQUIRE_FIFTYONE") == "1"
@@ -45,7 +43,8 @@ for sample in dataset:
                     "prediction": [sample.prediction.label, sample.prediction.confidence], "maps": maps})
 print(json.dumps({"count": len(dataset), "persistent": dataset.persistent, "info": dataset.info,
                   "tags": dataset.count_sample_tags(), "samples": samples,
-                  "tiger_cat_maps": len(dataset.filter_labels("map_predicted", fo.ViewField("target_class") == "tiger cat"))}))
+                  "tiger_cat_maps": len(dataset.filter_labels("map_predicted",
+                                                              fo.ViewField("target_class") == "tiger cat"))}))
 """
 
 

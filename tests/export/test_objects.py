@@ -17,14 +17,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from export_support import BUCKET, HOSTILE, objects_under, tree_digest
 
-from ov_explain.audit_folder import read_rows
 from ov_explain.export import ExportError, export, read_source
 from ov_explain.export.pictures import levels_of
 from ov_explain.render import rgba_png
-
-from export_support import BUCKET, HOSTILE, objects_under, tree_digest
-from export_support import bundled_audit, hostile_audit, s3_env, s3_server  # noqa: F401 (fixtures)
+from ov_explain.runs.audit.folder import read_rows
 
 pytestmark = pytest.mark.slow
 
@@ -100,9 +98,9 @@ def _cli(*args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
 @pytest.fixture(scope="module")
 def large_audit(tmp_path_factory, classifier, photos_dir, ground_truth) -> Path:
     """The bundled photos 30 times each (210 images, ~300 maps): enough objects to kill an export part-way."""
-    from ov_explain.audit import AuditOptions, run_audit
-    from ov_explain.dataset import read_dataset
     from ov_explain.explain import Explainer
+    from ov_explain.runs.audit.run import AuditOptions, run_audit
+    from ov_explain.runs.dataset import read_dataset
 
     root = tmp_path_factory.mktemp("copies")
     for name, label in ground_truth.items():
@@ -187,7 +185,7 @@ def test_hostile_labels_stay_inside_the_prefix_and_round_trip_as_data(hostile_au
 
 def test_file_urls_and_a_drift_folder_export_both_maps(tmp_path, photos_dir):
     """A drift audit of the bundled model (f32 against the device's own precision) to file://."""
-    from ov_explain.drift import drift
+    from ov_explain.runs.drift.run import drift
 
     out = tmp_path / "drift"
     drift(photos_dir / "ground_truth.csv", out, reference_device="CPU", candidate_precision="device",
@@ -222,9 +220,9 @@ def test_bad_folders_and_destinations_are_one_clear_error(bundled_audit, tmp_pat
 
 
 def test_an_audit_without_raw_maps_says_how_to_get_them(tmp_path, classifier, photos_dir):
-    from ov_explain.audit import AuditOptions, run_audit
-    from ov_explain.dataset import read_dataset
     from ov_explain.explain import Explainer
+    from ov_explain.runs.audit.run import AuditOptions, run_audit
+    from ov_explain.runs.dataset import read_dataset
 
     out = tmp_path / "audit"
     run_audit(read_dataset(photos_dir / "ground_truth.csv"), Explainer(classifier), out,

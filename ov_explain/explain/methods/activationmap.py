@@ -7,10 +7,10 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..._compat import opset
-from ..branches import as_nchw
-from ..graph import TargetLayer, find_target_layer
-from ..method import Inserted, WhiteboxMethod
+from ov_explain.core._compat import opset
+from ov_explain.explain.branches import as_nchw
+from ov_explain.explain.graph import TargetLayer, find_target_layer
+from ov_explain.explain.method import Inserted, WhiteboxMethod
 
 logger = logging.getLogger(__name__)
 

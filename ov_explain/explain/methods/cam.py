@@ -32,11 +32,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..._compat import opset
-from ..base import ExplainError, WhiteboxUnsupportedError
-from ..branches import class_weights, resolve_readout, scores_to_maps, weighted_cells
-from ..graph import TargetLayer, find_target_layer, match_linear_head, with_visible_head
-from ..method import Inserted, WhiteboxMethod
+from ov_explain.core._compat import opset
+from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
+from ov_explain.explain.branches import class_weights, resolve_readout, scores_to_maps, weighted_cells
+from ov_explain.explain.graph import TargetLayer, find_target_layer, match_linear_head, with_visible_head
+from ov_explain.explain.method import Inserted, WhiteboxMethod
 
 logger = logging.getLogger(__name__)
 

@@ -17,13 +17,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..._compat import opset
-from ..base import WhiteboxUnsupportedError
-from ..branches import class_bias, class_weights, find_softmax, mosaic_scores_to_maps, resolve_readout, \
-    scores_to_maps, weighted_cells, with_dynamic_batch
-from ..graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
-from ..method import Inserted, WhiteboxMethod
-from ..tail import TailClone
+from ov_explain.core._compat import opset
+from ov_explain.explain.base import WhiteboxUnsupportedError
+from ov_explain.explain.branches import (
+    class_bias,
+    class_weights,
+    find_softmax,
+    mosaic_scores_to_maps,
+    resolve_readout,
+    scores_to_maps,
+    weighted_cells,
+    with_dynamic_batch,
+)
+from ov_explain.explain.graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
+from ov_explain.explain.method import Inserted, WhiteboxMethod
+from ov_explain.explain.tail import TailClone
 
 logger = logging.getLogger(__name__)
 

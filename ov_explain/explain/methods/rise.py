@@ -13,10 +13,10 @@ from typing import Any, Mapping, Sequence
 import cv2
 import numpy as np
 
-from ...devices import RequestRing
-from ...prepared import PreparedInput
-from ..blackbox import Cancelled, Progress, ScoreFunction
-from ..method import BlackboxMethod, require_int, require_number
+from ov_explain.core.devices import RequestRing
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.explain.blackbox import Cancelled, Progress, ScoreFunction
+from ov_explain.explain.method import BlackboxMethod, require_int, require_number
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from ..graph import TargetLayer, find_pooled_tokens
-from .cam import CAM
+from ov_explain.explain.graph import TargetLayer, find_pooled_tokens
+from ov_explain.explain.methods.cam import CAM
 
 logger = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..._compat import opset
-from ..branches import find_softmax, mosaic_scores_to_maps, resolve_readout, with_dynamic_batch
-from ..graph import TokenLayer, find_token_layer
-from ..method import Inserted, WhiteboxMethod
-from ..tail import TailClone
+from ov_explain.core._compat import opset
+from ov_explain.explain.branches import find_softmax, mosaic_scores_to_maps, resolve_readout, with_dynamic_batch
+from ov_explain.explain.graph import TokenLayer, find_token_layer
+from ov_explain.explain.method import Inserted, WhiteboxMethod
+from ov_explain.explain.tail import TailClone
 
 logger = logging.getLogger(__name__)
 

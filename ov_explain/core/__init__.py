@@ -1,0 +1,3 @@
+"""The model on a device: loading IR / ONNX (:mod:`.model`), devices and precision (:mod:`.devices`),
+preprocessing (:mod:`.preprocess`, :mod:`.prepared`, :mod:`.preprocess_import`), images, labels, ports,
+errors, atomic file writes (:mod:`.storage`) and the bundled resources. It imports nothing else of ov_explain."""

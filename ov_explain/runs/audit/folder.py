@@ -1,0 +1,220 @@
+"""An audit folder's names and rows: what the audit writes and the report, exports and resumes read.
+
+Rows are typed: :class:`AuditRow` is one image and explained class of ``manifest.jsonl``,
+:class:`ErrorRow` one image that could not be audited. ``from_dict`` refuses a damaged row with a
+``ValueError`` (a resumed audit drops and redoes it); ``to_dict`` gives the file's flat columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from ov_explain.core.storage import read_jsonl
+from ov_explain.runs.cases import CASES
+
+logger = logging.getLogger(__name__)
+
+SETTINGS_FILE, MANIFEST, ERRORS = "audit.json", "manifest.jsonl", "errors.jsonl"
+MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS, REPORT = \
+    "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids", "report.html"
+FORMAT_VERSION = 1
+#: Files an audit writes at the top of its folder (besides the case folders and grids/).
+TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT)
+#: Endings of the files an audit writes per explained class in a case folder.
+MAP_EXTENSIONS = (".jpg", ".npy", ".rgba.png")
+#: The per-image timings a row carries, in milliseconds.
+TIMING_COLUMNS = ("decode_ms", "preprocess_ms", "explain_ms", "write_ms")
+#: A map's box (where the model input lies on the original image) as four flat columns.
+BOX_SIDES = ("left", "top", "right", "bottom")
+Box = tuple[float, float, float, float]
+
+
+def box_columns(prefix: str, box: Box | None) -> dict[str, float]:
+    """``{prefix}_left`` .. ``{prefix}_bottom`` (nothing for no box), in original-image pixels."""
+    return {} if box is None else {f"{prefix}_{side}": round(float(v), 3) for side, v in zip(BOX_SIDES, box)}
+
+
+def read_box(data: dict[str, Any], prefix: str) -> Box | None:
+    """The box written by :func:`box_columns`, or None when a row has none (rows of older audits)."""
+    if f"{prefix}_left" not in data:
+        return None
+    try:
+        box = tuple(float(data[f"{prefix}_{side}"]) for side in BOX_SIDES)
+    except (KeyError, TypeError, ValueError):
+        raise ValueError(f"{prefix}_left..{prefix}_bottom: expected four numbers") from None
+    if not (box[0] < box[2] and box[1] < box[3]):
+        raise ValueError(f"{prefix} box {list(box)}: expected left < right and top < bottom")
+    return box  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class RankedClass:
+    """One of an image's top-k classes."""
+
+    index: int
+    name: str
+    probability: float
+
+
+@dataclass
+class AuditRow:
+    """One image and one explained class: what the model said, the case, the map's files, provenance."""
+
+    key: str
+    source: str
+    stem: str
+    width: int
+    height: int
+    ground_truth: str | None
+    ground_truth_index: int | None
+    ground_truth_class: str | None
+    ground_truth_probability: float | None
+    case: str
+    correct: bool | None
+    in_top_k: bool | None
+    top: tuple[RankedClass, ...]
+    method: str
+    mode: str
+    device: str
+    precision: str
+    target_layer: str | None
+    inferences: int
+    target_rank: int
+    targets_total: int
+    target_role: str
+    target_index: int
+    target_class: str
+    target_probability: float
+    overlay_path: str
+    raw_path: str | None = None
+    rgba_path: str | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    readout: str | None = None  # white-box class scores: "logit" / "probability" (None: black-box, older audits)
+    map_box: Box | None = None  # where the raw map lies on the image (None: older audits)
+
+    def __post_init__(self) -> None:
+        if self.case not in CASES:
+            raise ValueError(f"case: unknown {self.case!r}")
+        if not 0 <= self.target_rank < self.targets_total:
+            raise ValueError(f"target_rank {self.target_rank} outside 0..{self.targets_total - 1}")
+        if not self.top:
+            raise ValueError("top: expected at least one class")
+        if not isinstance(self.key, str) or not isinstance(self.overlay_path, str):
+            raise ValueError("key and overlay_path must be strings")
+
+    @property
+    def top1(self) -> RankedClass:
+        return self.top[0]
+
+    @property
+    def paths(self) -> list[str]:
+        """The files of this row, relative to the audit folder."""
+        return [p for p in (self.overlay_path, self.raw_path, self.rgba_path) if p]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's flat columns, in the order the CSV shows them."""
+        data: dict[str, Any] = {}
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name == "top":
+                for rank, ranked in enumerate(value, 1):
+                    data.update({f"top{rank}_index": ranked.index, f"top{rank}_class": ranked.name,
+                                 f"top{rank}_probability": ranked.probability})
+            elif item.name == "timings_ms":
+                data.update({k: value[k] for k in TIMING_COLUMNS if k in value})
+            elif item.name == "map_box":
+                data.update(box_columns("map", value))
+            else:
+                data[item.name] = value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "AuditRow":
+        """A row read back from the manifest; ``ValueError`` if it is damaged or incomplete."""
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        top = []
+        while f"top{len(top) + 1}_index" in data:
+            rank = len(top) + 1
+            name = data[f"top{rank}_class"]
+            if not isinstance(name, str):
+                raise ValueError(f"top{rank}_class: expected a class name, got {name!r}")
+            top.append(RankedClass(int(data[f"top{rank}_index"]), name, float(data[f"top{rank}_probability"])))
+        values: dict[str, Any] = {"top": tuple(top), "timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS
+                                                                    if k in data},
+                                  "map_box": read_box(data, "map")}
+        for item in dataclasses.fields(cls):
+            if item.name in values:
+                continue
+            if item.name in data:
+                values[item.name] = data[item.name]
+            elif item.default is dataclasses.MISSING:
+                raise ValueError(f"missing column {item.name!r}")
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ValueError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class ErrorRow:
+    """One image the audit could not explain, and why."""
+
+    key: str
+    source: str
+    label: str | None
+    error_type: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_exception(cls, key: str, source: str, label: str | None, exc: Exception) -> "ErrorRow":
+        """The row for an image whose work raised: our errors by type and message (naming the file),
+        anything else as ``unexpected`` with its first line (the trace goes to the debug log)."""
+        from ov_explain.core.errors import OvExplainError, one_line
+
+        kind = "unexpected" if not isinstance(exc, OvExplainError) else type(exc).__name__
+        message = str(exc) if isinstance(exc, OvExplainError) else f"{source}: {one_line(exc)}"
+        if source not in message:
+            message = f"{source}: {message}"
+        if kind == "unexpected":
+            logger.debug("unexpected error on %s", source, exc_info=exc)
+        return cls(key, source, label, kind, message)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> "ErrorRow":
+        if not isinstance(data, dict):
+            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        try:
+            return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
+        except KeyError as exc:
+            raise ValueError(f"missing column {exc}") from None
+
+
+ERROR_COLUMNS = tuple(f.name for f in dataclasses.fields(ErrorRow))
+
+
+def read_rows(out: Path) -> Iterator[AuditRow]:
+    """The manifest's rows; a damaged row raises ``ValueError`` naming its line."""
+    for number, data in enumerate(read_jsonl(out / MANIFEST), 1):
+        try:
+            yield AuditRow.from_dict(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{out / MANIFEST}: line {number}: {exc}") from None
+
+
+def read_errors(out: Path) -> list[ErrorRow]:
+    """The error rows that can be read (a damaged one is skipped with a warning)."""
+    rows = []
+    for data in read_jsonl(out / ERRORS):
+        try:
+            rows.append(ErrorRow.from_dict(data))
+        except ValueError as exc:
+            logger.warning("%s: skipped a damaged row (%s)", out / ERRORS, exc)
+    return rows

@@ -1,0 +1,393 @@
+"""Dataset audit: predict and explain every image, sort the maps into case folders, never lose work.
+
+Output folder::
+
+    audit.json                  settings of the run (a different model/method/threshold is refused)
+    <Case_name>/<structured name>.jpg   overlay per explained class (+ .npy raw map, .rgba.png)
+    manifest.jsonl, manifest.csv        one row per image and explained class
+    errors.jsonl, errors.csv            one row per image that could not be audited, and why
+    summary.json, confusion.csv         counts per case and class, confusion table
+    grids/<Case_name>.png               picture grid per case
+    report.html                         self-contained gallery with filters (ov_explain.runs.report)
+
+Images are decoded, inferred and written by worker threads (each with its own infer request), so
+the device stays busy; rows are appended to the manifest in dataset order after the image's files
+are in place, which is what makes a re-run resume exactly where a killed one stopped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from ov_explain.core.devices import DEFAULT_PRECISION
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.images import read_image
+from ov_explain.explain import create_explainer
+from ov_explain.explain.base import Explanation
+from ov_explain.explain.explainer import Explainer
+from ov_explain.runs.audit.folder import (
+    ERRORS,
+    FORMAT_VERSION,
+    GRIDS,
+    MANIFEST,
+    MAP_EXTENSIONS,
+    SETTINGS_FILE,
+    TOP_FILES,
+    AuditRow,
+    ErrorRow,
+    RankedClass,
+    read_errors,
+    read_rows,
+)
+from ov_explain.runs.audit.summary import AuditSummary, write_summary
+from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
+from ov_explain.runs.dataset import LabelResolver, Sample, read_dataset, select
+from ov_explain.runs.engine import FolderError, FolderKind, Progress, RunInterrupted, ThreadEngine, run_rows
+from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
+from ov_explain.runs.ray_engine import RayEngine, RayOptions, import_ray
+from ov_explain.runs.report import build_report
+from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "AuditWork", "audit", "run_audit"]
+
+#: Where the per-image work runs: this process's threads, or Ray Data actors.
+ENGINES = ("local", "ray")
+
+
+
+#: The audit cannot start (e.g. the output folder holds a different audit).
+AuditError = FolderError
+#: The audit stopped when asked; ``saved`` of ``total`` images are recorded and a re-run resumes.
+AuditInterrupted = RunInterrupted
+
+#: What an audit writes in its folder, for the shared engine's folder contract.
+AUDIT_FOLDER = FolderKind(
+    noun="an audit", settings_file=SETTINGS_FILE, rows_file=MANIFEST, errors_file=ERRORS, top_files=TOP_FILES,
+    categories=CASES, picture_folders=(GRIDS,), file_extensions=MAP_EXTENSIONS,
+    path_columns=("overlay_path", "raw_path", "rgba_path"), stem_of=lambda name: parse_name(name).stem,
+    parse_row=AuditRow.from_dict, error_type=ErrorRow)
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What an audit writes and how it decides cases."""
+
+    thresholds: CaseThresholds = CaseThresholds()
+    top_k: int = 5
+    save_raw: bool = True  # the maps themselves (.npy): what exports and re-rendering read
+    save_rgba: bool = False
+    colormap: str = "jet"
+    overlay_weight: float = 0.5
+    jpeg_quality: int = 90
+    grids: bool = True
+    grid_tiles: int = 24
+    report: bool = True  # report.html (see ov_explain.runs.report)
+    workers: int | None = None  # inferences in flight; None: what fills the device (Explainer.plan)
+
+    def __post_init__(self) -> None:
+        if self.top_k < 1:
+            raise AuditError(f"top_k: expected >= 1, got {self.top_k}")
+        try:
+            _ = self.style  # colormap, overlay weight and JPEG quality are the writer's to check
+        except ValueError as exc:
+            raise AuditError(str(exc)) from None
+        if self.workers is not None and self.workers < 1:
+            raise AuditError(f"workers: expected >= 1, got {self.workers}")
+
+    @property
+    def style(self) -> MapStyle:
+        return MapStyle(self.colormap, self.overlay_weight, self.jpeg_quality, self.save_raw, self.save_rgba)
+
+
+# ----- the audit ----------------------------------------------------------------------------------------
+def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os.PathLike, *,
+              resolver: LabelResolver | None = None, options: AuditOptions = AuditOptions(),
+              restart: bool = False, progress: Progress | None = None,
+              all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None,
+              stop: threading.Event | None = None, cluster: tuple["AuditWork", RayOptions] | None = None
+              ) -> AuditSummary:
+    """Audit ``samples`` into ``out_dir``; resumes a previous run of the same settings.
+
+    ``cluster``: run the per-image work on Ray actors built from the recipe (see :func:`audit`) instead
+    of this process's threads; the folder, rows and resume are the same.
+
+    Setting ``stop`` (from a signal handler or another thread) ends the run between images: the
+    images in flight are finished and recorded, then :class:`AuditInterrupted` says how many are saved.
+
+    ``all_samples`` is the whole dataset when ``samples`` is a selection of it: file names are made
+    unique over the whole dataset so a later, larger run names files the same way.
+    """
+    out = Path(out_dir)
+    classifier = explainer.classifier
+    if resolver is None:
+        resolver = LabelResolver(classifier.labels, classifier.num_classes)
+    settings = _settings(explainer, options, resolver, extra_settings or {})
+    universe = list(all_samples) if all_samples is not None else list(samples)
+    stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
+                                                             [s.path.stem for s in universe])))
+    # One budget of inferences in flight for the whole audit, shared by the images at once.
+    if cluster is None:
+        threads, per_image = explainer.plan(options.workers)
+        engine: Any = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
+    else:
+        engine = RayEngine(cluster[0], stems, cluster[1])
+    stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=restart,
+                     progress=progress, stop=stop)
+    summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed)
+    if options.report:
+        build_report(out)
+    logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", stats.ran, stats.seconds,
+                summary.images_per_second, summary.errors)
+    return summary
+
+
+def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-audit", *,
+          model: str | os.PathLike | None = None, device: str = "AUTO", mode: str = "auto",
+          method: str | None = None, target_layer: str | None = None, preset: str = "balance", seed: int = 0,
+          preprocess: Any = None, labels: Any = None, label_map: str | os.PathLike | dict | None = None,
+          kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
+          sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
+          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool | None = None, save_rgba: bool = False,
+          grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
+          output: str = "auto", progress: Progress | None = None,
+          cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
+          stop: threading.Event | None = None, backend: str = "native", readout: str | None = None,
+          engine: str = "local", ray: RayOptions | None = None) -> AuditSummary:
+    """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
+
+    ``engine``: ``local`` (this process's threads) or ``ray`` (Ray Data actors, ``ray`` says where and
+    how many; the ``distributed`` extra). Both write the same folder, rows and files, and resume each other.
+
+    ``backend`` is ``native`` or ``openvino-xai`` (the library, in an environment with the xai extra).
+    ``readout`` (``logit`` / ``probability``) is the white-box score read-out; None: the method's default.
+
+    ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
+    audits the model as the device runs it by default (bf16 on an AMX Xeon, f16 on GPU / NPU).
+    """
+    from ov_explain.core.model import Classifier
+    from ov_explain.runs.dataset import default_label_map, read_label_map
+
+    if engine not in ENGINES:
+        raise AuditError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "ray":
+        import_ray(private_cluster=(ray or RayOptions()).address is None)  # a missing extra: said before anything
+    if save_raw is None:  # keep raw maps, unless resuming an audit made without them
+        save_raw = _previous_setting(Path(out_dir), "save_raw", True) if not restart else True
+    options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
+                           save_rgba=save_rgba, grids=grids, report=report, workers=workers)
+    everything = read_dataset(dataset, kind=kind, exclude=out_dir)  # never audit our own overlays
+    chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
+    if not chosen:
+        known = sorted({s.label for s in everything if s.label is not None})
+        raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample (dataset labels: "
+                         f"{', '.join(known[:10]) or 'none'}{', ...' if len(known) > 10 else ''})")
+    classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
+                            hint="THROUGHPUT", cache_dir=cache_dir, precision=precision)
+    if label_map is None and any(s.label is not None for s in chosen):
+        label_map = default_label_map(classifier.files.model)
+    mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
+    resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
+    _check_labels(dataset, chosen, resolver)
+    method_options = {} if readout is None else {"readout": readout}
+    with classifier, create_explainer(classifier, backend=backend, mode=mode, method=method,
+                                      target_layer=target_layer, preset=preset, seed=seed,
+                                      **method_options) as explainer:
+        cluster = None
+        if engine == "ray":  # actors rebuild what this process built, as it was resolved here
+            recipe = AuditWork(
+                classifier=dict(model_path=classifier.files.model.resolve(), device=device, preprocess=preprocess,
+                                labels=labels, output=output, hint="THROUGHPUT", cache_dir=cache_dir,
+                                precision=precision),
+                explainer=dict(backend=backend, mode=explainer.mode, method=explainer.method,
+                               target_layer=explainer.target_layer, preset=preset, seed=seed, **method_options),
+                label_map=mapping, options=options, out=str(Path(out_dir).resolve()))
+            cluster = (recipe, ray or RayOptions())
+        return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
+                         progress=progress, all_samples=everything, stop=stop, cluster=cluster)
+
+
+@dataclass(frozen=True)
+class AuditWork:
+    """The recipe of an audit's per-image work, to build it in another process (a Ray actor): the
+    classifier's and explainer's arguments as resolved by the driver, not the objects."""
+
+    classifier: dict[str, Any]
+    explainer: dict[str, Any]
+    label_map: dict[str, str] | None
+    options: AuditOptions
+    out: str
+
+    def build(self, threads: int, stems: dict[str, str]) -> "_ImageWorker":
+        """The work the local engine's threads run, on a model compiled for ``threads`` CPU threads."""
+        import openvino as ov
+
+        from ov_explain.core.model import Classifier
+
+        core = ov.Core()
+        # Actors must not fight over cores: as many inference threads as Ray gives the actor, and no pinning
+        # (each process would pin its threads to the first cores, all actors of a node to the same ones).
+        core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False})
+        cv2.setNumThreads(threads)  # nor OpenCV's decoding, resizing and encoding threads
+        classifier = Classifier(**self.classifier, core=core)
+        explainer = create_explainer(classifier, **self.explainer)
+        resolver = LabelResolver(classifier.labels, classifier.num_classes, self.label_map)
+        _, per_image = explainer.plan(self.options.workers)
+        return _ImageWorker(explainer, resolver, self.options, Path(self.out), stems, per_image)
+
+
+def _previous_setting(out: Path, name: str, default: Any) -> Any:
+    """A setting of the audit already in ``out`` (for defaults that changed: resuming keeps the folder's)."""
+    try:
+        return json.loads((out / SETTINGS_FILE).read_text(encoding="utf-8")).get(name, default)
+    except (OSError, ValueError, AttributeError):
+        return default
+
+
+def _check_labels(dataset: Any, samples: Sequence[Sample], resolver: LabelResolver) -> None:
+    """Refuse before any image when no dataset label names a class of the model (some bad labels
+    only become error rows): typically id folders (n01440764) without a label map."""
+    labels = sorted({s.label for s in samples if s.label is not None})
+    failures = []
+    for label in labels:
+        try:
+            resolver(label)
+        except OvExplainError as exc:
+            failures.append(str(exc))
+        else:
+            return
+    if failures:
+        raise AuditError(f"{dataset}: none of its {len(labels)} labels is a class of the model ({failures[0]}); "
+                         "if the labels are ids (such as WordNet synsets), pass --label-map FILE")
+
+
+# ----- one image ------------------------------------------------------------------------------------
+class _ImageWorker:
+    """Everything done for one image, in a worker thread: returns its manifest rows."""
+
+    def __init__(self, explainer: Explainer, resolver: LabelResolver, options: AuditOptions, out: Path,
+                 stems: dict[str, str], parallel: int) -> None:
+        self.explainer, self.resolver, self.options, self.out, self.stems = explainer, resolver, options, out, stems
+        self.parallel, self.style = parallel, options.style
+        classifier = explainer.classifier
+        names = classifier.labels or [str(i) for i in range(classifier.num_classes)]
+        self.names, self.file_names = names, file_labels(names)
+
+    def __call__(self, sample: Sample) -> list[AuditRow]:
+        """One sample's rows (an exception becomes its error row in :func:`~ov_explain.runs.engine.run_rows`)."""
+        options = self.options
+        truth = self.resolver(sample.label) if sample.label is not None else None
+        started = time.perf_counter()
+        pixels = read_image(sample.path)
+        decoded = time.perf_counter()
+        prepared = self.explainer.prepare(pixels, source=str(sample.path))
+        prep_ms = (time.perf_counter() - decoded) * 1000
+
+        decisions: list[CaseDecision] = []  # the case is decided once, inside the explanation
+
+        def choose(prediction: Any) -> list[int]:
+            decisions.append(classify_case(prediction.probabilities, truth, options.thresholds))
+            return [c for c, _ in decisions[0].targets]
+
+        explanation = self.explainer.explain_prepared(prepared, choose, top_k=options.top_k, preprocess_ms=prep_ms,
+                                                      parallel=self.parallel)
+        explained = time.perf_counter()
+        timings = {"decode_ms": (decoded - started) * 1000, "preprocess_ms": prep_ms,
+                   "explain_ms": (explained - decoded) * 1000 - prep_ms}
+        return self._write(sample, pixels, explanation, truth, decisions[0], timings, explained)
+
+    def _write(self, sample: Sample, pixels: np.ndarray, explanation: Explanation, truth: int | None,
+               decision: CaseDecision, timings: dict[str, float], explained: float) -> list[AuditRow]:
+        probabilities = explanation.prediction.probabilities
+        (self.out / decision.case).mkdir(exist_ok=True)
+        stem = self.stems[sample.key]
+        top = [score.index for score in explanation.prediction.top[:self.options.top_k]]  # already ranked
+        bgr = to_bgr(pixels)
+        maps = {m.target: m for m in explanation.maps}
+        written, readouts = [], []
+        for index, _ in decision.targets:
+            saliency = maps.get(index) or explanation.maps[0]  # class-agnostic methods give one map
+            readouts.append(saliency.readout or explanation.readout)  # a map may have fallen back to logits
+            name = format_name(stem, self.file_names[index], float(probabilities[index]),
+                               None if truth is None else self.file_names[truth],
+                               None if truth is None else float(probabilities[truth]), extension="")
+            written.append(write_map_files(self.out, f"{decision.case}/{name}", bgr, saliency, self.style))
+        timings["write_ms"] = (time.perf_counter() - explained) * 1000
+        rounded = {k: round(v, 3) for k, v in timings.items()}
+        ranked = tuple(RankedClass(i, self.names[i], round(float(probabilities[i]), 6)) for i in top)
+        return [AuditRow(
+            key=sample.key, source=str(sample.path), stem=stem, width=int(pixels.shape[1]),
+            height=int(pixels.shape[0]), ground_truth=sample.label, ground_truth_index=truth,
+            ground_truth_class=None if truth is None else self.names[truth],
+            ground_truth_probability=None if truth is None else round(float(probabilities[truth]), 6),
+            case=decision.case, correct=None if truth is None else top[0] == truth,
+            in_top_k=None if truth is None else bool(truth in top), top=ranked, method=explanation.method,
+            mode=explanation.mode, device=explanation.device, precision=explanation.precision,
+            target_layer=explanation.target_layer, inferences=explanation.inferences, target_rank=rank,
+            targets_total=len(decision.targets), target_role=role, target_index=int(index),
+            target_class=self.names[index], target_probability=round(float(probabilities[index]), 6),
+            overlay_path=files.overlay, raw_path=files.raw, rgba_path=files.rgba, timings_ms=rounded,
+            readout=readout, map_box=explanation.map_box)
+            for rank, ((index, role), files, readout) in enumerate(zip(decision.targets, written, readouts))]
+
+
+# ----- output folder: settings, recovery, final files ------------------------------------------------
+def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolver,
+              extra: dict[str, Any]) -> dict[str, Any]:
+    classifier = explainer.classifier
+    return {
+        "format_version": FORMAT_VERSION,
+        "model": str(classifier.files.model.resolve()),
+        "model_sha256": classifier.files.digest(),
+        "preprocess": (f"custom:{getattr(classifier.custom_fn, '__qualname__', repr(classifier.custom_fn))}"
+                       if classifier.custom_fn is not None else classifier.spec.to_dict()),
+        "labels_sha256": _digest(json.dumps(classifier.labels)),
+        "label_map_sha256": _digest(json.dumps(resolver.label_map, sort_keys=True)),
+        "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
+        # Asked for and executed: resuming on a machine whose 'device' precision differs would mix results.
+        "precision": classifier.requested_precision, "executed_precision": explainer.precision,
+        "preset": explainer.preset if explainer.mode == "blackbox" else None,
+        "seed": explainer.seed if explainer.mode == "blackbox" else None,
+        "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
+        "thresholds": options.thresholds.to_dict(), "top_k": options.top_k, "save_raw": options.save_raw,
+        "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
+        "jpeg_quality": options.jpeg_quality,
+        # Recorded only when not the native engine, so audits written before backends existed resume.
+        **({"backend": explainer.backend} if explainer.backend != "native" else {}),
+        # Likewise the read-out: recorded unless it is what audits of this model read before it was a choice.
+        **({"readout": explainer.readout} if explainer.readout not in (None, legacy_readout(classifier)) else {}),
+        **extra,
+    }
+
+
+def legacy_readout(classifier: Any) -> str:
+    """What white-box maps read before the read-out was a choice: the classification output as it is —
+    probabilities where the graph (or the user) says so, logits otherwise."""
+    return "probability" if classifier.output_kind == "probabilities" else "logit"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
+            resumed: int) -> AuditSummary:
+    run = {"resumed": resumed, "model": str(explainer.classifier.files.model), "method": explainer.method,
+           "mode": explainer.mode, "device": explainer.device, "precision": explainer.precision,
+           "readout": explainer.readout, "target_layer": explainer.target_layer,
+           "thresholds": options.thresholds.to_dict(),
+           "seconds": round(seconds, 3), "images_per_second": round(ran / seconds, 3) if seconds > 0 else 0.0}
+    return write_summary(out, list(read_rows(out)), read_errors(out), run,
+                         options.grid_tiles if options.grids else None)

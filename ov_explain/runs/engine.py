@@ -1,0 +1,338 @@
+"""The one engine for "read a dataset, run per-image work, write rows": audits and drift audits share it.
+
+Images go to worker threads (``work(sample)`` returns the image's rows or an error row); rows are
+appended in dataset order after the image's files are in place, which is what makes a re-run resume
+exactly where a killed one stopped. The engine also owns the output folder's contract: one writer
+at a time, a different run refused, restart and recovery removing only files the run wrote.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.storage import (
+    LOCK_FILE,
+    FolderLock,
+    JsonlLog,
+    atomic_write_text,
+    ensure_writable_folder,
+    json_line,
+    read_jsonl,
+    remove_temp_files,
+    write_jsonl,
+)
+from ov_explain.runs.dataset import Sample
+
+logger = logging.getLogger(__name__)
+
+#: Progress callback: (images finished in this run, images to do in this run).
+Progress = Callable[[int, int], None]
+
+
+class FolderError(OvExplainError):
+    """The run cannot start in this folder (it holds a different run, or someone else's files)."""
+
+
+class RunInterrupted(Exception):
+    """The run stopped when asked (``stop`` was set); ``saved`` of ``total`` images are recorded and a
+    re-run of the same command resumes."""
+
+    def __init__(self, out_dir: Path, saved: int, total: int) -> None:
+        super().__init__(f"{saved} of {total} images saved in {out_dir}")
+        self.out_dir, self.saved, self.total = out_dir, saved, total
+
+
+class Row(Protocol):
+    """What the engine needs of a row type."""
+
+    key: str
+    targets_total: int
+
+
+class ErrorLike(Protocol):
+    key: str
+    error: str
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class FolderKind:
+    """What one kind of run writes in its folder, so the engine knows what is its own."""
+
+    noun: str  # "an audit", "a drift audit": for messages
+    settings_file: str
+    rows_file: str
+    errors_file: str
+    top_files: tuple[str, ...]
+    categories: tuple[str, ...]  # sub-folders of per-row files
+    picture_folders: tuple[str, ...]  # sub-folders of one picture per category ({category}.png)
+    file_extensions: tuple[str, ...]
+    path_columns: tuple[str, ...]  # row columns that name the row's files
+    stem_of: Callable[[str], str]  # a structured file name -> its dataset stem; ValueError if not one
+    parse_row: Callable[[Any], Row]  # ValueError / TypeError for a damaged row
+    error_type: type
+
+
+@dataclass(frozen=True)
+class RunStats:
+    ran: int
+    resumed: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One sample's outcome, ready to append: its rows as JSON lines, or its error row as one line.
+
+    Made where the work ran (a worker thread, or a Ray actor on another machine), so the one process
+    that appends only writes text, in dataset order.
+    """
+
+    key: str
+    rows: str = ""  # JSON lines for the rows file (each ending in a newline)
+    error: str = ""  # one JSON line for the errors file
+    message: str = ""  # the error's one line, for the log
+
+
+def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> SampleResult:
+    """``work``'s rows for one sample, or its error row (``kind.error_type.from_exception``): one bad image
+    must not stop the run. Every engine runs a sample through this."""
+    try:
+        rows = work(sample)
+    except Exception as exc:
+        error = kind.error_type.from_exception(sample.key, str(sample.path), sample.label, exc)
+        return SampleResult(sample.key, error=json_line(error.to_dict()), message=error.error)
+    return SampleResult(sample.key, rows="".join(json_line(row.to_dict()) for row in rows))
+
+
+class RowEngine(Protocol):
+    """Runs the per-sample work on the samples to do and yields their results **in dataset order**;
+    ``close`` releases what it holds (threads, a cluster connection), whether or not it ran."""
+
+    def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        ...
+
+    def close(self) -> None:
+        ...
+
+
+class ThreadEngine:
+    """The local engine: ``work`` on ``threads`` worker threads of this process, a bounded window ahead.
+
+    On ``stopping``, images not started are dropped and those in flight finish and are yielded, so every
+    image whose files are in place gets its rows and a resume redoes none of them.
+    """
+
+    def __init__(self, work: Callable[[Sample], Any], threads: int) -> None:
+        self.work, self.threads = work, max(1, threads)
+
+    def close(self) -> None:
+        """Nothing outlives :meth:`results` here."""
+
+    def results(self, todo: list[Sample], kind: FolderKind, stopping: Callable[[], bool]) -> Iterator[SampleResult]:
+        with ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="ov-explain-rows") as pool:
+            window: deque[Future] = deque()
+            try:
+                for sample in todo:
+                    if stopping():
+                        break
+                    window.append(pool.submit(sample_result, self.work, sample, kind))
+                    while len(window) >= 2 * self.threads and not stopping():
+                        yield window.popleft().result()
+                if stopping():
+                    window = deque(f for f in window if not f.cancel())
+                while window:
+                    yield window.popleft().result()
+            finally:
+                for future in window:
+                    future.cancel()
+
+
+def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: FolderKind, settings: dict[str, Any],
+             stems: set[str], *, restart: bool = False, progress: Progress | None = None,
+             stop: threading.Event | None = None) -> RunStats:
+    """Run the engine's work on every sample not already done in ``out`` and record the rows.
+
+    Whatever the engine (threads here, or actors on a cluster), this process alone appends the rows, in
+    dataset order, after each image's files are in place: that is what makes a killed run resume exactly.
+    """
+    try:
+        ensure_writable_folder(out)
+        with FolderLock(out, kind.noun.split()[-1]):
+            prepare_folder(out, kind, settings, restart, stems)
+            done = recover(out, kind, {s.key for s in samples}, stems)
+            todo = [s for s in samples if s.key not in done]
+            logger.info("%s: %d images, %d already done, %d to do", out, len(samples), len(samples) - len(todo),
+                        len(todo))
+            started = time.perf_counter()
+            try:
+                finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo))
+            finally:
+                remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
+            return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
+    finally:
+        engine.close()
+
+
+def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, progress: Progress | None,
+            stop: threading.Event | None, resumed: int) -> int:
+    """Append each result as it comes (in dataset order); a stop ends with :class:`RunInterrupted`."""
+    finished = 0
+    if progress is not None:
+        progress(0, len(todo))  # the total and ETA show from the start
+    stopping = (lambda: stop.is_set()) if stop is not None else (lambda: False)
+    with JsonlLog(out / kind.rows_file) as rows, JsonlLog(out / kind.errors_file) as errors:
+        for result in engine.results(todo, kind, stopping):
+            if result.error:
+                logger.error("%s", result.message)
+                errors.append_text(result.error)
+            else:
+                rows.append_text(result.rows)
+            finished += 1
+            if progress is not None:
+                progress(finished, len(todo))
+    if stopping() and finished < len(todo):
+        raise RunInterrupted(out, resumed + finished, resumed + len(todo))
+    return finished
+
+
+# ----- the folder contract ----------------------------------------------------------------------------
+def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restart: bool, stems: set[str]) -> None:
+    """Refuse a folder of another run or of someone else's files; clear ours on restart; write settings."""
+    settings_path = out / kind.settings_file
+    if settings_path.exists():
+        try:
+            previous = json.loads(settings_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            previous = {}
+        changed = sorted(k for k in set(previous) | set(settings)
+                         if k != "model" and previous.get(k) != settings.get(k))
+        if changed and not restart:
+            raise FolderError(f"{out}: holds {kind.noun} with different settings ({', '.join(changed)}); "
+                              "use another output folder, or restart to start over")
+        if restart:
+            clear(out, kind, stems)
+    elif any(p.name != LOCK_FILE for p in out.iterdir()):
+        # --restart replaces a run; it never empties a folder of someone else's files.
+        raise FolderError(f"{out}: folder is not empty and holds no {kind.noun.split(' ', 1)[1]}; choose an "
+                          "empty or new folder")
+    if not settings_path.exists():
+        atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
+
+
+def _is_ours(kind: FolderKind, category: str, path: Path, listed: set[str], stems: set[str]) -> bool:
+    """Listed in the rows, or (a killed run's file whose row never made it) a structured name of one of
+    the dataset's stems. Anything else is the user's and is left alone."""
+    if f"{category}/{path.name}" in listed:
+        return True
+    if not path.is_file() or not path.name.endswith(kind.file_extensions):
+        return False
+    try:
+        return kind.stem_of(path.name) in stems
+    except ValueError:
+        return False
+
+
+def _remove_ours(out: Path, kind: FolderKind, keep: set[str], listed: set[str],
+                 stems: set[str]) -> tuple[int, list[str]]:
+    """Delete the run's files in category folders except ``keep``; returns (removed, foreign files)."""
+    removed, foreign = 0, []
+    for category in kind.categories:
+        folder = out / category
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.iterdir()):
+            relative = f"{category}/{path.name}"
+            if relative in keep:
+                continue
+            if _is_ours(kind, category, path, listed, stems):
+                path.unlink()
+                removed += 1
+            else:
+                foreign.append(relative)
+    return removed, foreign
+
+
+def listed_files(kind: FolderKind, rows: Iterable[Any]) -> set[str]:
+    """The files (relative paths) that rows name (read as dicts: a damaged row's files are still ours)."""
+    return {row[k] for row in rows if isinstance(row, dict) for k in kind.path_columns if isinstance(row.get(k), str)}
+
+
+def _mention_foreign(out: Path, kind: FolderKind, foreign: list[str]) -> None:
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        logger.warning("%s: left %d file(s) that are not the %s's alone: %s", out, len(foreign),
+                       kind.noun.split(" ", 1)[1], shown)
+
+
+def clear(out: Path, kind: FolderKind, stems: set[str]) -> None:
+    """Remove what the run in ``out`` wrote, and only that: the folder may hold the user's files."""
+    remove_temp_files(out)
+    _, foreign = _remove_ours(out, kind, set(), listed_files(kind, read_jsonl(out / kind.rows_file)), stems)
+    for pictures in kind.picture_folders:
+        for category in kind.categories:
+            (out / pictures / f"{category}.png").unlink(missing_ok=True)
+        if (out / pictures).is_dir():
+            foreign += sorted(f"{pictures}/{p.name}" for p in (out / pictures).iterdir())
+    for folder in [out / c for c in kind.categories] + [out / p for p in kind.picture_folders]:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    for name in kind.top_files:
+        (out / name).unlink(missing_ok=True)
+    _mention_foreign(out, kind, foreign)
+    logger.info("%s: previous %s removed (restart)", out, kind.noun.split(" ", 1)[1])
+
+
+def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str]) -> set[str]:
+    """Keys already done; repairs what a killed run left: torn rows, half-written files, temp files.
+
+    Errors of selected images are dropped so they are tried again. Files in the folder that the
+    run did not write are left alone.
+    """
+    removed = remove_temp_files(out)
+    rows_path, errors_path = out / kind.rows_file, out / kind.errors_file
+    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    lines = 0
+    damaged: list[Any] = []
+    for row in read_jsonl(rows_path):
+        lines += 1
+        try:
+            by_key[kind.parse_row(row).key].append(row)
+        except (ValueError, TypeError):  # a damaged row is dropped, and its image redone
+            damaged.append(row)
+    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0]["targets_total"]}
+    kept_lines = sum(len(rows) for rows in complete.values())
+    if rows_path.exists() and (kept_lines != lines or _has_torn_tail(rows_path)):
+        write_jsonl(rows_path, (row for rows in complete.values() for row in rows))
+        logger.warning("%s: repaired the rows of an interrupted run", rows_path)
+    orphans, foreign = _remove_ours(out, kind, listed_files(kind, (r for rows in complete.values() for r in rows)),
+                                    listed_files(kind, [r for rows in by_key.values() for r in rows] + damaged),
+                                    stems)
+    _mention_foreign(out, kind, foreign)
+    errors = list(read_jsonl(errors_path))
+    kept_errors = [e for e in errors if isinstance(e, dict) and e.get("key") not in selected
+                   and e.get("key") not in complete]
+    if len(kept_errors) != len(errors) or _has_torn_tail(errors_path):
+        write_jsonl(errors_path, kept_errors)
+    if removed or orphans:
+        logger.info("%s: removed %d temp and %d unlisted files of an interrupted run", out, removed, orphans)
+    return set(complete)
+
+
+def _has_torn_tail(path: Path) -> bool:
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1) != b"\n"

@@ -1,0 +1,149 @@
+"""A self-contained HTML report of an audit folder: counts, galleries per case, filters, sorting.
+
+Everything the page needs is inside the one file (styles, script, thumbnails as data URIs), so it
+opens from ``file://`` with no network; full-size overlays are linked relative to the report.
+Built from the audit's own files, so ``ov-explain report AUDIT_DIR`` can rebuild it at any time.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+
+from ov_explain import render
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.images import read_image
+from ov_explain.core.storage import atomic_write_text
+from ov_explain.render.grids import thumbnail
+from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_rows
+from ov_explain.runs.cases import CASES
+
+logger = logging.getLogger(__name__)
+
+
+class ReportError(OvExplainError):
+    """The folder is not an audit (or not a finished one)."""
+
+
+@dataclass(frozen=True)
+class ReportItem:
+    """One image of the gallery: its original and its overlays, with what the model said."""
+
+    key: str
+    stem: str
+    case: str
+    ground_truth: str | None
+    ground_truth_probability: float | None
+    prediction: str
+    confidence: float
+    original: str | None  # data URI of a thumbnail, or None if the source is gone
+    source_link: str | None
+    maps: tuple[dict[str, Any], ...]  # {"label", "role", "probability", "thumbnail", "link"}
+
+
+def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> Path:
+    """Write ``report.html`` into an audit folder and return its path."""
+    out = Path(audit_dir)
+    summary_path = out / SUMMARY
+    if not (out / MANIFEST).exists() or not summary_path.exists():
+        raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
+    if not isinstance(summary, dict):
+        raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
+    rows_by_key: dict[str, list[AuditRow]] = defaultdict(list)
+    try:
+        for row in read_rows(out):
+            rows_by_key[row.key].append(row)
+    except ValueError as exc:
+        raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
+    items = [_item(out, sorted(rows, key=lambda r: r.target_rank), thumbnail_size) for rows in rows_by_key.values()]
+    items.sort(key=lambda i: (-i.confidence, i.key))
+    by_case = {case: [i for i in items if i.case == case] for case in CASES}
+    errors = read_errors(out)
+    classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
+    html = _environment().get_template("report.html.j2").render(
+        summary=summary, cases=[(c, by_case[c]) for c in CASES if by_case[c]], items=items, errors=errors,
+        classes=classes, per_class=summary.get("per_class", {}), case_names=list(CASES))
+    path = out / REPORT
+    atomic_write_text(path, html)
+    logger.info("%s: report of %d images", path, len(items))
+    return path
+
+
+def _environment() -> Any:
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("ov_explain.render", "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined,
+                              trim_blocks=True, lstrip_blocks=True)
+
+
+def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
+    first = rows[0]
+    maps = []
+    for row in rows:
+        picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+        maps.append({"label": row.target_class, "role": row.target_role.replace("_", " "),
+                     "probability": row.target_probability, "link": row.overlay_path,
+                     "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)})
+    source = Path(first.source)
+    original = None
+    try:
+        original = _data_uri(thumbnail(read_image(source), size))
+    except OvExplainError as exc:
+        logger.warning("report: original not shown (%s)", exc)
+    link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
+    return ReportItem(first.key, first.stem, first.case, first.ground_truth_class,
+                      first.ground_truth_probability, first.top1.name, first.top1.probability,
+                      original, None if link is None else Path(link).as_posix(), tuple(maps))
+
+
+def _data_uri(picture: Any, *, bgr: bool = False) -> str:
+    jpeg = render.encode_jpeg(picture, 80, bgr=bgr)
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
+def build_drift_report(drift_dir: str | os.PathLike, *, thumbnail_size: int = 540) -> Path:
+    """Write ``report.html`` into a drift folder: summary, case transitions, worst classes and the
+    side-by-side pictures, most drifted (lowest map correlation) first; self-contained like the audit's."""
+    from ov_explain.runs.drift.folder import PLOT, read_drift_rows
+    from ov_explain.runs.drift.folder import REPORT as DRIFT_REPORT
+    from ov_explain.runs.drift.folder import SUMMARY as DRIFT_SUMMARY
+
+    out = Path(drift_dir)
+    try:
+        summary = json.loads((out / DRIFT_SUMMARY).read_text(encoding="utf-8"))
+        rows = read_drift_rows(out)
+    except FileNotFoundError:
+        raise ReportError(f"{out}: not a finished drift audit (expected drift.jsonl and summary.json)") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{exc}; run the drift audit again (it repairs its rows) or restart it") from None
+    items = []
+    for row in sorted(rows, key=lambda r: (r.correlation, r.key, r.target_rank)):
+        picture = cv2.imread(str(out / row.image_path), cv2.IMREAD_COLOR)
+        items.append({"stem": row.stem, "category": row.category, "target": row.target_class,
+                      "correlation": row.correlation, "reference": row.reference_top1_class,
+                      "reference_probability": row.reference_top1_probability,
+                      "candidate": row.candidate_top1_class, "candidate_probability": row.candidate_top1_probability,
+                      "link": row.image_path,
+                      "thumbnail": None if picture is None
+                      else _data_uri(thumbnail(picture, thumbnail_size), bgr=True)})
+    plot = None
+    if (out / PLOT).is_file():
+        plot = "data:image/png;base64," + base64.b64encode((out / PLOT).read_bytes()).decode("ascii")
+    html = _environment().get_template("drift.html.j2").render(summary=summary, items=items, plot=plot)
+    path = out / DRIFT_REPORT
+    atomic_write_text(path, html)
+    logger.info("%s: drift report of %d maps", path, len(items))
+    return path
