@@ -259,7 +259,8 @@ def _load_classifier(model_path: Path | None, preprocess: str | None, labels: Pa
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
             device: str, output_kind: str, precision: str, no_cache: bool, top_k: int, as_json: bool) -> None:
-    """Top-k classes for each IMAGE."""
+    """Top-k classes for each IMAGE (a file, or a folder of images)."""
+    images = tuple(_image_paths(images))
     hint = "THROUGHPUT" if len(images) > 1 else "LATENCY"
     classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache, hint)
     errors: list[dict[str, str]] = []
@@ -284,6 +285,20 @@ def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     elif errors:
         click.echo(f"{len(errors)} of {len(images)} images failed", err=True)
     sys.exit(EXIT_PARTIAL if errors else EXIT_OK)
+
+
+def _image_paths(paths: tuple[Path, ...]) -> list[Path]:
+    """IMAGE arguments with each folder replaced by its images; what else a folder holds is one line each."""
+    from ov_explain.core.images import IMAGE_SUFFIXES, expand_images
+
+    images, skipped = expand_images(paths)
+    for path in skipped:
+        why = "a folder inside a folder (not searched)" if path.is_dir() else \
+            f"not an image file ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        click.echo(f"skipped: {path}: {why}", err=True)
+    if not images:
+        _fail(f"{', '.join(map(str, paths))}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
 
 
 # ----- explain --------------------------------------------------------------------------------------
@@ -341,7 +356,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
             target_layer: str | None, targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int,
             backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool,
             readout: str | None) -> None:
-    """Explain each IMAGE: overlays (and raw maps) in --out, a summary of what ran."""
+    """Explain each IMAGE (a file, or a folder of images): overlays (and raw maps) in --out, a summary of
+    what ran."""
     import numpy as np
 
     from ov_explain.core.images import read_image
@@ -354,6 +370,7 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
 
     if colormap not in COLORMAPS:
         _fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
+    images = tuple(_image_paths(images))
     classifier = _load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
                                   "LATENCY")
     try:

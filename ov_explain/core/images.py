@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -20,6 +21,33 @@ DEFAULT_MAX_PIXELS = 200_000_000
 _JPEG_MAGIC = b"\xff\xd8\xff"
 #: A JPEG marker: FF then a code that is not stuffing (FF 00), fill (FF FF) or a restart (FF D0-D7).
 _JPEG_MARKER = re.compile(rb"\xff[^\x00\xff\xd0-\xd7]")
+
+
+#: What a folder of images is read for (``explain photos/``, datasets): the suffixes OpenCV decodes.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
+
+
+def is_image_file(path: Path) -> bool:
+    """A file named as an image this tool reads (hidden files are not)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def expand_images(paths: Iterable[str | os.PathLike]) -> tuple[list[Path], list[Path]]:
+    """(images, skipped): each folder in ``paths`` replaced by its image files (sorted, not recursive) and
+    what else it holds (``skipped``); files named on their own are kept, whatever their names, so that a bad
+    one is reported as a read error."""
+    images: list[Path] = []
+    skipped: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            for child in sorted(entry.iterdir()):
+                if child.is_file() and is_image_file(child):
+                    images.append(child)
+                elif not child.name.startswith("."):
+                    skipped.append(child)
+        else:
+            images.append(entry)
+    return images, skipped
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:

@@ -35,7 +35,7 @@ from ov_explain.core.preprocess import (
     read_spec_from_model,
     run_custom,
 )
-from ov_explain.core.preprocess_import import load_sidecar, load_spec_file
+from ov_explain.core.preprocess_import import load_sidecar, load_spec_file, spec_from_dict
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +139,7 @@ class ModelFiles:
 class Classifier:
     """An image classifier on OpenVINO.
 
-    ``preprocess`` is a :class:`PreprocessSpec`, a path to a JSON file (an ov_explain spec, a timm
+    ``preprocess`` is a :class:`PreprocessSpec`, a dict or a path to a JSON file (an ov_explain spec, a timm
     ``pretrained_cfg`` / hub ``config.json`` or a Hugging Face ``preprocessor_config.json``, see
     :mod:`ov_explain.core.preprocess_import`), a ``"pkg.mod:function"`` reference, or a callable taking an
     RGB uint8 (H, W, 3) image. Without it the spec embedded in the IR or stored beside the model is
@@ -155,7 +155,7 @@ class Classifier:
     """
 
     def __init__(self, model_path: str | os.PathLike | None = None, *, device: str = "AUTO",
-                 preprocess: PreprocessSpec | PreprocessFn | str | os.PathLike | None = None,
+                 preprocess: PreprocessSpec | dict | PreprocessFn | str | os.PathLike | None = None,
                  labels: Sequence[str] | str | os.PathLike | None = None, output: str = "auto",
                  hint: str = "LATENCY", cache_dir: Path | str | None = "default", core: Any = None,
                  precision: str = DEFAULT_PRECISION) -> None:
@@ -397,9 +397,12 @@ class Classifier:
                 f"custom function {text}"
         if isinstance(preprocess, PreprocessSpec):
             return preprocess, False, None, "a PreprocessSpec object"
+        if isinstance(preprocess, dict):  # a spec's fields, a timm pretrained_cfg or a Hugging Face config
+            spec, what = spec_from_dict(preprocess, layout=self._guess_layout(), source="preprocess")
+            return spec, False, None, f"a dict ({what})"
         if preprocess is not None:
-            raise PreprocessError(f"preprocess: expected a spec, a .json path, 'pkg.mod:function' or a callable, "
-                                  f"got {type(preprocess).__name__}")
+            raise PreprocessError("preprocess: expected a spec, a dict, a .json path, 'pkg.mod:function' or a "
+                                  f"callable, got {type(preprocess).__name__}")
         if embedded_spec is not None:
             origin = "embedded in the IR" if embedded else "ov_explain spec in model rt_info"
             return embedded_spec, embedded, None, origin

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 from ov_explain.core.errors import LabelsError, OvExplainError
+from ov_explain.core.images import IMAGE_SUFFIXES, is_image_file
 from ov_explain.core.labels import read_text, resolve_class
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"})
 KINDS = ("auto", "folders", "csv", "jsonl", "unlabeled")
 
 
@@ -161,10 +161,6 @@ def default_label_map(model_path: Path) -> Path | None:
 
 
 # ----- readers ----------------------------------------------------------------------------------------
-def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
-
-
 def _detect_kind(source: Path) -> str:
     if source.is_file():
         suffix = source.suffix.lower()
@@ -173,7 +169,7 @@ def _detect_kind(source: Path) -> str:
         if suffix in (".jsonl", ".ndjson"):
             return "jsonl"
         raise DatasetError(f"{source}: expected a folder, a .csv or a .jsonl list")
-    if any(_is_image(p) for p in source.iterdir() if p.is_file()):
+    if any(is_image_file(p) for p in source.iterdir() if p.is_file()):
         return "unlabeled"
     return "folders"
 
@@ -186,14 +182,14 @@ def _read_folders(root: Path, skip: Path | None = None) -> list[Sample]:
     samples = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
                          and _outside(p, skip)):
-        for path in sorted(p for p in folder.rglob("*") if p.is_file() and _is_image(p) and _outside(p, skip)):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and is_image_file(p) and _outside(p, skip)):
             samples.append(Sample(path, folder.name, path.relative_to(root).as_posix()))
     return samples
 
 
 def _read_unlabeled(root: Path, skip: Path | None = None) -> list[Sample]:
     return [Sample(p, None, p.relative_to(root).as_posix())
-            for p in sorted(p for p in root.rglob("*") if p.is_file() and _is_image(p) and _outside(p, skip))]
+            for p in sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p) and _outside(p, skip))]
 
 
 def _entry(base: Path, path_text: str, label: object, where: str) -> Sample:

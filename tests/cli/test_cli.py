@@ -124,6 +124,29 @@ def test_explain_writes_overlays_and_raw_maps(run, photos_dir, tmp_path):
     assert [m["name"] for m in coffee["maps"]] == ["espresso"]  # nothing else above the threshold
 
 
+def test_explain_and_predict_take_a_folder_of_images_and_skip_the_rest_one_line_each(run, photos_dir, tmp_path):
+    folder = tmp_path / "photos"
+    (folder / "nested").mkdir(parents=True)
+    for name in ("coffee.jpg", "chelsea.jpg"):
+        (folder / name).write_bytes((photos_dir / name).read_bytes())
+    (folder / "notes.txt").write_text("the user's own file")
+    (folder / ".hidden.jpg").write_bytes(b"not looked at")
+    out = tmp_path / "out"
+    result = run("explain", folder, "--out", out, "-k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert [e["source"] for e in json.loads(result.stdout)["explanations"]] == \
+        [str(folder / "chelsea.jpg"), str(folder / "coffee.jpg")]  # sorted
+    assert sorted(p.name for p in out.iterdir()) == ["chelsea_cam_tiger_cat.jpg", "coffee_cam_espresso.jpg"]
+    assert result.stderr.count("skipped: ") == 2
+    assert f"skipped: {folder / 'notes.txt'}: not an image file (.bmp, .jpeg, .jpg," in result.stderr
+    assert f"skipped: {folder / 'nested'}: a folder inside a folder (not searched)" in result.stderr
+    predicted = run("predict", folder, "--json")
+    assert predicted.exit_code == 0
+    assert [p["top"][0]["name"] for p in json.loads(predicted.stdout)["predictions"]] == ["tiger cat", "espresso"]
+    empty = run("explain", folder / "nested", "--out", out)
+    assert empty.exit_code == 2 and f"error: {folder / 'nested'}: no image files (" in empty.stderr
+
+
 @pytest.mark.slow
 def test_explain_blackbox_named_targets_and_bad_image(run, photos_dir, tmp_path):
     bad = tmp_path / "bad.png"

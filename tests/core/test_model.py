@@ -264,6 +264,23 @@ def test_preprocess_origin_says_where_the_preprocessing_came_from(tmp_path, clas
     assert Classifier(embedded, device="CPU", cache_dir=None).preprocess_origin == "embedded in the IR"
 
 
+def test_a_dict_is_read_as_a_spec_or_a_foreign_config_and_a_wrong_one_is_named(tmp_path, classifier, photos_dir):
+    as_dict = Classifier(preprocess=classifier.spec.to_dict(), device="CPU", cache_dir=None)
+    assert as_dict.spec == classifier.spec and as_dict.preprocess_origin == "a dict (ov_explain spec)"
+    photo = photos_dir / "coffee.jpg"
+    np.testing.assert_array_equal(as_dict.predict(photo).probabilities, classifier.predict(photo).probabilities)
+    path = save(tiny_classifier_model(), tmp_path / "plain")
+    from_timm = Classifier(path, device="CPU", preprocess=dict(TIMM_TINY), cache_dir=None)
+    assert from_timm.preprocess_origin == "a dict (timm pretrained_cfg)"
+    assert from_timm.spec.mean == (127.5,) * 3 and from_timm.spec.interpolation == "cubic"
+    with pytest.raises(PreprocessError, match=r"^preprocess: unknown key\(s\) \['sise'\]"):
+        Classifier(path, device="CPU", preprocess={"size": 8, "sise": 8}, cache_dir=None)
+    with pytest.raises(PreprocessError, match=r"^preprocess: not a preprocessing config .*keys: \['sise'\]"):
+        Classifier(path, device="CPU", preprocess={"sise": 8}, cache_dir=None)
+    with pytest.raises(PreprocessError, match="expected a spec, a dict, .* got int"):
+        Classifier(path, device="CPU", preprocess=8, cache_dir=None)
+
+
 def test_a_foreign_config_takes_the_models_nhwc_layout(tmp_path):
     import json
 

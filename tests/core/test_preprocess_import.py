@@ -1,6 +1,6 @@
 """Other tools' preprocessing files (timm, Hugging Face) read as a PreprocessSpec, strictly or as a sidecar.
 
-The fixtures under tests/data/preprocess_import are written as timm and transformers write them:
+The fixtures under tests/core/data/preprocess_import are written as timm and transformers write them:
 a timm ``pretrained_cfg`` (efficientnet_b0.ra_in1k), timm hub ``config.json`` files (nested and with
 the fields at the top level), and the Hugging Face ``preprocessor_config.json`` of
 google/vit-base-patch16-224, microsoft/resnet-50, openai/clip-vit-base-patch32 and
