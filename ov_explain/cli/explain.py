@@ -1,0 +1,141 @@
+"""``ov-explain explain``: maps for each image, written beside a summary of what ran."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, fail, main
+from ov_explain.cli.options import (
+    image_paths,
+    load_classifier,
+    model_options,
+    parse_targets,
+    progress_bar,
+    readout_option,
+)
+from ov_explain.core.errors import OvExplainError
+from ov_explain.explain import BACKENDS
+from ov_explain.explain.base import MODES
+from ov_explain.explain.registry import PRESETS, method_names
+
+
+@main.command()
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@model_options
+@click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
+@click.option("--method", type=click.Choice(method_names()),
+              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + "
+                   "linear, else reciprocam (white-box); aise (black-box).")
+@click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
+                                     "entering a transformer block (default: auto).")
+@click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
+                                              "comma-separate).")
+@click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1),
+              help="With --targets predicted: at most this many classes.")
+@click.option("--threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
+              help="With --targets predicted: also explain classes at least this probable.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True,
+              help="Black-box quality/speed preset (RISE 1000/5000/10000 masks).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
+@click.option("--backend", type=click.Choice(list(BACKENDS)), default="native", show_default=True,
+              help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True)
+@click.option("--raw", is_flag=True, help="Also save the raw maps (feature resolution) as .npy.")
+@click.option("--colormap", default="jet", show_default=True)
+@click.option("--weight", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
+@readout_option
+def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
+            device: str, output_kind: str, precision: str, no_cache: bool, mode: str, method: str | None,
+            target_layer: str | None, targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int,
+            backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool,
+            readout: str | None) -> None:
+    """Explain each IMAGE (a file, or a folder of images): overlays (and raw maps) in --out, a summary of
+    what ran."""
+    import numpy as np
+
+    from ov_explain.core.images import read_image
+    from ov_explain.core.storage import ensure_writable_folder
+    from ov_explain.explain import create_explainer
+    from ov_explain.explain.base import select_targets
+    from ov_explain.render import COLORMAPS
+    from ov_explain.runs.naming import safe_component
+    from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
+
+    if colormap not in COLORMAPS:
+        fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
+    images = tuple(image_paths(images))
+    classifier = load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
+                                  "LATENCY")
+    try:
+        explainer = create_explainer(classifier, backend=backend, mode=mode, method=method,
+                                     target_layer=target_layer, preset=preset, seed=seed,
+                                     **({} if readout is None else {"readout": readout}))
+    except OvExplainError as exc:
+        fail(str(exc))
+    wanted = parse_targets(targets)
+    if not isinstance(wanted, str):  # class names and indices are checked once, before any image
+        try:
+            select_targets(wanted, np.zeros(classifier.num_classes, np.float32), classifier.labels)
+        except OvExplainError as exc:
+            fail(f"--targets: {exc}")
+    try:
+        ensure_writable_folder(out_dir)
+    except OvExplainError as exc:
+        fail(f"--out {exc}")
+    style = MapStyle(colormap, weight, save_raw=raw)  # the audit's JPEG quality too
+    report, errors, used_stems = [], [], set()
+    for path in images:
+        try:
+            pixels = read_image(path)
+            bar, update = progress_bar(f"{path.name} {explainer.method}") if explainer.mode == "blackbox" \
+                else (None, None)
+            try:
+                started = time.perf_counter()
+                prepared = explainer.prepare(pixels, source=str(path))
+                result = explainer.explain_prepared(prepared, wanted, top_k=top_k, threshold=threshold,
+                                                    progress=update,
+                                                    preprocess_ms=(time.perf_counter() - started) * 1000)
+            finally:
+                if bar is not None:
+                    bar.close()
+        except OvExplainError as exc:
+            errors.append({"source": str(path), "error": str(exc)})
+            click.echo(f"error: {exc}", err=True)
+            continue
+        stem = safe_component(path.stem)
+        while stem in used_stems:
+            stem += "_2"
+        used_stems.add(stem)
+        entry = result.to_dict()
+        bgr = to_bgr(pixels)
+        for saliency, item in zip(result.maps, entry["maps"]):
+            files = write_map_files(out_dir, f"{stem}_{explainer.method}_{safe_component(saliency.label)}", bgr,
+                                    saliency, style)
+            item["overlay"] = str(out_dir / files.overlay)
+            if files.raw is not None:
+                item["raw"] = str(out_dir / files.raw)
+        report.append(entry)
+        if not as_json:
+            layer = f", layer {result.target_layer}" if result.target_layer else ""
+            click.echo(f"{path}: {result.method} ({result.mode}{layer}) on {result.device} in {result.precision}, "
+                       f"{result.inferences} inference(s), {sum(result.timings_ms.values()):.0f} ms")
+            for saliency, item in zip(result.maps, entry["maps"]):
+                probability = "" if saliency.probability is None else f" {saliency.probability:.3f}"
+                click.echo(f"  {saliency.label}{probability} -> {item['overlay']}")
+    if as_json:
+        click.echo(json.dumps({"model": str(classifier.files.model), "mode": explainer.mode,
+                               "method": explainer.method, "backend": backend, "device": explainer.device,
+                               "precision": explainer.precision, "requested_precision": precision,
+                               "fallback_reason": getattr(explainer, "fallback_reason", None),
+                               "explanations": report, "errors": errors}, indent=2))
+    elif errors:
+        click.echo(f"{len(errors)} of {len(images)} images failed", err=True)
+    explainer.close()
+    classifier.close()
+    sys.exit(EXIT_PARTIAL if errors else EXIT_OK)

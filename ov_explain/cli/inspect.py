@@ -1,0 +1,112 @@
+"""``ov-explain inspect``: what the tool sees in a model, before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ov_explain.cli.app import fail, main
+from ov_explain.core.devices import (
+    DEFAULT_PRECISION,
+    PRECISIONS,
+)
+from ov_explain.core.errors import OvExplainError
+from ov_explain.explain.registry import method_names
+
+
+# ----- inspect ----------------------------------------------------------------------------------------
+@main.command()
+@click.argument("model_path", required=False, type=click.Path(path_type=Path))
+@click.option("--preprocess", help="Spec .json or function, as for the other commands. Default: the model's own.")
+@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line.")
+@click.option("--output", "output_kind", type=click.Choice(["auto", "logits", "probabilities"]),
+              default="auto", show_default=True, help="What the model outputs (default: found from the graph).")
+@click.option("--method", type=click.Choice(method_names("whitebox")),
+              help="White-box method to try. Default: vitreciprocam for transformers; cam where the head is "
+                   "global average pooling + linear, else reciprocam.")
+@click.option("--target-layer", help="Node name of the feature map or token stream to try (default: auto).")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION, show_default=True,
+              help="Working precision each device is asked to compile in.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def inspect(model_path: Path | None, preprocess: str | None, labels: Path | None, output_kind: str,
+            method: str | None, target_layer: str | None, precision: str, as_json: bool) -> None:
+    """What ov-explain sees in MODEL (default: the bundled one): inputs, outputs, scores, preprocessing,
+    the white-box target and whether white-box works, and a compile on every device."""
+    from ov_explain.tools.inspect_model import inspect_model
+
+    try:
+        found = inspect_model(model_path, preprocess=preprocess, labels=labels, output=output_kind, method=method,
+                              target_layer=target_layer, precision=precision)
+    except OvExplainError as exc:
+        fail(str(exc))
+    if as_json:
+        click.echo(json.dumps(found.to_dict(), indent=2))
+        return
+    for line in _inspect_lines(found):
+        click.echo(line.rstrip())
+
+
+def _dims(values: Any) -> str:
+    return "x".join("?" if v is None else str(v) for v in values) or "dynamic rank"
+
+
+def _inspect_lines(found: Any) -> list[str]:
+    """The text layout of a :class:`~ov_explain.tools.inspect_model.ModelReport`: one section per topic."""
+    row = "  {:14s} {}".format
+    scores, spec, white = found.scores, found.preprocess, found.whitebox
+    lines = ["Model", row("path", found.model), row("format", f"{found.format}, {found.name!r}, {found.ops} ops"),
+             "Inputs"]
+    for port in found.inputs:
+        declared = f" (the IR declares {port.ir_layout})" if port.ir_layout else ""
+        lines.append(row(port.name, f"{port.element_type:5s} {_dims(port.shape):16s} read as {port.layout}{declared}"))
+    lines.append("Outputs")
+    for port in found.outputs:
+        lines.append(row(port.name, f"{port.element_type:5s} {_dims(port.shape):16s} {port.role}"))
+    softmax = f", Softmax node {scores.softmax_node}" if scores.softmax_node else ""
+    lines += [row("classes", f"{scores.num_classes} from output {scores.output}"),
+              row("scores", f"{scores.kind} ({scores.decided_by}{softmax})"),
+              row("labels", f"found: {scores.labels_origin}" if scores.labels else "none (classes shown by index)"),
+              "Preprocessing", row("origin", spec.origin)]
+    if spec.custom_function:
+        lines.append(row("function", f"custom; fallback size {spec.size[0]}x{spec.size[1]} {spec.layout}"))
+    else:
+        crop = f" {spec.crop_fraction:g}" if spec.resize == "center_crop" else ""
+        lines += [row("fit", f"{spec.resize}{crop} to {spec.size[0]}x{spec.size[1]}, {spec.interpolation}"),
+                  row("normalise", f"{spec.color}, mean {' '.join(f'{m:g}' for m in spec.mean)}, std "
+                                   f"{' '.join(f'{s:g}' for s in spec.std)}"),
+                  row("layout", f"{spec.layout}{', in the graph (uint8 RGB pixels in)' if spec.embedded else ''}")]
+    lines += ["White-box", row("model", "transformer" if white.architecture == "transformer" else "CNN")]
+    target = white.target
+    if target is None:
+        lines.append(row("target", "none"))
+    elif target.kind == "token_stream":
+        lines.append(row("target", f"{target.name}  token stream {_dims(target.shape)} (grid {_dims(target.grid)}, "
+                                   f"{target.aux_tokens} CLS/aux tokens)"))
+    else:
+        lines.append(row("target", f"{target.name}  feature map {_dims(target.shape)} {target.layout}"))
+    if white.linear_head is not None:
+        lines.append(row("head", "global average pooling + linear: ReciproCAM's shortcut and cam apply"
+                                 if white.linear_head else "no global average pooling + linear head "
+                                 "matched: ReciproCAM runs the cloned head on every masked copy"))
+    if white.works:
+        shortcut = ", algebraic shortcut" if white.shortcut else ""
+        readout = f", {white.readout} read-out" if white.readout else ""
+        lines.append(row("method", f"{white.method}: OK ({_dims(white.map_size)} maps{readout}{shortcut})"))
+    else:
+        fallback = f"; auto falls back to black-box {white.fallback}" if white.fallback else \
+            "; auto does not fall back"
+        lines.append(row("method", f"{white.method}: does not work ({white.reason}){fallback}"))
+    for index, other in enumerate(white.other_candidates):
+        lines.append(row("candidates" if index == 0 else "", f"{other.name}  {_dims(other.shape)}"))
+    lines.append(f"Devices (asked for {found.precision}, no model cache)")
+    for device in found.devices:
+        if device.ok:
+            static = ", static shapes" if device.static_shapes else ""
+            lines.append(row(device.device, f"OK      {','.join(device.execution_devices)} {device.precision}, "
+                                            f"{device.compile_ms:.0f} ms{static}  ({device.full_name})"))
+        else:
+            lines.append(row(device.device, f"FAILED  {device.error}  ({device.full_name})"))
+    return lines
