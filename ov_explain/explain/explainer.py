@@ -28,11 +28,7 @@ logger = logging.getLogger(__name__)
 
 #: Targets as :func:`select_targets` takes them, or a function choosing classes from the prediction.
 TargetChoice = Union[Targets, Callable[[Prediction], Sequence[int]]]
-#: Defaults per mode. White-box depends on the graph: ``cam`` (probability read-out) where the head is global
-#: average pooling + linear, ``reciprocam`` for other CNN heads, ``vitreciprocam`` for vision transformers.
-DEFAULT_METHOD = {"whitebox": "cam", "blackbox": DEFAULT_BLACKBOX}
-
-__all__ = ["DEFAULT_METHOD", "METHODS", "PRESETS", "Explainer", "TargetChoice"]
+__all__ = ["METHODS", "PRESETS", "Explainer", "TargetChoice"]
 
 
 class Explainer:

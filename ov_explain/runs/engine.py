@@ -59,13 +59,6 @@ class Row(Protocol):
     targets_total: int
 
 
-class ErrorLike(Protocol):
-    key: str
-    error: str
-
-    def to_dict(self) -> dict[str, Any]: ...
-
-
 @dataclass(frozen=True)
 class FolderKind:
     """What one kind of run writes in its folder, so the engine knows what is its own."""

@@ -53,7 +53,7 @@ from ov_explain.runs.audit.folder import (
 from ov_explain.runs.audit.summary import AuditSummary, write_summary
 from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
 from ov_explain.runs.dataset import LabelResolver, Sample, read_dataset, select
-from ov_explain.runs.engine import FolderError, FolderKind, Progress, RunInterrupted, ThreadEngine, run_rows
+from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, RayOptions, import_ray
 from ov_explain.runs.report import build_report
@@ -61,7 +61,7 @@ from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["AuditError", "AuditInterrupted", "AuditOptions", "AuditSummary", "AuditWork", "audit", "run_audit"]
+__all__ = ["AuditError", "AuditOptions", "AuditSummary", "AuditWork", "audit", "run_audit"]
 
 #: Where the per-image work runs: this process's threads, or Ray Data actors.
 ENGINES = ("local", "ray")
@@ -70,8 +70,6 @@ ENGINES = ("local", "ray")
 
 #: The audit cannot start (e.g. the output folder holds a different audit).
 AuditError = FolderError
-#: The audit stopped when asked; ``saved`` of ``total`` images are recorded and a re-run resumes.
-AuditInterrupted = RunInterrupted
 
 #: What an audit writes in its folder, for the shared engine's folder contract.
 AUDIT_FOLDER = FolderKind(
@@ -125,7 +123,8 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     of this process's threads; the folder, rows and resume are the same.
 
     Setting ``stop`` (from a signal handler or another thread) ends the run between images: the
-    images in flight are finished and recorded, then :class:`AuditInterrupted` says how many are saved.
+    images in flight are finished and recorded, then :class:`~ov_explain.runs.engine.RunInterrupted`
+    says how many are saved.
 
     ``all_samples`` is the whole dataset when ``samples`` is a selection of it: file names are made
     unique over the whole dataset so a later, larger run names files the same way.
