@@ -1,7 +1,7 @@
-"""Export to FiftyOne: the real fiftyone package and its bundled database, in its own environment.
+"""Export to FiftyOne: the real fiftyone package and its bundled database, in the README's test environment.
 
-Without fiftyone (the default test environment) the export must say which extra to install; with
-``OV_EXPLAIN_REQUIRE_FIFTYONE=1`` (CI's FiftyOne environment) a missing fiftyone fails instead of skipping.
+Without fiftyone (the xai environment) the export must say which extra to install; with
+``OV_EXPLAIN_REQUIRE_FIFTYONE=1`` (CI's main environment) a missing fiftyone fails instead of skipping.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from ov_explain.runs.audit.folder import read_rows
 HAVE_FIFTYONE = importlib.util.find_spec("fiftyone") is not None
 REQUIRED = os.environ.get("OV_EXPLAIN_REQUIRE_FIFTYONE") == "1"
 needs_fiftyone = pytest.mark.skipif(not HAVE_FIFTYONE and not REQUIRED,
-                                    reason="fiftyone is not installed (the fiftyone environment runs these)")
+                                    reason="fiftyone is not installed (the README's test command installs it)")
 
 #: Reads a dataset back in a fresh process and prints what a reviewer would see, as JSON.
 LOADER = """
