@@ -11,11 +11,10 @@ from typing import Any
 import click
 
 from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, fail, main, run_stoppable
-from ov_explain.cli.options import model_options, progress_bar, readout_option
+from ov_explain.cli.options import method_options, model_options, progress_bar, readout_option
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain import BACKENDS
-from ov_explain.explain.base import MODES
-from ov_explain.explain.registry import PRESETS, method_names
+from ov_explain.explain.registry import PRESETS
 
 
 # ----- audit --------------------------------------------------------------------------------------
@@ -29,12 +28,7 @@ from ov_explain.explain.registry import PRESETS, method_names
 @click.option("--label-map", type=click.Path(path_type=Path),
               help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
                    "synsets file when there is one).")
-@click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(method_names()),
-              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + "
-                   "linear, else reciprocam (white-box); aise (black-box).")
-@click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
-                                     "entering a transformer block (default: auto).")
+@method_options
 @click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True)
 @click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
 @click.option("--high-confidence", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),

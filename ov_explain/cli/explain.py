@@ -13,6 +13,7 @@ from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, fail, main
 from ov_explain.cli.options import (
     image_paths,
     load_classifier,
+    method_options,
     model_options,
     parse_targets,
     progress_bar,
@@ -20,19 +21,13 @@ from ov_explain.cli.options import (
 )
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain import BACKENDS
-from ov_explain.explain.base import MODES
-from ov_explain.explain.registry import PRESETS, method_names
+from ov_explain.explain.registry import PRESETS
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
-@click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True)
-@click.option("--method", type=click.Choice(method_names()),
-              help="Default: vitreciprocam for transformers; cam where the head is global average pooling + "
-                   "linear, else reciprocam (white-box); aise (black-box).")
-@click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
-                                     "entering a transformer block (default: auto).")
+@method_options
 @click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
                                               "comma-separate).")
 @click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1),

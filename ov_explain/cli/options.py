@@ -16,6 +16,8 @@ from ov_explain.core.devices import (
     DeviceRequest,
 )
 from ov_explain.core.errors import OvExplainError
+from ov_explain.explain.base import MODES
+from ov_explain.explain.registry import method_names
 
 
 # ----- shared model options -------------------------------------------------------------------------
@@ -36,6 +38,21 @@ def model_options(command: Any) -> Any:
                                              "device is what the device runs by default (bf16 on CPUs with AMX, "
                                              "f16 on GPU and NPU)."),
         click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def method_options(command: Any) -> Any:
+    """--mode, --method and --target-layer: how explain and audit choose the explanation method."""
+    options = [
+        click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True),
+        click.option("--method", type=click.Choice(method_names()),
+                     help="Default: vitreciprocam for transformers; cam where the head is global average pooling "
+                          "+ linear, else reciprocam (white-box); aise (black-box)."),
+        click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
+                                            "entering a transformer block (default: auto)."),
     ]
     for option in reversed(options):
         command = option(command)
