@@ -103,7 +103,7 @@ SELECTED_MAPS_METHODS = (("reciprocam", "logit"), ("cam", "probability"), ("cam"
 
 def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds: int) -> None:
     """Infer time of the XAI graphs over plain inference: every class's maps vs the top k selected in the graph."""
-    from ov_explain.explain.engines import compile_like
+    from ov_explain.explain.runners import compile_like
 
     print("== maps only for the top classes, selected in the graph (one image, infer only) ==")
     contenders = {}

@@ -12,7 +12,7 @@ from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
-from ov_explain.core import resources
+from ov_explain.core.config import OUTPUT_KINDS
 from ov_explain.core.devices import (
     DEFAULT_PRECISION,
     CompiledModel,
@@ -23,9 +23,10 @@ from ov_explain.core.devices import (
     optimal_requests,
 )
 from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError, one_line
+from ov_explain.core.files import ModelFiles
 from ov_explain.core.images import read_image
 from ov_explain.core.labels import check_labels, read_labels
-from ov_explain.core.ports import output_position
+from ov_explain.core.ports import classification_output, output_position, output_softmax
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.core.preprocess import (
     Geometry,
@@ -40,7 +41,6 @@ from ov_explain.core.preprocess_import import load_sidecar, load_spec_file, spec
 logger = logging.getLogger(__name__)
 
 ImageInput = Union[str, os.PathLike, np.ndarray]
-OUTPUT_KINDS = ("auto", "logits", "probabilities")
 
 
 @dataclass(frozen=True)
@@ -89,53 +89,6 @@ class Prediction:
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()}}
 
 
-@dataclass(frozen=True)
-class ModelFiles:
-    """A model file and the sidecar files found beside it."""
-
-    model: Path
-    preprocess: Path | None
-    labels: Path | None
-
-    @classmethod
-    def locate(cls, path: str | os.PathLike | None) -> "ModelFiles":
-        """Find the model (a file, or the single .xml/.onnx in a folder) and its sidecars.
-
-        Sidecars: ``<stem>.preprocess.json`` / ``<stem>.labels.txt``, else ``preprocess.json`` /
-        ``labels.txt`` in the same folder.
-        """
-        path = Path(path) if path is not None else resources.default_model_path()
-        if path.is_dir():
-            found = sorted(path.glob("*.xml")) or sorted(path.glob("*.onnx"))
-            if len(found) != 1:
-                raise ModelLoadError(f"{path}: expected exactly one .xml or .onnx model in the folder, "
-                                     f"found {len(found)}")
-            path = found[0]
-        if not path.is_file():
-            raise ModelLoadError(f"{path}: model file not found")
-        if path.suffix.lower() not in (".xml", ".onnx"):
-            raise ModelLoadError(f"{path}: expected an OpenVINO IR (.xml) or ONNX (.onnx) model")
-        stem = path.name[: -len(path.suffix)]
-
-        def sidecar(*names: str) -> Path | None:
-            return next((path.parent / n for n in names if (path.parent / n).is_file()), None)
-
-        return cls(path, sidecar(f"{stem}.preprocess.json", "preprocess.json"),
-                   sidecar(f"{stem}.labels.txt", "labels.txt"))
-
-    def digest(self) -> str:
-        """SHA-256 of the model's files (the .xml or .onnx, and the .bin beside an IR)."""
-        import hashlib
-
-        digest = hashlib.sha256()
-        for part in (self.model, self.model.with_suffix(".bin")):
-            if part.is_file():
-                with open(part, "rb") as handle:
-                    for chunk in iter(lambda: handle.read(1 << 20), b""):
-                        digest.update(chunk)
-        return digest.hexdigest()
-
-
 class Classifier:
     """An image classifier on OpenVINO.
 
@@ -170,9 +123,10 @@ class Classifier:
             self.model = self.core.read_model(str(self.files.model))
         except Exception as exc:  # OpenVINO raises RuntimeError with the parser's text
             raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
-        self.output_port = _classification_output(self.model, self.files.model)
+        self.output_port = classification_output(self.model, self.files.model)
         self.num_classes = int(self.output_port.get_partial_shape()[1].get_length())
         self.spec, self.embedded, self.custom_fn, self.preprocess_origin = self._resolve_preprocess(preprocess)
+        self.preprocess_given = preprocess is not None  # else the model's own (sidecar, in the IR, or plain)
         if self.custom_fn is None and not self.embedded:
             _check_spec_fits(self.model, self.spec, self.files.model)
         self.labels = self._resolve_labels(labels)
@@ -448,25 +402,6 @@ class Classifier:
         return check_labels([str(n) for n in labels], self.num_classes, "labels")
 
 
-def _classification_output(model: Any, path: Path) -> Any:
-    """The output holding class scores: shape (N, C) or (N, C, 1, 1); never a saliency map."""
-    candidates = []
-    for port in model.outputs:
-        names = port.get_names()
-        shape = port.get_partial_shape()
-        if "saliency_map" in names or shape.rank.is_dynamic:
-            continue
-        dims = list(shape)[1:]
-        if dims and dims[0].is_static and all(d.is_static and d.get_length() == 1 for d in dims[1:]):
-            candidates.append(port)
-    if not candidates:
-        shapes = ", ".join(str(p.get_partial_shape()) for p in model.outputs)
-        raise ModelLoadError(f"{path}: no classification output of shape (N, num_classes) (outputs: {shapes})")
-    if len(model.inputs) != 1:
-        raise ModelLoadError(f"{path}: expected a single image input, the model has {len(model.inputs)}")
-    return candidates[0]
-
-
 def _check_spec_fits(model: Any, spec: PreprocessSpec, path: Path) -> None:
     """A spec whose size or layout the model's static input cannot take is a setup error, found once
     here rather than as one failed inference per image."""
@@ -480,19 +415,6 @@ def _check_spec_fits(model: Any, spec: PreprocessSpec, path: Path) -> None:
             or channels not in (None, 1, 3)):
         raise PreprocessError(f"preprocessing spec: {spec.layout} {wanted[0]}x{wanted[1]} does not fit {path.name}, "
                               f"whose input is {shape}; give the spec the model's size and layout")
-
-
-def output_softmax(port: Any) -> Any | None:
-    """The Softmax node that produces the output ``port`` (through Result / shape ops / Convert), if any."""
-    node = port.get_node()
-    for _ in range(4):  # walk up through Result / Reshape / Convert to the producing op
-        kind = node.get_type_name()
-        if kind in ("Softmax", "SoftMax"):
-            return node
-        if kind not in ("Result", "Reshape", "Squeeze", "Convert", "Unsqueeze"):
-            return None
-        node = node.input_value(0).get_node()
-    return None
 
 
 def _graph_output_kind(port: Any) -> str:

@@ -7,6 +7,7 @@ builds an ``Equal`` op instead of comparing, so nodes are compared by their uniq
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any, Sequence
 
 from ov_explain.core.errors import ModelLoadError
@@ -35,3 +36,35 @@ def output_named(outputs: Sequence[Any], name: str) -> int:
             return position
     found = ", ".join(sorted(n for o in outputs for n in o.get_names())) or "none"
     raise ModelLoadError(f"the model has no output named {name!r} (outputs: {found})")
+
+
+def classification_output(model: Any, path: Path) -> Any:
+    """The output holding class scores: shape (N, C) or (N, C, 1, 1); never a saliency map."""
+    candidates = []
+    for port in model.outputs:
+        names = port.get_names()
+        shape = port.get_partial_shape()
+        if "saliency_map" in names or shape.rank.is_dynamic:
+            continue
+        dims = list(shape)[1:]
+        if dims and dims[0].is_static and all(d.is_static and d.get_length() == 1 for d in dims[1:]):
+            candidates.append(port)
+    if not candidates:
+        shapes = ", ".join(str(p.get_partial_shape()) for p in model.outputs)
+        raise ModelLoadError(f"{path}: no classification output of shape (N, num_classes) (outputs: {shapes})")
+    if len(model.inputs) != 1:
+        raise ModelLoadError(f"{path}: expected a single image input, the model has {len(model.inputs)}")
+    return candidates[0]
+
+
+def output_softmax(port: Any) -> Any | None:
+    """The Softmax node that produces the output ``port`` (through Result / shape ops / Convert), if any."""
+    node = port.get_node()
+    for _ in range(4):  # walk up through Result / Reshape / Convert to the producing op
+        kind = node.get_type_name()
+        if kind in ("Softmax", "SoftMax"):
+            return node
+        if kind not in ("Result", "Reshape", "Squeeze", "Convert", "Unsqueeze"):
+            return None
+        node = node.input_value(0).get_node()
+    return None

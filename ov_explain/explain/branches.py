@@ -9,7 +9,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ov_explain.core._compat import opset
-from ov_explain.core.model import output_softmax as find_softmax
+from ov_explain.core.ports import output_softmax as find_softmax
 from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
 
 logger = logging.getLogger(__name__)

@@ -19,9 +19,9 @@ from ov_explain.explain.base import (
     select_targets,
 )
 from ov_explain.explain.blackbox import Progress
-from ov_explain.explain.engines import BlackboxEngine, WhiteboxEngine
 from ov_explain.explain.method import BlackboxMethod, WhiteboxMethod
 from ov_explain.explain.registry import DEFAULT_BLACKBOX, METHODS, PRESETS, check_preset, resolve
+from ov_explain.explain.runners import BlackboxRunner, WhiteboxRunner
 from ov_explain.explain.whitebox import ALL_MAPS, MapSelection
 
 logger = logging.getLogger(__name__)
@@ -49,10 +49,10 @@ class Explainer:
         self.preset, self.seed, self.options = preset, seed, options
         self.fallback_reason: str | None = None
         mode, chosen = resolve(mode, method)
-        self._engine: WhiteboxEngine | BlackboxEngine
+        self._runner: WhiteboxRunner | BlackboxRunner
         if mode in ("auto", "whitebox"):
             try:
-                self._engine = WhiteboxEngine(classifier, chosen if isinstance(chosen, WhiteboxMethod) else None,
+                self._runner = WhiteboxRunner(classifier, chosen if isinstance(chosen, WhiteboxMethod) else None,
                                               target_layer, options)
             except WhiteboxUnsupportedError as exc:
                 if mode == "whitebox":
@@ -64,54 +64,54 @@ class Explainer:
                 dropped = sorted(set(options) - set(fallback.options))
                 if dropped:  # e.g. a white-box read-out: it means nothing to the black-box method
                     logger.warning("%s ignores the white-box option(s) %s", fallback.name, ", ".join(dropped))
-                self._engine = BlackboxEngine(classifier, fallback, preset, seed,
+                self._runner = BlackboxRunner(classifier, fallback, preset, seed,
                                               {k: v for k, v in options.items() if k not in dropped})
         else:
             assert isinstance(chosen, BlackboxMethod)
-            self._engine = BlackboxEngine(classifier, chosen, preset, seed, options)
+            self._runner = BlackboxRunner(classifier, chosen, preset, seed, options)
 
     # ----- what runs --------------------------------------------------------------------------------
     @property
     def mode(self) -> str:
-        return self._engine.mode
+        return self._runner.mode
 
     @property
     def method(self) -> str:
-        return self._engine.method.name
+        return self._runner.method.name
 
     @property
     def target_layer(self) -> str | None:
-        return self._engine.target_layer
+        return self._runner.target_layer
 
     @property
     def readout(self) -> str | None:
         """How white-box class scores are read: ``logit`` or ``probability`` (None for black-box and
         class-agnostic methods)."""
-        return getattr(self._engine, "readout", None)
+        return getattr(self._runner, "readout", None)
 
     @property
     def shortcut(self) -> bool:
         """Whether the maps come from one matrix product over the feature map (CAM; ReciproCAM's shortcut)."""
-        return self._engine.shortcut
+        return self._runner.shortcut
 
     @property
     def device(self) -> str:
-        return self._engine.device
+        return self._runner.device
 
     @property
     def precision(self) -> str:
         """The working precision the maps are computed in, as the compiled model reports it."""
-        return self._engine.precision
+        return self._runner.precision
 
     @property
     def compiled(self) -> Any:
         """The compiled model explanations run on (with the saliency output, for white-box)."""
-        return self._engine.compiled
+        return self._runner.compiled
 
     @property
     def parallel_requests(self) -> int:
         """How many inferences the device runs at once for this explainer's model."""
-        return self._engine.parallel_requests
+        return self._runner.parallel_requests
 
     def plan(self, budget: int | None = None) -> tuple[int, int]:
         """How a dataset run shares ``budget`` inferences in flight (default: the device's fill):
@@ -119,14 +119,14 @@ class Explainer:
         black-box images split the budget two ways, one explaining while the other decodes or writes."""
         if self.mode == "whitebox":
             return budget or self.parallel_requests + 1, 1
-        total = budget or self._engine.budget
+        total = budget or self._runner.budget
         images = min(2, total)
         return images, max(1, total // images)
 
     def close(self) -> None:
         """Release this thread's infer request now rather than at interpreter shutdown (the classifier,
         which others may share, is closed by its owner)."""
-        self._engine.close()
+        self._runner.close()
 
     def __enter__(self) -> "Explainer":
         return self
@@ -137,7 +137,7 @@ class Explainer:
     # ----- explain ----------------------------------------------------------------------------------
     def prepare(self, image: ImageInput, *, source: str | None = None) -> PreparedInput:
         """An image as this explainer's methods take it (black-box: at the model's input size)."""
-        return self._engine.prepare(image, source)
+        return self._runner.prepare(image, source)
 
     def explain(self, images: ImageInput | Sequence[ImageInput], targets: TargetChoice = "predicted", *,
                 top_k: int = 3, threshold: float = 0.1, progress: Progress | None = None
@@ -151,13 +151,13 @@ class Explainer:
         choose = self._chooser(targets, top_k, threshold)
         selection = self._selection(targets, top_k)
         # White-box: all images prepared, then batched; black-box: one at a time (each fills the device).
-        step = max(1, len(batch)) if self._engine.batches else 1
+        step = max(1, len(batch)) if self._runner.batches else 1
         results: list[Explanation] = []
         for start in range(0, len(batch), step):
             started = time.perf_counter()
             prepared = [self.prepare(image) for image in batch[start:start + step]]
             prep_ms = (time.perf_counter() - started) * 1000 / len(prepared)
-            results += self._timed(self._engine.explain(prepared, choose, top_k, progress=progress,
+            results += self._timed(self._runner.explain(prepared, choose, top_k, progress=progress,
                                                         selection=selection), prep_ms)
         return results[0] if single else results
 
@@ -170,7 +170,7 @@ class Explainer:
         writing overlap; ``parallel`` is this image's share of the audit's inference budget.
         """
         choose = self._chooser(targets, top_k, threshold)
-        explained = self._engine.explain([prepared], choose, top_k, parallel=parallel, progress=progress,
+        explained = self._runner.explain([prepared], choose, top_k, parallel=parallel, progress=progress,
                                          selection=self._selection(targets, top_k))
         return self._timed(explained, preprocess_ms)[0]
 

@@ -18,6 +18,7 @@ import numpy as np
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.explain.base import ExplainError
 from ov_explain.explain.blackbox import Progress, ScoreFunction
+from ov_explain.explain.graph import TargetLayer, find_target_layer
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,14 @@ class WhiteboxMethod(Method):
         makes of the output (``probabilities`` or logits), for the score read-out.
         """
         raise NotImplementedError
+
+
+class FeatureMapMethod(WhiteboxMethod):
+    """A white-box method that attaches to a CNN's feature map: the named one, or the last spatial map
+    before the head (:func:`~ov_explain.explain.graph.find_target_layer`)."""
+
+    def find_target(self, model: Any, name: str | None) -> TargetLayer:
+        return find_target_layer(model, name)
 
 
 class BlackboxMethod(Method):

@@ -18,8 +18,8 @@ import numpy as np
 
 from ov_explain.core.devices import DEFAULT_PRECISION, compile_with_fallback, discover
 from ov_explain.core.errors import DeviceError, OvExplainError, one_line
-from ov_explain.core.model import Classifier, output_softmax
-from ov_explain.core.ports import output_position
+from ov_explain.core.model import Classifier
+from ov_explain.core.ports import output_position, output_softmax
 from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
 from ov_explain.explain.graph import (
     feature_map_candidates,

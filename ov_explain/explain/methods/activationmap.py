@@ -9,20 +9,17 @@ import numpy as np
 
 from ov_explain.core._compat import opset
 from ov_explain.explain.branches import as_nchw
-from ov_explain.explain.graph import TargetLayer, find_target_layer
-from ov_explain.explain.method import Inserted, WhiteboxMethod
+from ov_explain.explain.graph import TargetLayer
+from ov_explain.explain.method import FeatureMapMethod, Inserted
 
 logger = logging.getLogger(__name__)
 
 
-class ActivationMap(WhiteboxMethod):
+class ActivationMap(FeatureMapMethod):
     name = "activationmap"
     summary = "channel mean of the last feature map (class-agnostic)"
     xai_name = "ACTIVATIONMAP"
     class_agnostic = True
-
-    def find_target(self, model: Any, name: str | None) -> TargetLayer:
-        return find_target_layer(model, name)
 
     def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
                classes: Any | None = None, output_kind: str = "auto") -> Inserted:

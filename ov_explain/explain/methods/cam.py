@@ -35,13 +35,13 @@ import numpy as np
 from ov_explain.core._compat import opset
 from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
 from ov_explain.explain.branches import class_weights, resolve_readout, scores_to_maps, weighted_cells
-from ov_explain.explain.graph import TargetLayer, find_target_layer, match_linear_head, with_visible_head
-from ov_explain.explain.method import Inserted, WhiteboxMethod
+from ov_explain.explain.graph import TargetLayer, match_linear_head, with_visible_head
+from ov_explain.explain.method import FeatureMapMethod, Inserted
 
 logger = logging.getLogger(__name__)
 
 
-class CAM(WhiteboxMethod):
+class CAM(FeatureMapMethod):
     name = "cam"
     summary = ("the class's head weights applied to the last feature map: Grad-CAM without a backward pass "
                "(global-average-pooling + linear heads)")
@@ -51,9 +51,6 @@ class CAM(WhiteboxMethod):
     default_readout = "probability"
     #: ``readout``: ``probability`` (default; Grad-CAM of the softmax) or ``logit`` (Grad-CAM of the score).
     options = {"readout": None}
-
-    def find_target(self, model: Any, name: str | None) -> TargetLayer:
-        return find_target_layer(model, name)
 
     def graph_for_head(self, model: Any, position: int, target_layer: str | None) -> Any:
         """The graph in which the head is matched: constant-folded where only folding shows it (as built)."""

@@ -30,7 +30,7 @@ from ov_explain.explain.branches import (
     with_dynamic_batch,
 )
 from ov_explain.explain.graph import LinearHead, TargetLayer, find_target_layer, match_linear_head
-from ov_explain.explain.method import Inserted, WhiteboxMethod
+from ov_explain.explain.method import FeatureMapMethod, Inserted
 from ov_explain.explain.tail import TailClone
 
 logger = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def _mosaic(work: Any, position: int, target: TargetLayer, classification_output
     return mosaic_scores_to_maps(tail, position, classification_output, h, w, readout, output_kind)
 
 
-class ReciproCAM(WhiteboxMethod):
+class ReciproCAM(FeatureMapMethod):
     name = "reciprocam"
     summary = "each cell of the last feature map kept alone, scored by the head: a map for every class"
     xai_name = "RECIPROCAM"
@@ -77,9 +77,6 @@ class ReciproCAM(WhiteboxMethod):
     #: ``shortcut``: None uses the algebraic shortcut when the head allows it; True requires it;
     #: False always runs the mosaic. ``readout``: ``logit`` (default) or ``probability``.
     options = {"shortcut": None, "readout": None}
-
-    def find_target(self, model: Any, name: str | None) -> TargetLayer:
-        return find_target_layer(model, name)
 
     def insert(self, work: Any, position: int, target: TargetLayer, options: Mapping[str, Any], *,
                classes: Any | None = None, output_kind: str = "auto") -> Inserted:

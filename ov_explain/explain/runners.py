@@ -75,7 +75,7 @@ class _XaiGraph:
         self.fallback_out = next((i for i, n in enumerate(names) if FALLBACK_OUTPUT in n), None)
 
 
-class WhiteboxEngine:
+class WhiteboxRunner:
     """The classifier compiled with a ``saliency_map`` output: predictions and maps in one inference.
 
     When the method computes maps by the algebraic shortcut (ReciproCAM on a pooling + linear head,
@@ -246,7 +246,7 @@ class WhiteboxEngine:
                             _projector(input_size, geometry), readout=readout(c)) for c in chosen]
 
 
-class BlackboxEngine:
+class BlackboxRunner:
     """A THROUGHPUT-compiled copy of the classifier that scores perturbed inputs for a black-box method."""
 
     mode = "blackbox"

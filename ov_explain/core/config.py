@@ -1,0 +1,158 @@
+"""Options declared once: validated dataclasses that the CLI builds, the Python API takes, Ray actors
+receive and settings files are written from.
+
+Every run option is a field of exactly one config, so :func:`apply_shortcuts` can take a keyword
+(``device="CPU"``, ``limit=10``) and put it where it belongs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from ov_explain.core.devices import DEFAULT_PRECISION, DeviceRequest, check_precision
+from ov_explain.core.errors import OvExplainError
+
+logger = logging.getLogger(__name__)
+
+#: What the model outputs: decided from the graph and values (auto), or said by the user.
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
+
+
+class ConfigError(OvExplainError, TypeError):
+    """An option that no config has, or a value a config refuses."""
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which model and how it runs: everything a :class:`~ov_explain.core.model.Classifier` is built from.
+
+    ``path``: an IR .xml, an .onnx or a folder with one (None: the bundled EfficientNet-Lite0).
+    ``precision`` is the *requested* precision (``device``: what the device runs by default); the one
+    that executed is the classifier's ``precision``. ``preprocess``: a spec (object, dict or .json), a
+    function or ``module:function`` (None: the model's own). ``cache_dir``: the compiled-model cache
+    (``default``: the user cache folder; None: no cache).
+    """
+
+    path: str | os.PathLike | None = None
+    device: str = "AUTO"
+    precision: str = DEFAULT_PRECISION
+    preprocess: Any = None
+    labels: Sequence[str] | str | os.PathLike | None = None
+    output: str = "auto"
+    cache_dir: str | os.PathLike | None = "default"
+
+    def __post_init__(self) -> None:
+        DeviceRequest.parse(self.device)
+        object.__setattr__(self, "precision", check_precision(self.precision))
+        if self.output not in OUTPUT_KINDS:
+            raise ConfigError(f"output must be one of {list(OUTPUT_KINDS)}, got {self.output!r}")
+
+    def load(self, *, hint: str = "LATENCY", core: Any = None) -> Any:
+        """The classifier (``hint``: LATENCY for one image at a time, THROUGHPUT for datasets)."""
+        from ov_explain.core.model import Classifier
+
+        return Classifier(self.path, device=self.device, preprocess=self.preprocess, labels=self.labels,
+                          output=self.output, hint=hint, cache_dir=self.cache_dir, core=core,
+                          precision=self.precision)
+
+    def resolved(self, classifier: Any) -> "ModelConfig":
+        """This config with the model file the classifier found (absolute): what another process loads."""
+        return dataclasses.replace(self, path=classifier.files.model.resolve())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: paths as text, a preprocessing function by its qualified name."""
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ModelConfig":
+        return from_dict(cls, data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        return str(value)
+    if callable(value):
+        return f"custom:{getattr(value, '__module__', '?')}.{getattr(value, '__qualname__', repr(value))}"
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+    return value
+
+
+def from_dict(cls: type, data: Mapping[str, Any]) -> Any:
+    """``cls(**data)``, refusing keys that are not its fields with one line naming them."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__}: no field {', '.join(map(repr, unknown))}; its fields: "
+                          f"{', '.join(sorted(names))}")
+    return cls(**data)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Any config as JSON-ready values (nested configs as dicts)."""
+    return {f.name: _plain(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+def apply_shortcuts(configs: dict[str, Any], shortcuts: Mapping[str, Any], *,
+                    prefixes: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """Each keyword put into the one config (or the config inside a config) that has a field of that name.
+
+    ``configs``: role -> config. ``prefixes``: a keyword ``<prefix>_<field>`` goes to those roles only
+    (``reference_device`` to the reference model); an unprefixed model field goes to all of them. A
+    keyword no config has is a :class:`ConfigError` naming the ones there are.
+    """
+    result = dict(configs)
+    for keyword, value in shortcuts.items():
+        roles, field = list(result), keyword
+        for prefix, targets in (prefixes or {}).items():
+            if keyword.startswith(prefix + "_"):
+                roles, field = list(targets), keyword[len(prefix) + 1:]
+                break
+        placed = False
+        for role in roles:
+            updated = _set_field(result[role], field, value)
+            if updated is not None:
+                result[role], placed = updated, True
+        if not placed:
+            known = sorted({name for config in configs.values() for name in _field_names(config)})
+            raise ConfigError(f"unknown option {keyword!r}; options: {', '.join(known)}")
+    return result
+
+
+def _set_field(config: Any, name: str, value: Any) -> Any | None:
+    """``config`` with ``name`` set (searched one level down too), or None if it has no such field."""
+    fields = {f.name for f in dataclasses.fields(config)}
+    if name in fields:
+        return dataclasses.replace(config, **{name: value})
+    for field in fields:
+        inner = getattr(config, field)
+        if dataclasses.is_dataclass(inner) and not isinstance(inner, type) and name in _field_names(inner, 0):
+            return dataclasses.replace(config, **{field: dataclasses.replace(inner, **{name: value})})
+    return None
+
+
+def _field_names(config: Any, depth: int = 1) -> list[str]:
+    names = []
+    for field in dataclasses.fields(config):
+        inner = getattr(config, field.name)
+        if depth and dataclasses.is_dataclass(inner) and not isinstance(inner, type):
+            names += _field_names(inner, 0)
+        else:
+            names.append(field.name)
+    return names
+
+
+def model_config(model: "ModelConfig | str | os.PathLike | None") -> ModelConfig:
+    """A model given as a config, a path or None (the bundled one)."""
+    if isinstance(model, ModelConfig):
+        return model
+    if model is None or isinstance(model, (str, os.PathLike)):
+        return ModelConfig(Path(model) if model is not None else None)
+    raise ConfigError(f"model: expected a ModelConfig, a path or None, got {type(model).__name__}")
