@@ -8,6 +8,7 @@ from importlib import import_module
 from typing import Any
 
 from ov_explain.core import resources
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.devices import (
     DEFAULT_PRECISION,
     PRECISIONS,
@@ -35,22 +36,28 @@ __version__ = "0.1.0"
 __all__ = [
     "DEFAULT_PRECISION", "PRECISIONS", "Classifier", "ClassScore", "DeviceError", "DeviceInfo", "DeviceRequest",
     "Geometry", "ImageReadError",
-    "LabelsError", "ModelFiles", "ModelLoadError", "OvExplainError", "Prediction", "PreprocessError",
+    "LabelsError", "ModelConfig", "ModelFiles", "ModelLoadError", "OvExplainError", "Prediction", "PreprocessError",
     "PreprocessSpec", "auto_choice", "compile_with_fallback", "decode_image", "default_model_path", "discover",
     "read_image", "resources", "sample_images",
     # the layers above the core, imported when first used (``import ov_explain`` stays light)
-    "Explainer", "RayOptions", "audit", "check_gate", "drift", "parse_gate", "parse_name", "quantize",
+    "AuditOptions", "DatasetConfig", "DriftOptions", "ExplainConfig", "Explainer", "RayOptions", "RunConfig",
+    "audit", "check_gate", "drift", "parse_gate", "parse_name", "quantize",
     "sample_images_dir",
 ]
 
 #: Public names of the upper layers: name -> the module that defines it.
 _LAZY = {
+    "AuditOptions": "ov_explain.runs.audit.run",
+    "DatasetConfig": "ov_explain.runs.config",
+    "DriftOptions": "ov_explain.runs.drift.run",
+    "ExplainConfig": "ov_explain.explain.config",
     "Explainer": "ov_explain.explain.explainer",
+    "RunConfig": "ov_explain.runs.config",
     "RayOptions": "ov_explain.runs.ray_engine",
     "audit": "ov_explain.runs.audit.run",
-    "check_gate": "ov_explain.runs.drift.run",
+    "check_gate": "ov_explain.runs.drift.gate",
     "drift": "ov_explain.runs.drift.run",
-    "parse_gate": "ov_explain.runs.drift.run",
+    "parse_gate": "ov_explain.runs.drift.gate",
     "parse_name": "ov_explain.runs.naming",
     "quantize": "ov_explain.tools.quantize",
     "sample_images_dir": "ov_explain.core.resources",

@@ -32,7 +32,7 @@ from ov_explain.core.resources import sample_images_dir  # noqa: E402
 from ov_explain.explain import Explainer  # noqa: E402
 from ov_explain.runs.audit.run import AuditOptions, run_audit  # noqa: E402
 from ov_explain.runs.dataset import read_dataset  # noqa: E402
-from ov_explain.runs.drift.run import run_drift  # noqa: E402
+from ov_explain.runs.drift.run import DriftOptions, run_drift  # noqa: E402
 from ov_explain.tools.quantize import quantize  # noqa: E402
 
 
@@ -68,7 +68,8 @@ def main() -> None:
 
         def drift(number: int) -> tuple[float, float]:
             started = time.perf_counter()
-            summary = run_drift(samples, reference, candidate, work / f"drift_{number}", report=False)
+            summary = run_drift(samples, reference, candidate, work / f"drift_{number}",
+                                options=DriftOptions(report=False))
             return time.perf_counter() - started, summary.seconds
 
         paths = [s.path for s in samples]

@@ -200,8 +200,8 @@ summary = drift(sample_images_dir() / "ground_truth.csv", OUT / "drift", referen
                 candidate=OUT / "int8" / "lite0_int8.xml", restart=True)
 print(f"{summary.images} images: top-1 agreement {summary.top1_agreement}, map correlation median "
       f"{summary.map_correlation_median}, 5th percentile {summary.map_correlation_p05}")
-for category, count in summary.categories.items():
-    print(f"  {category:20s} {count}")
+for case, count in summary.cases.items():
+    print(f"  {case:20s} {count}")
 for before, row in summary.case_transitions.items():
     for after, count in row.items():
         print(f"  {before} -> {after}: {count}")'''),

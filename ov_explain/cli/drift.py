@@ -11,13 +11,21 @@ from typing import Any
 import click
 
 from ov_explain.cli.app import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, fail, main, run_stoppable
-from ov_explain.cli.options import progress_bar
+from ov_explain.cli.options import (
+    MODEL_OPTIONS,
+    config_options,
+    data_options,
+    explain_options,
+    model_fields,
+    progress_bar,
+    run_options,
+)
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.devices import (
     DEFAULT_PRECISION,
     PRECISIONS,
 )
 from ov_explain.core.errors import OvExplainError
-from ov_explain.explain.registry import PRESETS, method_names
 
 
 # ----- deployment drift -------------------------------------------------------------------------------
@@ -32,9 +40,7 @@ from ov_explain.explain.registry import PRESETS, method_names
               help="NNCF preset: symmetric (performance) or asymmetric activations (mixed).")
 @click.option("--model-type", type=click.Choice(["cnn", "transformer"]), default="cnn", show_default=True,
               help="transformer: NNCF's rules for attention blocks.")
-@click.option("--preprocess", help="Spec .json (ov_explain, timm or Hugging Face) or function, as for the other "
-                                   "commands. Default: the model's own.")
-@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line.")
+@model_fields("preprocess", "labels")
 def quantize(model_path: Path | None, calibration: Path, out_path: Path, subset_size: int, preset: str,
              model_type: str, preprocess: str | None, labels: Path | None) -> None:
     """Quantize MODEL (default: the bundled one) to INT8 with NNCF; the IR keeps its spec and labels."""
@@ -50,55 +56,83 @@ def quantize(model_path: Path | None, calibration: Path, out_path: Path, subset_
                f"{report.size_before_bytes / 1e6:.1f} MB -> {report.size_after_bytes / 1e6:.1f} MB on disk")
 
 
+def _deployments(reference: Path | None, candidate: Path | None, reference_device: str,
+                 candidate_device: str | None, reference_precision: str, candidate_precision: str | None,
+                 preprocess: str | None, labels: Path | None, output_kind: str, no_cache: bool) -> Any:
+    """(reference, candidate) model configs: the candidate's options default to the reference's."""
+    import dataclasses
+
+    ref = ModelConfig(reference, reference_device, reference_precision, preprocess, labels, output_kind,
+                      None if no_cache else "default")
+    return ref, dataclasses.replace(ref, path=candidate or reference, device=candidate_device or reference_device,
+                                    precision=candidate_precision or reference_precision)
+
+
+#: The two deployments, as ``deployments: (ModelConfig, ModelConfig)``; the model options both share.
+deployment_options = config_options("deployments", _deployments, [
+    click.option("--reference", type=click.Path(path_type=Path), help="Reference IR / ONNX (default: the bundled "
+                                                                      "model)."),
+    click.option("--candidate", type=click.Path(path_type=Path), help="Candidate IR / ONNX (default: the reference)."),
+    click.option("--reference-device", default="AUTO", show_default=True),
+    click.option("--candidate-device", help="Default: the reference's device."),
+    click.option("--reference-precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION,
+                 show_default=True),
+    click.option("--candidate-precision", type=click.Choice(list(PRECISIONS)),
+                 help="Default: the reference's precision; 'device' compares the model as the device runs it."),
+    MODEL_OPTIONS["preprocess"], MODEL_OPTIONS["labels"], MODEL_OPTIONS["output"], MODEL_OPTIONS["cache"],
+])
+
+
+def _drift_options(min_correlation: float, min_iou: float, high_confidence: float, two_predictions: float,
+                   no_report: bool) -> Any:
+    from ov_explain.runs.cases import CaseThresholds
+    from ov_explain.runs.drift.run import DriftOptions, DriftThresholds
+
+    return DriftOptions(DriftThresholds(min_correlation, min_iou), CaseThresholds(high_confidence, two_predictions),
+                        report=not no_report)
+
+
+#: When attention moved, which classes are compared, report.html: ``options: DriftOptions``.
+drift_options = config_options("options", _drift_options, [
+    click.option("--min-correlation", default=0.8, show_default=True, type=click.FloatRange(-1, 1),
+                 help="A kept prediction whose map correlation is below this: attention moved."),
+    click.option("--min-iou", default=0.3, show_default=True, type=click.FloatRange(0, 1),
+                 help="A kept prediction whose top-10 % overlap is below this: attention moved."),
+    click.option("--high-confidence", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                 help="The reference's case thresholds, which choose the classes compared (as for audit)."),
+    click.option("--two-predictions", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                 help="Runner-up probability from which its map is compared too."),
+    click.option("--no-report", is_flag=True, help="Skip report.html."),
+])
+
+
 @main.command()
 @click.argument("dataset", type=click.Path(path_type=Path))
-@click.option("--reference", type=click.Path(path_type=Path), help="Reference IR / ONNX (default: the bundled model).")
-@click.option("--candidate", type=click.Path(path_type=Path), help="Candidate IR / ONNX (default: the reference).")
-@click.option("--reference-device", default="AUTO", show_default=True)
-@click.option("--candidate-device", help="Default: the reference's device.")
-@click.option("--reference-precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION,
-              show_default=True)
-@click.option("--candidate-precision", type=click.Choice(list(PRECISIONS)),
-              help="Default: the reference's precision; 'device' compares the model as the device runs it.")
-@click.option("--method", type=click.Choice(method_names()), help="Default: the white-box method for the graph.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True)
+@deployment_options
+@explain_options()
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("ov-explain-drift"),
               show_default=True, help="Output folder; a drift audit there of the same deployments is resumed.")
-@click.option("--label-map", type=click.Path(path_type=Path), help="Folder ids to classes, as for audit.")
-@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images.")
-@click.option("--min-correlation", default=0.8, show_default=True, type=click.FloatRange(-1, 1),
-              help="A kept prediction whose map correlation is below this: attention moved.")
-@click.option("--min-iou", default=0.3, show_default=True, type=click.FloatRange(0, 1),
-              help="A kept prediction whose top-10 % overlap is below this: attention moved.")
+@data_options()
+@drift_options
 @click.option("--fail-on", help="Gate, e.g. 'top1-agreement<0.99,map-correlation-p05<0.8': exit 4 when crossed.")
-@click.option("--workers", type=click.IntRange(min=1), help="Images at once (default: both devices' requests).")
-@click.option("--restart", is_flag=True, help="Delete the drift audit in --out and start over.")
-@click.option("--no-report", is_flag=True, help="Skip report.html.")
-@click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache.")
+@run_options("drift audit")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def drift(dataset: Path, reference: Path | None, candidate: Path | None, reference_device: str,
-          candidate_device: str | None, reference_precision: str, candidate_precision: str | None,
-          method: str | None, preset: str, out_dir: Path, label_map: Path | None, limit: int | None,
-          min_correlation: float, min_iou: float, fail_on: str | None, workers: int | None, restart: bool,
-          no_report: bool, no_cache: bool, as_json: bool) -> None:
+def drift(dataset: Path, deployments: Any, explain: Any, out_dir: Path, data: Any, options: Any,
+          fail_on: str | None, run: Any, as_json: bool) -> None:
     """Compare two deployments of a classifier on DATASET: what changed in predictions and maps."""
-    from ov_explain.runs.drift.run import DriftThresholds, check_gate, parse_gate
-    from ov_explain.runs.drift.run import drift as run
+    from ov_explain.runs.drift.gate import check_gate, parse_gate
+    from ov_explain.runs.drift.run import drift as run_drift
 
     try:
         limits = parse_gate(fail_on) if fail_on else []
-        thresholds = DriftThresholds(min_correlation, min_iou)
     except OvExplainError as exc:
         fail(str(exc))
     bar, update = progress_bar("drift", "img", leave=True)
+    reference, candidate = deployments
 
     def work(stop: threading.Event) -> Any:
-        return run(dataset, out_dir, reference=reference, candidate=candidate,
-                   reference_device=reference_device, candidate_device=candidate_device,
-                   reference_precision=reference_precision, candidate_precision=candidate_precision,
-                   method=method, preset=preset, label_map=label_map, limit=limit, thresholds=thresholds,
-                   restart=restart, workers=workers, report=not no_report, progress=update,
-                   cache_dir=None if no_cache else "default", stop=stop)
+        return run_drift(dataset, out_dir, reference=reference, candidate=candidate, explain=explain, data=data,
+                         run=run, options=options, progress=update, stop=stop)
 
     summary = run_stoppable(bar, work)
     crossed = check_gate(summary, limits)
@@ -111,10 +145,10 @@ def drift(dataset: Path, reference: Path | None, candidate: Path | None, referen
                    f"{cand['precision']} ({summary.resumed} resumed)")
         click.echo(f"  top-1 agreement {summary.top1_agreement}, map correlation median "
                    f"{summary.map_correlation_median}, 5th percentile {summary.map_correlation_p05}")
-        for category, count in summary.categories.items():
-            click.echo(f"  {category:20s} {count}")
+        for case, count in summary.cases.items():
+            click.echo(f"  {case:20s} {count}")
         click.echo(f"rows: {summary.out_dir / 'drift.csv'}, summary: {summary.out_dir / 'summary.json'}"
-                   + ("" if no_report else f", report: {summary.out_dir / 'report.html'}"))
+                   + ("" if not options.report else f", report: {summary.out_dir / 'report.html'}"))
     if crossed:
         click.echo("gate failed: " + "; ".join(crossed), err=True)
         sys.exit(EXIT_GATE)

@@ -11,52 +11,42 @@ import click
 
 from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, fail, main
 from ov_explain.cli.options import (
+    explain_options,
     image_paths,
     load_classifier,
-    method_options,
     model_options,
     parse_targets,
     progress_bar,
-    readout_option,
 )
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.errors import OvExplainError
-from ov_explain.explain import BACKENDS
-from ov_explain.explain.registry import PRESETS
+from ov_explain.explain.config import ExplainConfig
 
 
 @main.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
-@method_options
+@explain_options()
 @click.option("--targets", multiple=True, help="predicted (default), all, or class names/indices (repeat or "
                                               "comma-separate).")
 @click.option("-k", "--top-k", default=3, show_default=True, type=click.IntRange(min=1),
               help="With --targets predicted: at most this many classes.")
 @click.option("--threshold", default=0.1, show_default=True, type=click.FloatRange(0, 1),
               help="With --targets predicted: also explain classes at least this probable.")
-@click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True,
-              help="Black-box quality/speed preset (RISE 1000/5000/10000 masks).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")
-@click.option("--backend", type=click.Choice(list(BACKENDS)), default="native", show_default=True,
-              help="openvino-xai needs the xai extra (OpenVINO 2024.4).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("explanations"), show_default=True)
 @click.option("--raw", is_flag=True, help="Also save the raw maps (feature resolution) as .npy.")
 @click.option("--colormap", default="jet", show_default=True)
 @click.option("--weight", default=0.5, show_default=True, type=click.FloatRange(0, 1), help="Overlay opacity.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report on stdout.")
-@readout_option
-def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
-            device: str, output_kind: str, precision: str, no_cache: bool, mode: str, method: str | None,
-            target_layer: str | None, targets: tuple[str, ...], top_k: int, threshold: float, preset: str, seed: int,
-            backend: str, out_dir: Path, raw: bool, colormap: str, weight: float, as_json: bool,
-            readout: str | None) -> None:
+def explain(images: tuple[Path, ...], model: ModelConfig, explain: ExplainConfig, targets: tuple[str, ...],
+            top_k: int, threshold: float, out_dir: Path, raw: bool, colormap: str, weight: float,
+            as_json: bool) -> None:
     """Explain each IMAGE (a file, or a folder of images): overlays (and raw maps) in --out, a summary of
     what ran."""
     import numpy as np
 
     from ov_explain.core.images import read_image
     from ov_explain.core.storage import ensure_writable_folder
-    from ov_explain.explain import create_explainer
     from ov_explain.explain.base import select_targets
     from ov_explain.render import COLORMAPS
     from ov_explain.runs.naming import safe_component
@@ -65,12 +55,9 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
     if colormap not in COLORMAPS:
         fail(f"unknown colormap {colormap!r}; known: {', '.join(COLORMAPS)}")
     images = tuple(image_paths(images))
-    classifier = load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
-                                  "LATENCY")
+    classifier = load_classifier(model, "LATENCY")
     try:
-        explainer = create_explainer(classifier, backend=backend, mode=mode, method=method,
-                                     target_layer=target_layer, preset=preset, seed=seed,
-                                     **({} if readout is None else {"readout": readout}))
+        explainer = explain.create(classifier)
     except OvExplainError as exc:
         fail(str(exc))
     wanted = parse_targets(targets)
@@ -125,8 +112,8 @@ def explain(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
                 click.echo(f"  {saliency.label}{probability} -> {item['overlay']}")
     if as_json:
         click.echo(json.dumps({"model": str(classifier.files.model), "mode": explainer.mode,
-                               "method": explainer.method, "backend": backend, "device": explainer.device,
-                               "precision": explainer.precision, "requested_precision": precision,
+                               "method": explainer.method, "backend": explain.backend, "device": explainer.device,
+                               "precision": explainer.precision, "requested_precision": model.precision,
                                "fallback_reason": getattr(explainer, "fallback_reason", None),
                                "explanations": report, "errors": errors}, indent=2))
     elif errors:

@@ -47,11 +47,12 @@ def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
               help="Passed to the storage backend, e.g. endpoint_url=http://127.0.0.1:9000, profile=NAME "
                    "(credentials: better from the environment or a profile). Repeatable.")
-@click.option("--workers", default=8, show_default=True, type=click.IntRange(min=1), help="Uploads at once.")
+@click.option("--uploads", "--workers", "uploads", default=8, show_default=True, type=click.IntRange(min=1),
+              help="Uploads at once (--workers: its earlier name).")
 @click.option("--include-images", is_flag=True, help="Object storage: upload the original images too "
                                                      "(images/<stem>.<ext>, in the locators as image_locator).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
-def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], workers: int, include_images: bool,
+def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], uploads: int, include_images: bool,
            as_json: bool) -> None:
     """Export AUDIT_DIR (an audit's or a drift audit's folder) to object storage or FiftyOne.
 
@@ -62,7 +63,7 @@ def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], 
     options = _storage_options(storage_options)
     bar, update = progress_bar("export", "map" if destination.startswith("fiftyone:") else "obj", leave=True)
     try:
-        report = run(audit_dir, destination, storage_options=options, workers=workers,
+        report = run(audit_dir, destination, storage_options=options, uploads=uploads,
                      include_images=include_images, progress=update)
     except OvExplainError as exc:
         bar.close()

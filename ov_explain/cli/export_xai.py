@@ -8,7 +8,8 @@ import click
 
 from ov_explain.cli.app import fail, main
 from ov_explain.cli.options import load_classifier, model_options, readout_option
-from ov_explain.core.errors import OvExplainError, one_line
+from ov_explain.core.config import ModelConfig
+from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.registry import method_names
 
 
@@ -25,8 +26,7 @@ from ov_explain.explain.registry import method_names
                    "comma-separated class indices or names.")
 @readout_option
 @click.option("--out", "out_path", type=click.Path(path_type=Path), required=True, help="Output IR, e.g. xai.xml")
-def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str, output_kind: str,
-               precision: str, no_cache: bool, method: str | None, target_layer: str | None,
+def export_xai(model: ModelConfig, method: str | None, target_layer: str | None,
                embed_preprocessing: bool, maps: str, readout: str | None, out_path: Path) -> None:
     """Save an IR that outputs predictions and a `saliency_map` in one inference.
 
@@ -35,57 +35,17 @@ def export_xai(model_path: Path | None, preprocess: str | None, labels: Path | N
     it is written, so an export that the device cannot run fails here; the precision that executed
     is printed.
     """
-    import openvino as ov
+    from ov_explain.tools.xai_export import export_xai as run
 
-    from ov_explain.core.devices import compile_with_fallback
-    from ov_explain.core.labels import resolve_class
-    from ov_explain.core.storage import ensure_writable_folder
-    from ov_explain.explain import build_xai_model
-    from ov_explain.explain.whitebox import MapSelection
-    from ov_explain.tools.model_info import add_model_api_info
-
-    if out_path.suffix.lower() != ".xml":
-        fail(f"{out_path}: the output must be an IR path ending in .xml")
-    classifier = load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache,
-                                  "LATENCY")
-    if embed_preprocessing and classifier.custom_fn is not None:
-        fail("--embed-preprocessing needs a preprocessing spec; a custom function cannot go into the graph")
+    classifier = load_classifier(model, "LATENCY")
     try:
-        selection = MapSelection.parse(maps, lambda item: resolve_class(int(item) if item.isdigit() else item,
-                                                                        classifier.labels, classifier.num_classes))
-    except OvExplainError as exc:
-        fail(f"--maps: {exc}")
-    try:
-        xai = build_xai_model(classifier.model, classifier.output_port, method, target_layer=target_layer,
-                              maps=selection, output_kind=classifier.output_kind,
-                              **({} if readout is None else {"readout": readout}))
-        exported = xai.model
-        if embed_preprocessing and not classifier.embedded:
-            exported = classifier.spec.embed(exported)
-        embedded = classifier.embedded or embed_preprocessing
-        if classifier.custom_fn is None:
-            add_model_api_info(exported, classifier.spec, classifier.labels, embedded=embedded)
-        checked = compile_with_fallback(classifier.core, exported, classifier.compile_info.device,
-                                        cache_dir=None, precision=precision)
+        with classifier:
+            done = run(classifier, out_path, method=method, target_layer=target_layer, maps=maps, readout=readout,
+                       embed_preprocessing=embed_preprocessing)
     except OvExplainError as exc:
         fail(str(exc))
-    classifier.close()
-    stem = out_path.name[: -len(out_path.suffix)]
-    try:
-        ensure_writable_folder(out_path.parent)
-        ov.save_model(exported, str(out_path), compress_to_fp16=False)
-        if classifier.custom_fn is None:
-            classifier.spec.to_json(out_path.with_name(f"{stem}.preprocess.json"))
-        if classifier.labels is not None:
-            out_path.with_name(f"{stem}.labels.txt").write_text("\n".join(classifier.labels) + "\n",
-                                                                encoding="utf-8")
-    except OvExplainError as exc:
-        fail(f"--out {exc}")
-    except (OSError, RuntimeError) as exc:  # OpenVINO's writer raises RuntimeError ("Can't open bin file")
-        fail(f"--out {out_path}: cannot write the IR ({one_line(exc)})")
+    xai = done.xai
     readout_text = f", {xai.readout} read-out" if xai.readout else ""
     click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps "
                f"for {xai.maps.describe()} classes{readout_text}{', algebraic shortcut' if xai.shortcut else ''}); "
-               "outputs: "
-               + ", ".join(sorted(next(iter(o.get_names()), '?') for o in xai.model.outputs))
-               + f"; runs on {','.join(checked.execution_devices)} in {checked.precision}")
+               f"outputs: {', '.join(done.outputs)}; runs on {','.join(done.execution_devices)} in {done.precision}")

@@ -9,10 +9,7 @@ from typing import Any
 import click
 
 from ov_explain.cli.app import fail, main
-from ov_explain.core.devices import (
-    DEFAULT_PRECISION,
-    PRECISIONS,
-)
+from ov_explain.cli.options import model_fields
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.registry import method_names
 
@@ -20,16 +17,12 @@ from ov_explain.explain.registry import method_names
 # ----- inspect ----------------------------------------------------------------------------------------
 @main.command()
 @click.argument("model_path", required=False, type=click.Path(path_type=Path))
-@click.option("--preprocess", help="Spec .json or function, as for the other commands. Default: the model's own.")
-@click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line.")
-@click.option("--output", "output_kind", type=click.Choice(["auto", "logits", "probabilities"]),
-              default="auto", show_default=True, help="What the model outputs (default: found from the graph).")
+@model_fields("preprocess", "labels", "output")
 @click.option("--method", type=click.Choice(method_names("whitebox")),
               help="White-box method to try. Default: vitreciprocam for transformers; cam where the head is "
                    "global average pooling + linear, else reciprocam.")
 @click.option("--target-layer", help="Node name of the feature map or token stream to try (default: auto).")
-@click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION, show_default=True,
-              help="Working precision each device is asked to compile in.")
+@model_fields("precision")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def inspect(model_path: Path | None, preprocess: str | None, labels: Path | None, output_kind: str,
             method: str | None, target_layer: str | None, precision: str, as_json: bool) -> None:

@@ -1,51 +1,98 @@
-"""What several commands share: the model options, the read-out option, loading the classifier,
-IMAGE arguments (files or folders), class targets and progress bars."""
+"""What several commands share: option decorators that become the library's configs (model, explanation,
+dataset, run), loading the classifier, IMAGE arguments (files or folders), class targets and progress bars."""
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import click
 
 from ov_explain.cli.app import fail
-from ov_explain.core.devices import (
-    DEFAULT_PRECISION,
-    PRECISIONS,
-    DeviceRequest,
-)
+from ov_explain.core.config import OUTPUT_KINDS, ModelConfig
+from ov_explain.core.devices import DEFAULT_PRECISION, PRECISIONS
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.base import MODES
-from ov_explain.explain.registry import method_names
+from ov_explain.explain.config import BACKENDS, READOUTS, ExplainConfig
+from ov_explain.explain.registry import PRESETS, method_names
+from ov_explain.runs.config import ENGINES, DatasetConfig, RunConfig
+from ov_explain.runs.dataset import DATASET_KINDS
+from ov_explain.runs.ray_engine import RayOptions
 
 
-# ----- shared model options -------------------------------------------------------------------------
-def model_options(command: Any) -> Any:
-    options = [
-        click.option("--model", "model_path", type=click.Path(path_type=Path),
-                     help="IR .xml, .onnx, or a folder with one. Default: the bundled EfficientNet-Lite0."),
-        click.option("--preprocess", help="A .json: an ov_explain spec, a timm pretrained_cfg / hub config.json or a "
-                                          "Hugging Face preprocessor_config.json; or 'package.module:function' or "
-                                          "'path/to/file.py:function'. Default: the model's own."),
-        click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line."),
-        click.option("--device", default="AUTO", show_default=True,
-                     help="AUTO, AUTO:GPU,CPU (priority list) or one device such as CPU, GPU.0, NPU."),
-        click.option("--output", "output_kind", type=click.Choice(["auto", "logits", "probabilities"]),
-                     default="auto", show_default=True, help="What the model outputs (softmax only on logits)."),
-        click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION,
-                     show_default=True, help="Working precision: f32 gives the same numbers on every CPU; "
-                                             "device is what the device runs by default (bf16 on CPUs with AMX, "
-                                             "f16 on GPU and NPU)."),
-        click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache."),
-    ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+# ----- options that become configs -------------------------------------------------------------------
+def config_options(parameter: str, build: Callable[..., Any], options: Sequence[Callable[[Any], Any]]) -> Any:
+    """Click ``options`` that reach the command as one config: ``parameter=build(**their values)``; a value
+    the config refuses is one line and exit 2, before the command runs."""
+    def decorate(command: Any) -> Any:
+        @functools.wraps(command)
+        def wrapper(**values: Any) -> Any:
+            try:
+                values[parameter] = build(**{name: values.pop(name) for name in names})
+            except OvExplainError as exc:
+                fail(str(exc))
+            return command(**values)
+
+        wrapper.__click_params__ = list(getattr(command, "__click_params__", []))  # not shared with command's
+        before = len(wrapper.__click_params__)
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        names = [param.name for param in wrapper.__click_params__[before:]]
+        return wrapper
+    return decorate
 
 
-def method_options(command: Any) -> Any:
-    """--mode, --method and --target-layer: how explain and audit choose the explanation method."""
+#: Each model option, declared once: the commands that load a model take the ones they need.
+MODEL_OPTIONS = {
+    "path": click.option("--model", "model_path", type=click.Path(path_type=Path),
+                         help="IR .xml, .onnx, or a folder with one. Default: the bundled EfficientNet-Lite0."),
+    "preprocess": click.option("--preprocess", help="A .json: an ov_explain spec, a timm pretrained_cfg / hub "
+                                                    "config.json or a Hugging Face preprocessor_config.json; or "
+                                                    "'package.module:function' or 'path/to/file.py:function'. "
+                                                    "Default: the model's own."),
+    "labels": click.option("--labels", type=click.Path(path_type=Path), help="Class names, one per line."),
+    "device": click.option("--device", default="AUTO", show_default=True,
+                           help="AUTO, AUTO:GPU,CPU (priority list) or one device such as CPU, GPU.0, NPU."),
+    "output": click.option("--output", "output_kind", type=click.Choice(list(OUTPUT_KINDS)), default="auto",
+                           show_default=True, help="What the model outputs (softmax only on logits)."),
+    "precision": click.option("--precision", type=click.Choice(list(PRECISIONS)), default=DEFAULT_PRECISION,
+                              show_default=True, help="Working precision asked for: f32 gives the same numbers on "
+                                                      "every CPU; device is what the device runs by default (bf16 "
+                                                      "on CPUs with AMX, f16 on GPU and NPU)."),
+    "cache": click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache."),
+}
+
+
+def model_fields(*names: str) -> Any:
+    """Some of :data:`MODEL_OPTIONS` as plain options (for commands that take the model as an argument)."""
+    def decorate(command: Any) -> Any:
+        for name in reversed(names):
+            command = MODEL_OPTIONS[name](command)
+        return command
+    return decorate
+
+
+def _model_config(model_path: Path | None = None, preprocess: str | None = None, labels: Path | None = None,
+                  device: str = "AUTO", output_kind: str = "auto", precision: str = DEFAULT_PRECISION,
+                  no_cache: bool = False) -> ModelConfig:
+    return ModelConfig(model_path, device, precision, preprocess, labels, output_kind,
+                       None if no_cache else "default")
+
+
+#: --model, --preprocess, --labels, --device, --output, --precision, --no-cache as ``model: ModelConfig``.
+model_options = config_options("model", _model_config, list(MODEL_OPTIONS.values()))
+
+
+#: --readout, declared once (explain, audit, drift, export-xai).
+readout_option = click.option("--readout", type=click.Choice(list(READOUTS)),
+                              help="White-box class scores: logit (before a softmax in the graph) or probability. "
+                                   "Default: probability for cam, logit for reciprocam and vitreciprocam.")
+
+
+def explain_options(*, backend: bool = True, blackbox: bool = True) -> Any:
+    """--mode, --method, --target-layer, --readout (and --preset, --seed, --backend) as ``explain: ExplainConfig``."""
     options = [
         click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True),
         click.option("--method", type=click.Choice(method_names()),
@@ -53,26 +100,60 @@ def method_options(command: Any) -> Any:
                           "+ linear, else reciprocam (white-box); aise (black-box)."),
         click.option("--target-layer", help="White-box: node name of the feature map (CNN) or of the token stream "
                                             "entering a transformer block (default: auto)."),
+        readout_option,
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    if blackbox:
+        options += [click.option("--preset", type=click.Choice(list(PRESETS)), default="balance", show_default=True,
+                                 help="Black-box quality/speed preset (RISE 1000/5000/10000 masks)."),
+                    click.option("--seed", default=0, show_default=True, type=int, help="Black-box random seed.")]
+    if backend:
+        options.append(click.option("--backend", type=click.Choice(list(BACKENDS)), default="native",
+                                    show_default=True, help="openvino-xai needs the xai extra (OpenVINO 2024.4)."))
+    return config_options("explain", lambda **values: ExplainConfig(**values), options)
 
 
-def readout_option(command: Any) -> Any:
-    return click.option("--readout", type=click.Choice(["logit", "probability"]),
-                        help="White-box class scores: logit (before a softmax in the graph) or probability. "
-                             "Default: probability for cam, logit for reciprocam and vitreciprocam.")(command)
+def data_options(*, select: bool = True) -> Any:
+    """--kind, --label-map, --classes, --limit, --sample, --sample-seed as ``data: DatasetConfig``."""
+    options = [
+        click.option("--kind", type=click.Choice(list(DATASET_KINDS)), default="auto", show_default=True,
+                     help="Dataset layout (auto: by suffix / folder contents)."),
+        click.option("--label-map", type=click.Path(path_type=Path),
+                     help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
+                          "synsets file when there is one)."),
+        click.option("--classes", help="Only these dataset labels (comma-separated)."),
+        click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (after --sample)."),
+        click.option("--sample", type=click.IntRange(min=1), help="A random subset of N images."),
+        click.option("--sample-seed", default=0, show_default=True, type=int, help="Seed for --sample."),
+    ]
+    return config_options("data", lambda **values: DatasetConfig(**values), options)
 
 
-def load_classifier(model_path: Path | None, preprocess: str | None, labels: Path | None, device: str,
-                     output_kind: str, precision: str, no_cache: bool, hint: str) -> Any:
-    from ov_explain.core.model import Classifier
+def run_options(noun: str) -> Any:
+    """--workers, --restart, --engine, --ray-address, --actors, --batch-size as ``run: RunConfig``."""
+    options = [
+        click.option("--workers", type=click.IntRange(min=1),
+                     help="Inferences in flight for the whole run (default: what fills the device)."),
+        click.option("--restart", is_flag=True, help=f"Delete the {noun} in --out and start over."),
+        click.option("--engine", type=click.Choice(list(ENGINES)), default="local", show_default=True,
+                     help="Where the per-image work runs: this process, or Ray Data actors (the distributed extra)."),
+        click.option("--ray-address", help="Ray: the cluster (auto: the one `ray start` runs here; ray://host:port). "
+                                           "Default: a local cluster for this run."),
+        click.option("--actors", type=click.IntRange(min=1), help="Ray: actors (default: the cluster's CPUs)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True,
+                     help="Ray: images per batch sent to an actor."),
+    ]
 
+    def build(workers: int | None, restart: bool, engine: str, ray_address: str | None, actors: int | None,
+              batch_size: int) -> RunConfig:
+        return RunConfig(engine, workers, RayOptions(ray_address, actors, batch_size), restart)
+
+    return config_options("run", build, options)
+
+
+def load_classifier(model: ModelConfig, hint: str) -> Any:
+    """The classifier, or one line and exit 2."""
     try:
-        DeviceRequest.parse(device)
-        return Classifier(model_path, device=device, preprocess=preprocess, labels=labels, output=output_kind,
-                          hint=hint, cache_dir=None if no_cache else "default", precision=precision)
+        return model.load(hint=hint)
     except OvExplainError as exc:
         fail(str(exc))
 

@@ -10,6 +10,7 @@ import click
 
 from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, main
 from ov_explain.cli.options import image_paths, load_classifier, model_options
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.errors import OvExplainError
 
 
@@ -19,12 +20,11 @@ from ov_explain.core.errors import OvExplainError
 @model_options
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str | None, labels: Path | None,
-            device: str, output_kind: str, precision: str, no_cache: bool, top_k: int, as_json: bool) -> None:
+def predict(images: tuple[Path, ...], model: ModelConfig, top_k: int, as_json: bool) -> None:
     """Top-k classes for each IMAGE (a file, or a folder of images)."""
     images = tuple(image_paths(images))
     hint = "THROUGHPUT" if len(images) > 1 else "LATENCY"
-    classifier = load_classifier(model_path, preprocess, labels, device, output_kind, precision, no_cache, hint)
+    classifier = load_classifier(model, hint)
     errors: list[dict[str, str]] = []
 
     def on_error(source: str, error: OvExplainError) -> None:
@@ -42,7 +42,7 @@ def predict(images: tuple[Path, ...], model_path: Path | None, preprocess: str |
                     click.echo(f"  {rank}. {name:32s} {score.probability:.3f}")
     if as_json:
         click.echo(json.dumps({"model": str(classifier.files.model), "device": classifier.device,
-                               "precision": classifier.precision, "requested_precision": precision,
+                               "precision": classifier.precision, "requested_precision": model.precision,
                                "predictions": [p.to_dict() for p in results], "errors": errors}, indent=2))
     elif errors:
         click.echo(f"{len(errors)} of {len(images)} images failed", err=True)

@@ -23,15 +23,15 @@ FIFTYONE_PREFIX = "fiftyone:"
 
 
 def export(audit_dir: str | os.PathLike, destination: str, *, storage_options: dict[str, Any] | None = None,
-           workers: int = 8, include_images: bool = False, progress: Progress | None = None,
+           uploads: int = 8, include_images: bool = False, progress: Progress | None = None,
            colormap: str = "jet") -> ExportReport:
     """Export an audit's (or drift audit's) maps to ``destination``: ``fiftyone:NAME`` or an fsspec URL.
 
     Object storage: ``storage_options`` go to the fsspec backend (``endpoint_url``, ``key``, ``secret``,
-    ``profile``, ...), ``workers`` uploads run at once, ``include_images`` uploads the original images too.
+    ``profile``, ...), ``uploads`` run at once, ``include_images`` uploads the original images too.
     """
-    if workers < 1:
-        raise ExportError(f"workers: expected >= 1, got {workers}")
+    if uploads < 1:
+        raise ExportError(f"uploads: expected >= 1, got {uploads}")
     destination = str(destination)
     if destination.startswith(FIFTYONE_PREFIX):
         from ov_explain.export.fiftyone_dataset import export_to_fiftyone, import_fiftyone
@@ -42,5 +42,5 @@ def export(audit_dir: str | os.PathLike, destination: str, *, storage_options: d
         return export_to_fiftyone(read_source(audit_dir), destination[len(FIFTYONE_PREFIX):], progress=progress)
     from ov_explain.export.objects import export_to_storage
 
-    return export_to_storage(read_source(audit_dir), destination, storage_options=storage_options, workers=workers,
+    return export_to_storage(read_source(audit_dir), destination, storage_options=storage_options, uploads=uploads,
                              include_images=include_images, progress=progress, colormap=colormap)

@@ -122,7 +122,7 @@ def _remove_stale(folder: Path, kind: str, current: set[str]) -> None:
 
 def _sample(fo: Any, image: ExportImage, folder: Path) -> Any:
     audit = "prediction" in image.predictions
-    fields: dict[str, Any] = {"case" if audit else "category": image.group, "ov_explain_key": image.key}
+    fields: dict[str, Any] = {"case": image.case, "ov_explain_key": image.key}
     if audit:
         fields.update(image.provenance)
     else:  # each deployment's method, device and precision
@@ -136,4 +136,4 @@ def _sample(fo: Any, image: ExportImage, folder: Path) -> Any:
         fields[field_name] = fo.Heatmap(map_path=str(heatmap_path(folder, item.name)), range=[0, 255],
                                         target_class=item.target_class, target_index=item.target_index,
                                         target_probability=item.target_probability)
-    return fo.Sample(filepath=str(Path(image.source).resolve()), tags=[image.group], **fields)
+    return fo.Sample(filepath=str(Path(image.source).resolve()), tags=[image.case], **fields)

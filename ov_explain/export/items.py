@@ -22,7 +22,8 @@ from ov_explain.core.preprocess import PreprocessSpec
 from ov_explain.runs.audit.folder import MANIFEST, Box, read_rows
 from ov_explain.runs.audit.folder import SETTINGS_FILE as AUDIT_SETTINGS
 from ov_explain.runs.cases import CASES
-from ov_explain.runs.drift.folder import CATEGORIES, DEPLOYMENTS, read_drift_rows
+from ov_explain.runs.drift.folder import CASES as DRIFT_CASES
+from ov_explain.runs.drift.folder import DEPLOYMENTS, read_drift_rows
 from ov_explain.runs.drift.folder import ROWS as DRIFT_ROWS
 from ov_explain.runs.drift.folder import SETTINGS_FILE as DRIFT_SETTINGS
 
@@ -39,7 +40,7 @@ class ExportError(OvExplainError):
 class ExportMap:
     """One explained map: which class, why, where its raw values are and where they lie on the image."""
 
-    name: str  # "<case or category>/<structured name>[.<deployment>]": the map's place, safe characters only
+    name: str  # "<case>/<structured name>[.<deployment>]": the map's place, safe characters only
     raw_path: Path
     target_class: str
     target_index: int
@@ -66,7 +67,7 @@ class ExportImage:
     key: str
     source: str  # the original image file, as the audit read it
     stem: str
-    group: str  # the case (audit) or the drift category
+    case: str  # the image's case (an audit's, or a drift audit's)
     ground_truth: str | None
     predictions: dict[str, tuple[str, float]]  # "prediction" (audit) or each deployment: (class, probability)
     image_size: tuple[int, int] | None  # (H, W)
@@ -188,7 +189,7 @@ def _drift_images(folder: Path) -> list[ExportImage]:
         first = group[0]
         maps = []
         for row in sorted(group, key=lambda r: r.target_rank):
-            base = _checked_name(folder, row.category, row.image_path, CATEGORIES, ".jpg")
+            base = _checked_name(folder, row.case, row.image_path, DRIFT_CASES, ".jpg")
             for deployment in DEPLOYMENTS:
                 path = row.map_path(deployment)
                 if path is None:
@@ -198,11 +199,11 @@ def _drift_images(folder: Path) -> list[ExportImage]:
                 probability = row.reference_probability if deployment == "reference" else row.candidate_probability
                 maps.append(ExportMap(name, _checked_file(folder, path, name), row.target_class, row.target_index,
                                       row.target_role, probability, row.map_box(deployment), deployment))
-        # The image's category is its most drifted row's (as the drift summary counts it).
-        category = min((r.category for r in group), key=CATEGORIES.index)
+        # The image's case is its most drifted row's (as the drift summary counts it).
+        case = min((r.case for r in group), key=DRIFT_CASES.index)
         size = (first.height, first.width) if first.height and first.width else None
         images.append(ExportImage(
-            key, _source_path(first.source), first.stem, category, first.ground_truth,
+            key, _source_path(first.source), first.stem, case, first.ground_truth,
             {"reference": (first.reference_top1_class, first.reference_top1_probability),
              "candidate": (first.candidate_top1_class, first.candidate_top1_probability)}, size, tuple(maps),
             provenance))

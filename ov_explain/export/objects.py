@@ -54,7 +54,7 @@ class _Object:
 
 
 def export_to_storage(source: ExportSource, url: str, *, storage_options: dict[str, Any] | None = None,
-                      workers: int = 8, include_images: bool = False, progress: Progress | None = None,
+                      uploads: int = 8, include_images: bool = False, progress: Progress | None = None,
                       colormap: str = "jet") -> ExportReport:
     """Upload ``source``'s maps (and, with ``include_images``, the original images) and the locators to ``url``."""
     options = dict(storage_options or {})
@@ -65,7 +65,7 @@ def export_to_storage(source: ExportSource, url: str, *, storage_options: dict[s
     objects, rows = _plan(source, fs, root, include_images, colormap)
     if _is_local(fs):
         fs.makedirs(root, exist_ok=True)
-    uploaded, unchanged, sent, failed = _put_all(fs, root, objects, existing, workers, progress, options)
+    uploaded, unchanged, sent, failed = _put_all(fs, root, objects, existing, uploads, progress, options)
     if not failed:  # last, so that every locator points at an object that is there
         locator_files = [_Object(LOCATORS_JSONL, lambda: _jsonl(rows)), _Object(LOCATORS_CSV, lambda: _csv(rows))]
         counts = _put_all(fs, root, locator_files, existing, 1, None, options)
@@ -188,7 +188,7 @@ def _locator_row(image: ExportImage, item: ExportMap, image_locator: str | None,
     label, confidence = image.predictions[item.deployment or "prediction"]
     provenance = image.provenance.get(item.deployment, {}) if item.deployment else image.provenance
     return {"key": image.key, "image": image.source, "image_locator": image_locator,
-            "ground_truth": image.ground_truth, "prediction": label, "confidence": confidence, "case": image.group,
+            "ground_truth": image.ground_truth, "prediction": label, "confidence": confidence, "case": image.case,
             "target_class": item.target_class, "target_index": item.target_index, "target_role": item.target_role,
             "target_probability": item.target_probability, "deployment": item.deployment, "map_locator": map_locator,
             **{k: provenance.get(k) for k in ("method", "device", "precision")}}
@@ -207,9 +207,9 @@ def _csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 # ----- putting objects --------------------------------------------------------------------------------------
-def _put_all(fs: Any, root: str, objects: list[_Object], existing: dict[str, dict[str, Any]], workers: int,
+def _put_all(fs: Any, root: str, objects: list[_Object], existing: dict[str, dict[str, Any]], uploads: int,
              progress: Progress | None, options: dict[str, Any]) -> tuple[int, int, int, list[str]]:
-    """Put every object, ``workers`` at a time (a bounded window: a million maps are not a million
+    """Put every object, ``uploads`` at a time (a bounded window: a million maps are not a million
     futures); returns (uploaded, unchanged, bytes sent, failures as one line each)."""
     uploaded = unchanged = sent = done = 0
     failed: list[str] = []
@@ -223,12 +223,12 @@ def _put_all(fs: Any, root: str, objects: list[_Object], existing: dict[str, dic
             fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
         return len(data) if _put(fs, path, data, existing.get(path)) else -1
 
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="ov-explain-export") as pool:
+    with ThreadPoolExecutor(max_workers=max(1, uploads), thread_name_prefix="ov-explain-export") as pool:
         pending: dict[Future, _Object] = {}
         queue = iter(objects)
         try:
             while True:
-                while len(pending) < 4 * max(1, workers):
+                while len(pending) < 4 * max(1, uploads):
                     item = next(queue, None)
                     if item is None:
                         break

@@ -24,7 +24,7 @@ from ov_explain.core.labels import read_text, resolve_class
 
 logger = logging.getLogger(__name__)
 
-KINDS = ("auto", "folders", "csv", "jsonl", "unlabeled")
+DATASET_KINDS = ("auto", "folders", "csv", "jsonl", "unlabeled")
 
 
 class DatasetError(OvExplainError):
@@ -52,8 +52,8 @@ def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
     """
     source = Path(source)
     skip = Path(exclude).resolve() if exclude is not None else None
-    if kind not in KINDS:
-        raise DatasetError(f"dataset kind must be one of {list(KINDS)}, got {kind!r}")
+    if kind not in DATASET_KINDS:
+        raise DatasetError(f"dataset kind must be one of {list(DATASET_KINDS)}, got {kind!r}")
     if not source.exists():
         raise DatasetError(f"{source}: dataset not found")
     if kind == "auto":

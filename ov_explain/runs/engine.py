@@ -68,13 +68,15 @@ class FolderKind:
     rows_file: str
     errors_file: str
     top_files: tuple[str, ...]
-    categories: tuple[str, ...]  # sub-folders of per-row files
-    picture_folders: tuple[str, ...]  # sub-folders of one picture per category ({category}.png)
+    cases: tuple[str, ...]  # the case folders, of per-row files
+    picture_folders: tuple[str, ...]  # sub-folders of one picture per case ({case}.png)
     file_extensions: tuple[str, ...]
     path_columns: tuple[str, ...]  # row columns that name the row's files
     stem_of: Callable[[str], str]  # a structured file name -> its dataset stem; ValueError if not one
     parse_row: Callable[[Any], Row]  # ValueError / TypeError for a damaged row
     error_type: type
+    #: A settings file of an earlier version in today's names (it is rewritten so when the run resumes).
+    upgrade_settings: Callable[[dict[str, Any]], dict[str, Any]] = lambda settings: settings
 
 
 @dataclass(frozen=True)
@@ -206,9 +208,10 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
     settings_path = out / kind.settings_file
     if settings_path.exists():
         try:
-            previous = json.loads(settings_path.read_text(encoding="utf-8"))
+            stored = json.loads(settings_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            previous = {}
+            stored = {}
+        previous = kind.upgrade_settings(stored) if isinstance(stored, dict) else {}
         changed = sorted(k for k in set(previous) | set(settings)
                          if k != "model" and previous.get(k) != settings.get(k))
         if changed and not restart:
@@ -216,6 +219,8 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
                               "use another output folder, or restart to start over")
         if restart:
             clear(out, kind, stems)
+        elif previous != stored:
+            atomic_write_text(settings_path, json.dumps(previous, indent=2) + "\n")
     elif any(p.name != LOCK_FILE for p in out.iterdir()):
         # --restart replaces a run; it never empties a folder of someone else's files.
         raise FolderError(f"{out}: folder is not empty and holds no {kind.noun.split(' ', 1)[1]}; choose an "
@@ -224,10 +229,10 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
         atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
 
 
-def _is_ours(kind: FolderKind, category: str, path: Path, listed: set[str], stems: set[str]) -> bool:
+def _is_ours(kind: FolderKind, case: str, path: Path, listed: set[str], stems: set[str]) -> bool:
     """Listed in the rows, or (a killed run's file whose row never made it) a structured name of one of
     the dataset's stems. Anything else is the user's and is left alone."""
-    if f"{category}/{path.name}" in listed:
+    if f"{case}/{path.name}" in listed:
         return True
     if not path.is_file() or not path.name.endswith(kind.file_extensions):
         return False
@@ -239,17 +244,17 @@ def _is_ours(kind: FolderKind, category: str, path: Path, listed: set[str], stem
 
 def _remove_ours(out: Path, kind: FolderKind, keep: set[str], listed: set[str],
                  stems: set[str]) -> tuple[int, list[str]]:
-    """Delete the run's files in category folders except ``keep``; returns (removed, foreign files)."""
+    """Delete the run's files in case folders except ``keep``; returns (removed, foreign files)."""
     removed, foreign = 0, []
-    for category in kind.categories:
-        folder = out / category
+    for case in kind.cases:
+        folder = out / case
         if not folder.is_dir():
             continue
         for path in sorted(folder.iterdir()):
-            relative = f"{category}/{path.name}"
+            relative = f"{case}/{path.name}"
             if relative in keep:
                 continue
-            if _is_ours(kind, category, path, listed, stems):
+            if _is_ours(kind, case, path, listed, stems):
                 path.unlink()
                 removed += 1
             else:
@@ -274,11 +279,11 @@ def clear(out: Path, kind: FolderKind, stems: set[str]) -> None:
     remove_temp_files(out)
     _, foreign = _remove_ours(out, kind, set(), listed_files(kind, read_jsonl(out / kind.rows_file)), stems)
     for pictures in kind.picture_folders:
-        for category in kind.categories:
-            (out / pictures / f"{category}.png").unlink(missing_ok=True)
+        for case in kind.cases:
+            (out / pictures / f"{case}.png").unlink(missing_ok=True)
         if (out / pictures).is_dir():
             foreign += sorted(f"{pictures}/{p.name}" for p in (out / pictures).iterdir())
-    for folder in [out / c for c in kind.categories] + [out / p for p in kind.picture_folders]:
+    for folder in [out / c for c in kind.cases] + [out / p for p in kind.picture_folders]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
     for name in kind.top_files:

@@ -87,6 +87,19 @@ def import_ray(private_cluster: bool = False) -> Any:
     return ray
 
 
+def actor_core(threads: int) -> Any:
+    """An OpenVINO Core for an actor given ``threads`` CPUs: as many inference threads and no pinning (each
+    process would pin its threads to the first cores, all actors of a node to the same ones); OpenCV's
+    decoding, resizing and encoding threads kept to the same number."""
+    import cv2
+    import openvino as ov
+
+    core = ov.Core()
+    core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False})
+    cv2.setNumThreads(threads)
+    return core
+
+
 class _Actor:
     """One Ray actor: builds the work once, then runs batches of samples through it."""
 

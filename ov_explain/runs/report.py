@@ -132,7 +132,7 @@ def build_drift_report(drift_dir: str | os.PathLike, *, thumbnail_size: int = 54
     items = []
     for row in sorted(rows, key=lambda r: (r.correlation, r.key, r.target_rank)):
         picture = cv2.imread(str(out / row.image_path), cv2.IMREAD_COLOR)
-        items.append({"stem": row.stem, "category": row.category, "target": row.target_class,
+        items.append({"stem": row.stem, "case": row.case, "target": row.target_class,
                       "correlation": row.correlation, "reference": row.reference_top1_class,
                       "reference_probability": row.reference_top1_probability,
                       "candidate": row.candidate_top1_class, "candidate_probability": row.candidate_top1_probability,

@@ -125,7 +125,7 @@ def test_audit_records_precision_and_refuses_to_resume_in_another(run, photos_di
     assert rows and {r["precision"] for r in rows} == {CPU_DEFAULT}
     assert json.loads((out / "summary.json").read_text())["precision"] == CPU_DEFAULT
     settings = json.loads((out / "audit.json").read_text())
-    assert (settings["precision"], settings["executed_precision"]) == ("device", CPU_DEFAULT)
+    assert (settings["requested_precision"], settings["executed_precision"]) == ("device", CPU_DEFAULT)
     assert f"on CPU in {CPU_DEFAULT}" in (out / "report.html").read_text()
     again = run(*args)  # the default, f32: a different setting
     assert again.exit_code == 2 and "different settings (" in again.output and "precision" in again.output

@@ -116,7 +116,7 @@ def test_an_export_killed_part_way_resumes_without_uploading_finished_objects_ag
     client, prefix = s3_env["client"], "large/run"
     destination = f"s3://{BUCKET}/{prefix}"
     total = read_source(large_audit).maps
-    process = _cli("export", str(large_audit), "--to", destination, "--workers", "1",
+    process = _cli("export", str(large_audit), "--to", destination, "--uploads", "1",
                    "--storage-option", f"endpoint_url={s3_env['endpoint']}", env=s3_env["env"])
     deadline = time.monotonic() + 120
     while len(objects_under(client, prefix)) < 25:

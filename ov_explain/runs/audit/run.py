@@ -17,6 +17,7 @@ are in place, which is what makes a re-run resume exactly where a killed one sto
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -25,16 +26,15 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
-import cv2
 import numpy as np
 
-from ov_explain.core.devices import DEFAULT_PRECISION
+from ov_explain.core.config import ModelConfig, apply_shortcuts, model_config
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.images import read_image
-from ov_explain.explain import create_explainer
 from ov_explain.explain.base import Explanation
+from ov_explain.explain.config import ExplainConfig
 from ov_explain.explain.explainer import Explainer
 from ov_explain.runs.audit.folder import (
     ERRORS,
@@ -52,10 +52,11 @@ from ov_explain.runs.audit.folder import (
 )
 from ov_explain.runs.audit.summary import AuditSummary, write_summary
 from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
-from ov_explain.runs.dataset import LabelResolver, Sample, read_dataset, select
+from ov_explain.runs.config import DatasetConfig, RunConfig
+from ov_explain.runs.dataset import LabelResolver, Sample
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
-from ov_explain.runs.ray_engine import RayEngine, RayOptions, import_ray
+from ov_explain.runs.ray_engine import RayEngine, actor_core, import_ray
 from ov_explain.runs.report import build_report
 from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
@@ -63,20 +64,23 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["AuditError", "AuditOptions", "AuditSummary", "AuditWork", "audit", "run_audit"]
 
-#: Where the per-image work runs: this process's threads, or Ray Data actors.
-ENGINES = ("local", "ray")
-
-
-
 #: The audit cannot start (e.g. the output folder holds a different audit).
 AuditError = FolderError
+
+
+def upgrade_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """An audit.json written by an earlier version, in today's names: ``precision`` was the requested one."""
+    if "precision" in settings and "requested_precision" not in settings:
+        settings = {("requested_precision" if k == "precision" else k): v for k, v in settings.items()}
+    return settings
+
 
 #: What an audit writes in its folder, for the shared engine's folder contract.
 AUDIT_FOLDER = FolderKind(
     noun="an audit", settings_file=SETTINGS_FILE, rows_file=MANIFEST, errors_file=ERRORS, top_files=TOP_FILES,
-    categories=CASES, picture_folders=(GRIDS,), file_extensions=MAP_EXTENSIONS,
+    cases=CASES, picture_folders=(GRIDS,), file_extensions=MAP_EXTENSIONS,
     path_columns=("overlay_path", "raw_path", "rgba_path"), stem_of=lambda name: parse_name(name).stem,
-    parse_row=AuditRow.from_dict, error_type=ErrorRow)
+    parse_row=AuditRow.from_dict, error_type=ErrorRow, upgrade_settings=upgrade_settings)
 
 
 @dataclass(frozen=True)
@@ -85,7 +89,9 @@ class AuditOptions:
 
     thresholds: CaseThresholds = CaseThresholds()
     top_k: int = 5
-    save_raw: bool = True  # the maps themselves (.npy): what exports and re-rendering read
+    #: The maps themselves (.npy): what exports and re-rendering read. None: kept, unless the audit being
+    #: resumed was made without them.
+    save_raw: bool | None = None
     save_rgba: bool = False
     colormap: str = "jet"
     overlay_weight: float = 0.5
@@ -93,7 +99,6 @@ class AuditOptions:
     grids: bool = True
     grid_tiles: int = 24
     report: bool = True  # report.html (see ov_explain.runs.report)
-    workers: int | None = None  # inferences in flight; None: what fills the device (Explainer.plan)
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
@@ -102,25 +107,23 @@ class AuditOptions:
             _ = self.style  # colormap, overlay weight and JPEG quality are the writer's to check
         except ValueError as exc:
             raise AuditError(str(exc)) from None
-        if self.workers is not None and self.workers < 1:
-            raise AuditError(f"workers: expected >= 1, got {self.workers}")
 
     @property
     def style(self) -> MapStyle:
-        return MapStyle(self.colormap, self.overlay_weight, self.jpeg_quality, self.save_raw, self.save_rgba)
+        return MapStyle(self.colormap, self.overlay_weight, self.jpeg_quality, self.save_raw is not False,
+                        self.save_rgba)
 
 
 # ----- the audit ----------------------------------------------------------------------------------------
 def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os.PathLike, *,
               resolver: LabelResolver | None = None, options: AuditOptions = AuditOptions(),
-              restart: bool = False, progress: Progress | None = None,
-              all_samples: Sequence[Sample] | None = None, extra_settings: dict[str, Any] | None = None,
-              stop: threading.Event | None = None, cluster: tuple["AuditWork", RayOptions] | None = None
-              ) -> AuditSummary:
+              run: RunConfig = RunConfig(), progress: Progress | None = None,
+              all_samples: Sequence[Sample] | None = None, stop: threading.Event | None = None,
+              recipe: "AuditWork | None" = None) -> AuditSummary:
     """Audit ``samples`` into ``out_dir``; resumes a previous run of the same settings.
 
-    ``cluster``: run the per-image work on Ray actors built from the recipe (see :func:`audit`) instead
-    of this process's threads; the folder, rows and resume are the same.
+    ``run.engine == "ray"``: the per-image work runs on Ray actors built from ``recipe`` (see :func:`audit`)
+    instead of this process's threads; the folder, rows and resume are the same.
 
     Setting ``stop`` (from a signal handler or another thread) ends the run between images: the
     images in flight are finished and recorded, then :class:`~ov_explain.runs.engine.RunInterrupted`
@@ -133,17 +136,20 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     classifier = explainer.classifier
     if resolver is None:
         resolver = LabelResolver(classifier.labels, classifier.num_classes)
-    settings = _settings(explainer, options, resolver, extra_settings or {})
+    if options.save_raw is None:
+        options = dataclasses.replace(options, save_raw=True)
+    settings = _settings(explainer, options, resolver)
     universe = list(all_samples) if all_samples is not None else list(samples)
     stems = dict(zip((s.key for s in universe), unique_stems([s.key for s in universe],
                                                              [s.path.stem for s in universe])))
-    # One budget of inferences in flight for the whole audit, shared by the images at once.
-    if cluster is None:
-        threads, per_image = explainer.plan(options.workers)
-        engine: Any = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
-    else:
-        engine = RayEngine(cluster[0], stems, cluster[1])
-    stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=restart,
+    if run.engine == "ray":
+        if recipe is None:
+            raise AuditError("the Ray engine builds its work from a recipe (AuditWork): pass recipe=")
+        engine: Any = RayEngine(recipe, stems, run.ray)
+    else:  # one budget of inferences in flight for the whole audit, shared by the images at once
+        threads, per_image = explainer.plan(run.workers)
+        engine = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
+    stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=run.restart,
                      progress=progress, stop=stop)
     summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed)
     if options.report:
@@ -154,96 +160,66 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
 
 
 def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-audit", *,
-          model: str | os.PathLike | None = None, device: str = "AUTO", mode: str = "auto",
-          method: str | None = None, target_layer: str | None = None, preset: str = "balance", seed: int = 0,
-          preprocess: Any = None, labels: Any = None, label_map: str | os.PathLike | dict | None = None,
-          kind: str = "auto", classes: Iterable[str] | None = None, limit: int | None = None,
-          sample: int | None = None, sample_seed: int = 0, high_confidence: float = 0.5,
-          two_predictions: float = 0.2, top_k: int = 5, save_raw: bool | None = None, save_rgba: bool = False,
-          grids: bool = True, report: bool = True, restart: bool = False, workers: int | None = None,
-          output: str = "auto", progress: Progress | None = None,
-          cache_dir: str | None = "default", precision: str = DEFAULT_PRECISION,
-          stop: threading.Event | None = None, backend: str = "native", readout: str | None = None,
-          engine: str = "local", ray: RayOptions | None = None) -> AuditSummary:
+          model: ModelConfig | str | os.PathLike | None = None, explain: ExplainConfig | None = None,
+          data: DatasetConfig | None = None, run: RunConfig | None = None, options: AuditOptions | None = None,
+          progress: Progress | None = None, stop: threading.Event | None = None, **shortcuts: Any) -> AuditSummary:
     """Audit a dataset in one call (the Python face of ``ov-explain audit``; same options).
 
-    ``engine``: ``local`` (this process's threads) or ``ray`` (Ray Data actors, ``ray`` says where and
-    how many; the ``distributed`` extra). Both write the same folder, rows and files, and resume each other.
+    The options are the fields of the configs: ``model`` (a :class:`ModelConfig` or a model path),
+    ``explain``, ``data`` (which images), ``run`` (engine, workers, restart) and ``options`` (what is
+    written, the case thresholds). Any field can also be given by name as a keyword shortcut:
+    ``audit(dataset, out, device="CPU", method="reciprocam", limit=100, high_confidence=0.6)``.
 
-    ``backend`` is ``native`` or ``openvino-xai`` (the library, in an environment with the xai extra).
-    ``readout`` (``logit`` / ``probability``) is the white-box score read-out; None: the method's default.
+    ``run.engine``: ``local`` (this process's threads) or ``ray`` (Ray Data actors, ``run.ray`` says where
+    and how many; the ``distributed`` extra). Both write the same folder, rows and files, and resume each other.
 
-    ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU; ``device``
-    audits the model as the device runs it by default (bf16 on an AMX Xeon, f16 on GPU / NPU).
+    The model's ``precision`` defaults to f32 so that the same audit gives the same cases on every CPU;
+    ``device`` audits the model as the device runs it (bf16 on an AMX Xeon, f16 on GPU / NPU).
     """
-    from ov_explain.core.model import Classifier
-    from ov_explain.runs.dataset import default_label_map, read_label_map
-
-    if engine not in ENGINES:
-        raise AuditError(f"engine: expected one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "ray":
-        import_ray(private_cluster=(ray or RayOptions()).address is None)  # a missing extra: said before anything
-    if save_raw is None:  # keep raw maps, unless resuming an audit made without them
-        save_raw = _previous_setting(Path(out_dir), "save_raw", True) if not restart else True
-    options = AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=save_raw,
-                           save_rgba=save_rgba, grids=grids, report=report, workers=workers)
-    everything = read_dataset(dataset, kind=kind, exclude=out_dir)  # never audit our own overlays
-    chosen = select(everything, classes=classes, limit=limit, sample=sample, seed=sample_seed)
+    configs = apply_shortcuts({"model": model_config(model), "explain": explain or ExplainConfig(),
+                               "data": data or DatasetConfig(), "run": run or RunConfig(),
+                               "options": options or AuditOptions()}, shortcuts)
+    model, explain, data, run, options = (configs[k] for k in ("model", "explain", "data", "run", "options"))
+    if run.engine == "ray":
+        import_ray(private_cluster=run.ray.address is None)  # a missing extra: said before anything
+    if options.save_raw is None:  # keep raw maps, unless resuming an audit made without them
+        saved = _previous_setting(Path(out_dir), "save_raw", True) if not run.restart else True
+        options = dataclasses.replace(options, save_raw=saved)
+    everything, chosen = data.read(dataset, exclude=out_dir)  # never audit our own overlays
     if not chosen:
         known = sorted({s.label for s in everything if s.label is not None})
         raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample (dataset labels: "
                          f"{', '.join(known[:10]) or 'none'}{', ...' if len(known) > 10 else ''})")
-    classifier = Classifier(model, device=device, preprocess=preprocess, labels=labels, output=output,
-                            hint="THROUGHPUT", cache_dir=cache_dir, precision=precision)
-    if label_map is None and any(s.label is not None for s in chosen):
-        label_map = default_label_map(classifier.files.model)
-    mapping = label_map if isinstance(label_map, dict) or label_map is None else read_label_map(label_map)
-    resolver = LabelResolver(classifier.labels, classifier.num_classes, mapping)
+    classifier = model.load(hint="THROUGHPUT")
+    resolver = data.resolver(classifier, chosen)
     _check_labels(dataset, chosen, resolver)
-    method_options = {} if readout is None else {"readout": readout}
-    with classifier, create_explainer(classifier, backend=backend, mode=mode, method=method,
-                                      target_layer=target_layer, preset=preset, seed=seed,
-                                      **method_options) as explainer:
-        cluster = None
-        if engine == "ray":  # actors rebuild what this process built, as it was resolved here
-            recipe = AuditWork(
-                classifier=dict(model_path=classifier.files.model.resolve(), device=device, preprocess=preprocess,
-                                labels=labels, output=output, hint="THROUGHPUT", cache_dir=cache_dir,
-                                precision=precision),
-                explainer=dict(backend=backend, mode=explainer.mode, method=explainer.method,
-                               target_layer=explainer.target_layer, preset=preset, seed=seed, **method_options),
-                label_map=mapping, options=options, out=str(Path(out_dir).resolve()))
-            cluster = (recipe, ray or RayOptions())
-        return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, restart=restart,
-                         progress=progress, all_samples=everything, stop=stop, cluster=cluster)
+    with classifier, explain.create(classifier) as explainer:
+        recipe = None
+        if run.engine == "ray":  # actors rebuild what this process built, as it was resolved here
+            recipe = AuditWork(model.resolved(classifier), explain.resolved(explainer), resolver.label_map,
+                               options, run.workers, str(Path(out_dir).resolve()))
+        return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, run=run,
+                         progress=progress, all_samples=everything, stop=stop, recipe=recipe)
 
 
 @dataclass(frozen=True)
 class AuditWork:
     """The recipe of an audit's per-image work, to build it in another process (a Ray actor): the
-    classifier's and explainer's arguments as resolved by the driver, not the objects."""
+    configs as the driver resolved them (model file, method, layer), not the objects."""
 
-    classifier: dict[str, Any]
-    explainer: dict[str, Any]
+    model: ModelConfig
+    explain: ExplainConfig
     label_map: dict[str, str] | None
     options: AuditOptions
+    workers: int | None
     out: str
 
     def build(self, threads: int, stems: dict[str, str]) -> "_ImageWorker":
         """The work the local engine's threads run, on a model compiled for ``threads`` CPU threads."""
-        import openvino as ov
-
-        from ov_explain.core.model import Classifier
-
-        core = ov.Core()
-        # Actors must not fight over cores: as many inference threads as Ray gives the actor, and no pinning
-        # (each process would pin its threads to the first cores, all actors of a node to the same ones).
-        core.set_property("CPU", {"INFERENCE_NUM_THREADS": threads, "ENABLE_CPU_PINNING": False})
-        cv2.setNumThreads(threads)  # nor OpenCV's decoding, resizing and encoding threads
-        classifier = Classifier(**self.classifier, core=core)
-        explainer = create_explainer(classifier, **self.explainer)
+        classifier = self.model.load(hint="THROUGHPUT", core=actor_core(threads))
+        explainer = self.explain.create(classifier)
         resolver = LabelResolver(classifier.labels, classifier.num_classes, self.label_map)
-        _, per_image = explainer.plan(self.options.workers)
+        _, per_image = explainer.plan(self.workers)
         return _ImageWorker(explainer, resolver, self.options, Path(self.out), stems, per_image)
 
 
@@ -343,8 +319,7 @@ class _ImageWorker:
 
 
 # ----- output folder: settings, recovery, final files ------------------------------------------------
-def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolver,
-              extra: dict[str, Any]) -> dict[str, Any]:
+def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolver) -> dict[str, Any]:
     classifier = explainer.classifier
     return {
         "format_version": FORMAT_VERSION,
@@ -356,7 +331,7 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         "label_map_sha256": _digest(json.dumps(resolver.label_map, sort_keys=True)),
         "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
         # Asked for and executed: resuming on a machine whose 'device' precision differs would mix results.
-        "precision": classifier.requested_precision, "executed_precision": explainer.precision,
+        "requested_precision": classifier.requested_precision, "executed_precision": explainer.precision,
         "preset": explainer.preset if explainer.mode == "blackbox" else None,
         "seed": explainer.seed if explainer.mode == "blackbox" else None,
         "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
@@ -367,8 +342,8 @@ def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolv
         **({"backend": explainer.backend} if explainer.backend != "native" else {}),
         # Likewise the read-out: recorded unless it is what audits of this model read before it was a choice.
         **({"readout": explainer.readout} if explainer.readout not in (None, legacy_readout(classifier)) else {}),
-        **extra,
     }
+
 
 
 def legacy_readout(classifier: Any) -> str:

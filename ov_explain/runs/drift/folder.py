@@ -17,7 +17,8 @@ SETTINGS_FILE, ROWS, ERRORS, ROWS_CSV, ERRORS_CSV, SUMMARY, PLOT, REPORT = (
     "drift.json", "drift.jsonl", "errors.jsonl", "drift.csv", "errors.csv", "summary.json", "correlation.png",
     "report.html")
 PREDICTION_CHANGED, ATTENTION_MOVED, STABLE = "Prediction_changed", "Attention_moved", "Stable"
-CATEGORIES = (PREDICTION_CHANGED, ATTENTION_MOVED, STABLE)
+#: A drift audit's cases, most drifted first (an image counts in its most drifted row's case).
+CASES = (PREDICTION_CHANGED, ATTENTION_MOVED, STABLE)
 FORMAT_VERSION = 1
 #: The two deployments, in the order their maps are kept (``{image name}.{deployment}.npy``).
 DEPLOYMENTS = ("reference", "candidate")
@@ -55,7 +56,7 @@ class DriftRow:
     iou_top10: float
     peak_shift_cells: float
     peak_shift_fraction: float
-    category: str
+    case: str  # the drift case (the audit cases of each deployment are reference_case / candidate_case)
     image_path: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     # Both maps, kept for exports (None in drift audits made before they were kept).
@@ -67,8 +68,8 @@ class DriftRow:
     candidate_map_box: Box | None = None
 
     def __post_init__(self) -> None:
-        if self.category not in CATEGORIES:
-            raise ValueError(f"category: unknown {self.category!r}")
+        if self.case not in CASES:
+            raise ValueError(f"case: unknown {self.case!r}")
         if not 0 <= self.target_rank < self.targets_total:
             raise ValueError(f"target_rank {self.target_rank} outside 0..{self.targets_total - 1}")
         if not isinstance(self.key, str) or not isinstance(self.image_path, str):
@@ -91,6 +92,8 @@ class DriftRow:
     def from_dict(cls, data: Any) -> "DriftRow":
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+        if "category" in data and "case" not in data:  # a row of a version before "case" was the one word
+            data = {("case" if k == "category" else k): v for k, v in data.items()}
         fields = [f for f in dataclasses.fields(cls) if f.name not in _SPECIAL]
         missing = sorted(f.name for f in fields if f.name not in data and f.default is dataclasses.MISSING)
         if missing:

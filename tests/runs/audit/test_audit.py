@@ -19,6 +19,7 @@ import pytest
 from ov_explain.explain import Explainer
 from ov_explain.runs.audit.run import AuditError, AuditOptions, run_audit
 from ov_explain.runs.cases import CASES, CaseThresholds
+from ov_explain.runs.config import RunConfig
 from ov_explain.runs.dataset import LabelResolver, read_dataset
 from ov_explain.runs.naming import parse_name
 
@@ -167,7 +168,7 @@ def test_different_settings_are_refused_unless_restarting(explainer, photos_dir,
     stricter = AuditOptions(thresholds=CaseThresholds(high_confidence=0.99), grids=False)
     with pytest.raises(AuditError, match=r"different settings \(thresholds\).*restart"):
         run_audit(samples, explainer, out, options=stricter)
-    summary = run_audit(samples, explainer, out, options=stricter, restart=True)
+    summary = run_audit(samples, explainer, out, options=stricter, run=RunConfig(restart=True))
     assert summary.resumed == 0 and summary.cases == {"True_positive_low_confidence": 2}
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "thesis.tex").write_text("precious")
@@ -280,6 +281,6 @@ def test_a_blackbox_audit_shares_one_inference_budget(classifier, photos_dir, tm
         per_image = per_image or max(8, 2 * explainer.parallel_requests) // 2
         assert explainer.plan(workers) == (images_at_once, per_image)
         summary = run_audit(read_dataset(photos_dir / "ground_truth.csv"), explainer, tmp_path / "audit",
-                            options=AuditOptions(workers=workers, grids=False, report=False))
+                            options=AuditOptions(grids=False, report=False), run=RunConfig(workers=workers))
     assert summary.images == 7 and summary.errors == 0
     assert set(seen) == {per_image} and peak[0] <= images_at_once

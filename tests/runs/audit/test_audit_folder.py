@@ -192,3 +192,26 @@ def test_a_damaged_row_is_refused_by_name(audited, damage, message):
         AuditRow.from_dict(row)
     with pytest.raises(ValueError, match="expected a JSON object, got list"):
         AuditRow.from_dict([row])
+
+
+def test_an_audit_folder_written_before_the_configs_resumes_and_grows(run, photos_dir, tmp_path):
+    """``data/audit_eadc0a2`` was written by main at eadc0a2 (the last commit before the configs, where
+    audit.json named the requested precision ``precision``) with the command below: the same command
+    resumes every image and rewrites nothing but the settings' names; a larger run adds only the new image."""
+    out = tmp_path / "audit"
+    shutil.copytree(Path(__file__).parent / "data" / "audit_eadc0a2", out)
+    maps = sorted(p for p in out.rglob("*") if p.suffix in (".jpg", ".npy"))
+    before, rows_before = digests(maps), (out / "manifest.jsonl").read_text()
+    command = ("audit", photos_dir / "ground_truth.csv", "--out", out, "--device", "CPU", "--no-grids", "--no-report")
+    resumed = run(*command, "--limit", "3", "--json")
+    assert resumed.exit_code == 0, resumed.output
+    summary = json_of(resumed.output)
+    assert (summary["resumed"], summary["images"]) == (3, 3)
+    assert digests(maps) == before and (out / "manifest.jsonl").read_text() == rows_before
+    settings = json.loads((out / "audit.json").read_text())
+    assert "precision" not in settings and (settings["requested_precision"], settings["executed_precision"]) == \
+        ("f32", "f32")
+    grown = run(*command, "--limit", "4", "--json")
+    assert grown.exit_code == 0, grown.output
+    assert (json_of(grown.output)["resumed"], json_of(grown.output)["images"]) == (3, 4)
+    assert digests(maps) == before and manifest_keys(out)[:3] == ["coffee.jpg", "camera.jpg", "chelsea.jpg"]

@@ -14,6 +14,7 @@ from support import save_model, tiny_cnn
 
 from ov_explain import Classifier, PreprocessSpec, resources
 from ov_explain.explain import Explainer
+from ov_explain.runs.config import RunConfig
 from ov_explain.runs.dataset import read_dataset
 from ov_explain.runs.drift.run import ATTENTION_MOVED, PREDICTION_CHANGED, STABLE, run_drift
 from ov_explain.runs.engine import RunInterrupted
@@ -79,16 +80,16 @@ def test_the_planted_change_is_found_and_only_there(tiny, tmp_path):
     others = [r for r in rows if r["target_index"] != PLANTED]
     assert len(planted) == 6 and len(others) >= 6  # c2 (the top-1) and c0 (the truth) on every image
     assert all(r["reference_top1_class"] == "c2" for r in planted)
-    assert all(r["correlation"] < 0.5 and r["category"] in (ATTENTION_MOVED, PREDICTION_CHANGED) for r in planted)
+    assert all(r["correlation"] < 0.5 and r["case"] in (ATTENTION_MOVED, PREDICTION_CHANGED) for r in planted)
     assert all(r["correlation"] > 0.999 for r in others)  # the other classes' maps did not move
     assert summary.map_correlation_p05 < 0.5 and summary.worst_classes[0]["class"] == "c2"
-    assert summary.categories.get(STABLE, 0) == 0  # every image has the moved c2 map
+    assert summary.cases.get(STABLE, 0) == 0  # every image has the moved c2 map
     # The candidate's map of the planted class peaks where the change was planted.
     image = cv2.cvtColor(cv2.imread(planted[0]["source"]), cv2.COLOR_BGR2RGB)
     moved = candidate.explain(image, targets=[PLANTED]).maps[0].raw
     assert np.unravel_index(int(np.argmax(moved)), moved.shape) == (0, 0)
-    for row in rows:  # each row's picture is in its category folder under its structured name
-        assert (tmp_path / "drift" / row["image_path"]).is_file() and row["image_path"].startswith(row["category"])
+    for row in rows:  # each row's picture is in its case folder under its structured name
+        assert (tmp_path / "drift" / row["image_path"]).is_file() and row["image_path"].startswith(row["case"])
     picture = cv2.imread(str(tmp_path / "drift" / rows[0]["image_path"]))
     assert picture.shape == (24, 72, 3)  # reference | candidate | difference
     report = (tmp_path / "drift" / "report.html").read_text()
@@ -99,7 +100,7 @@ def test_identical_deployments_show_no_drift(tiny, tmp_path):
     summary = run_drift(read_dataset(tiny["data"]), explainer_of(tiny["reference"]), explainer_of(tiny["same"]),
                         tmp_path / "drift")
     rows = rows_of(tmp_path / "drift")
-    assert {r["category"] for r in rows} == {STABLE} and summary.categories == {STABLE: 6}
+    assert {r["case"] for r in rows} == {STABLE} and summary.cases == {STABLE: 6}
     assert all(r["correlation"] == pytest.approx(1.0, abs=1e-6) and r["iou_top10"] == 1.0 for r in rows)
     assert summary.top1_agreement == 1.0 and all(r["probability_change"] == 0.0 for r in rows)
     assert all(set(row) == {before} for before, row in summary.case_transitions.items())  # no case changed
@@ -110,7 +111,7 @@ def test_the_gate_fails_on_the_planted_change_and_passes_identical_deployments(r
               "--method", "reciprocam"]
     failed = run(*common, "--candidate", tiny["planted"], "--out", tmp_path / "planted",
                  "--fail-on", "top1-agreement<0.5,map-correlation-p05<0.9")
-    assert failed.exit_code == 4
+    assert failed.exit_code == 4, failed.output
     assert "gate failed: map-correlation-p05<0.9 (measured" in failed.stderr
     assert "top1-agreement" not in failed.stderr.split("gate failed:")[1]  # only the limit crossed is named
     passed = run(*common, "--candidate", tiny["same"], "--out", tmp_path / "same",
@@ -123,7 +124,7 @@ def test_the_gate_fails_on_the_planted_change_and_passes_identical_deployments(r
 def test_a_stopped_drift_audit_resumes_to_the_rows_of_an_uninterrupted_one(tiny, tmp_path):
     samples = read_dataset(tiny["data"])
     run_drift(samples, explainer_of(tiny["reference"]), explainer_of(tiny["planted"]), tmp_path / "whole",
-              workers=1)
+              run=RunConfig(workers=1))
     stop = threading.Event()
 
     def progress(done: int, total: int) -> None:
@@ -132,12 +133,12 @@ def test_a_stopped_drift_audit_resumes_to_the_rows_of_an_uninterrupted_one(tiny,
 
     with pytest.raises(RunInterrupted) as stopped:
         run_drift(samples, explainer_of(tiny["reference"]), explainer_of(tiny["planted"]), tmp_path / "resumed",
-                  workers=1, progress=progress, stop=stop)
+                  run=RunConfig(workers=1), progress=progress, stop=stop)
     assert 2 <= stopped.value.saved < 6 and stopped.value.total == 6
     (tmp_path / "resumed" / "Stable" / "mine.txt").parent.mkdir(exist_ok=True)
     (tmp_path / "resumed" / "Stable" / "mine.txt").write_text("the user's")
     summary = run_drift(samples, explainer_of(tiny["reference"]), explainer_of(tiny["planted"]),
-                        tmp_path / "resumed", workers=1)
+                        tmp_path / "resumed", run=RunConfig(workers=1))
     assert summary.resumed == stopped.value.saved and summary.images == 6
 
     def comparable(rows):
@@ -191,4 +192,29 @@ def test_f32_against_bf16_on_a_cpu_with_bf16(run, photos_dir, tmp_path):
             expected = (f32.predict(image).top[0].index, bf16.predict(image).top[0].index)
             assert (row["reference_top1_index"], row["candidate_top1_index"]) == expected
             assert row["top1_agreement"] == (expected[0] == expected[1])
-            assert (row["category"] == PREDICTION_CHANGED) == (expected[0] != expected[1])
+            assert (row["case"] == PREDICTION_CHANGED) == (expected[0] != expected[1])
+
+
+def test_drift_configs_reach_both_deployments_and_an_earlier_folder_resumes(tiny, tmp_path):
+    """drift() takes the configs and keyword shortcuts (``candidate=`` a path, ``reference_device``, a model
+    field for both); a drift.json written before --preprocess existed (no ``preprocess`` key) resumes."""
+    from ov_explain.runs.drift.run import drift
+
+    out = tmp_path / "drift"
+    summary = drift(tiny["data"], out, reference=tiny["reference"], candidate=tiny["planted"], method="reciprocam",
+                    reference_device="CPU", cache_dir=None, report=False, limit=4)
+    assert summary.images == 4 and summary.reference["device"] == summary.candidate["device"] == "CPU"
+    assert Path(summary.candidate["model"]).name == "planted.xml"
+    assert summary.reference["preprocess"] is None  # the model's own spec
+    settings = json.loads((out / "drift.json").read_text())
+    for role in ("reference", "candidate"):
+        del settings[role]["preprocess"]
+    (out / "drift.json").write_text(json.dumps(settings))
+    again = drift(tiny["data"], out, reference=tiny["reference"], candidate={"path": tiny["planted"]},
+                  method="reciprocam", reference_device="CPU", cache_dir=None, report=False, limit=4)
+    assert again.resumed == 4
+    assert json.loads((out / "drift.json").read_text())["candidate"]["preprocess"] is None
+    with pytest.raises(TypeError, match="unknown option 'candidate_colour'"):
+        drift(tiny["data"], out, reference=tiny["reference"], candidate_colour="red")
+    with pytest.raises(Exception, match="the candidate deployment is the reference"):
+        drift(tiny["data"], out, reference=tiny["reference"], reference_device="CPU")
