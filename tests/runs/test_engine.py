@@ -1,0 +1,121 @@
+"""The row engine on its own (no model: the per-sample work is a function here): rows in dataset order
+whatever finishes first, a failing sample as its error row, a stop that resumes exactly, another run's
+folder refused, restart and recovery that remove only the run's files."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pytest
+
+from ov_explain.core.errors import ImageReadError
+from ov_explain.runs.audit.folder import ErrorRow
+from ov_explain.runs.dataset import Sample
+from ov_explain.runs.engine import FolderError, FolderKind, RunInterrupted, ThreadEngine, run_rows
+
+
+@dataclass(frozen=True)
+class Row:
+    key: str
+    targets_total: int
+    target_rank: int
+    file: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Row":
+        return cls(**data)
+
+
+KIND = FolderKind(noun="a test run", settings_file="run.json", rows_file="rows.jsonl", errors_file="errors.jsonl",
+                  top_files=("run.json", "rows.jsonl", "errors.jsonl"), cases=("Even", "Odd"), picture_folders=(),
+                  file_extensions=(".txt",), path_columns=("file",), stem_of=lambda name: name.split(".")[0],
+                  parse_row=Row.from_dict, error_type=ErrorRow,
+                  upgrade_settings=lambda s: {("size" if k == "old_size" else k): v for k, v in s.items()})
+
+
+def samples(count: int) -> list[Sample]:
+    return [Sample(Path(f"img{i}.png"), None, f"img{i}") for i in range(count)]
+
+
+def work_in(out: Path, slow: set[int] = frozenset(), broken: set[int] = frozenset()):
+    """Two rows (and two files) per sample; ``slow`` samples finish late, ``broken`` ones raise."""
+    def work(sample: Sample) -> list[Row]:
+        number = int(sample.key[3:])
+        if number in broken:
+            raise ImageReadError(f"{sample.path}: cannot decode")
+        if number in slow:
+            time.sleep(0.2)
+        case = "Even" if number % 2 == 0 else "Odd"
+        (out / case).mkdir(exist_ok=True)
+        rows = []
+        for rank in range(2):
+            name = f"{case}/{sample.key}.{rank}.txt"
+            (out / name).write_text(sample.key)
+            rows.append(Row(sample.key, 2, rank, name))
+        return rows
+    return work
+
+
+def keys(out: Path) -> list[str]:
+    return [json.loads(line)["key"] for line in (out / "rows.jsonl").read_text().splitlines()]
+
+
+def test_rows_are_appended_in_dataset_order_and_a_failing_sample_is_an_error_row(tmp_path):
+    out = tmp_path / "run"
+    stats = run_rows(samples(6), ThreadEngine(work_in(out, slow={0, 3}, broken={4}), 3), out, KIND, {"size": 6},
+                     {f"img{i}" for i in range(6)})
+    assert (stats.ran, stats.resumed) == (6, 0)
+    assert keys(out) == [k for k in ("img0", "img1", "img2", "img3", "img5") for _ in range(2)]
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["key"], e["error_type"], e["error"]) for e in errors] == \
+        [("img4", "ImageReadError", "img4.png: cannot decode")]
+    again = run_rows(samples(6), ThreadEngine(work_in(out), 2), out, KIND, {"size": 6}, set())
+    assert (again.ran, again.resumed) == (1, 5)  # the failed image is tried again, the rest resumed
+    assert not (out / "errors.jsonl").read_text() and sorted(set(keys(out))) == [f"img{i}" for i in range(6)]
+
+
+def test_a_stop_records_what_is_in_flight_and_a_rerun_resumes_exactly(tmp_path):
+    out, stop = tmp_path / "run", threading.Event()
+    with pytest.raises(RunInterrupted) as stopped:
+        run_rows(samples(8), ThreadEngine(work_in(out), 1), out, KIND, {"size": 8}, set(),
+                 progress=lambda done, total: stop.set() if done >= 3 else None, stop=stop)
+    saved = stopped.value.saved
+    assert 3 <= saved < 8 and len(set(keys(out))) == saved
+    stats = run_rows(samples(8), ThreadEngine(work_in(out), 2), out, KIND, {"size": 8}, set())
+    assert (stats.ran, stats.resumed) == (8 - saved, saved) and len(keys(out)) == 16
+
+
+def test_another_runs_folder_is_refused_and_restart_removes_only_the_runs_files(tmp_path):
+    out = tmp_path / "run"
+    run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1"})
+    (out / "Even" / "notes.md").write_text("mine")  # the user's
+    with pytest.raises(FolderError, match=r"different settings \(size\).*restart"):
+        run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 3}, {"img0", "img1"})
+    (out / "run.json").write_text(json.dumps({"old_size": 2}))  # an earlier version's name for the setting
+    assert run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, set()).resumed == 2
+    assert json.loads((out / "run.json").read_text()) == {"size": 2}  # rewritten in today's names
+    stats = run_rows(samples(1), ThreadEngine(work_in(out), 1), out, KIND, {"size": 1}, {"img0", "img1"},
+                     restart=True)
+    assert (stats.ran, stats.resumed) == (1, 0) and keys(out) == ["img0", "img0"]
+    assert (out / "Even" / "notes.md").read_text() == "mine" and not (out / "Odd").exists()
+
+
+def test_a_killed_runs_unlisted_files_are_removed_on_resume_but_the_users_are_kept(tmp_path):
+    out = tmp_path / "run"
+    run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1"})
+    (out / "Odd" / "img3.0.txt").write_text("a file whose row never made it")
+    (out / "Odd" / "holiday.txt").write_text("mine")
+    with open(out / "rows.jsonl", "a") as handle:
+        handle.write('{"key": "img2", "targets_total": 2, "target_rank": 0, "file": "Even/img2.0.txt"}\n')
+    stats = run_rows(samples(4), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2},
+                     {f"img{i}" for i in range(4)})
+    assert (stats.ran, stats.resumed) == (2, 2)  # img2's half-recorded rows are redone
+    assert keys(out) == ["img0", "img0", "img1", "img1", "img2", "img2", "img3", "img3"]
+    assert (out / "Odd" / "holiday.txt").read_text() == "mine"
