@@ -175,3 +175,31 @@ def test_no_ray_cluster_is_one_line(copies, tmp_path, run):
 def test_options_are_checked():
     with pytest.raises(ClusterError, match="batch_size: expected >= 1, got 0"):
         RayOptions(batch_size=0)
+
+
+def test_a_drift_audit_on_ray_writes_the_local_engines_rows_and_files(photos_dir, ray_cluster, tmp_path):
+    """The drift audit's work on actors (both deployments built there from DriftWork): the same rows, maps and
+    side-by-side pictures as on this process's threads, with --readout and --preprocess reaching both."""
+    from ov_explain.core.preprocess import PreprocessSpec
+    from ov_explain.runs.drift.run import drift
+
+    spec = tmp_path / "plain.json"  # not the model's own spec: what the settings must then record
+    PreprocessSpec(size=224, resize="stretch", mean=(127.0,) * 3, std=(128.0,) * 3).to_json(spec)
+    common = dict(reference_device="CPU", candidate_precision="bf16", method="reciprocam", readout="probability",
+                  preprocess=str(spec), cache_dir=None, report=False)
+    local = drift(photos_dir / "ground_truth.csv", tmp_path / "local", **common)
+    remote = drift(photos_dir / "ground_truth.csv", tmp_path / "ray", engine="ray",
+                   ray=RayOptions(address=ray_cluster, actors=2, batch_size=2), **common)
+    assert remote.images == local.images == 7 and remote.errors == 0
+    settings = json.loads((tmp_path / "ray" / "drift.json").read_text())
+    assert settings["reference"]["readout"] == "probability" and settings["candidate"]["preprocess"]["resize"] == \
+        "stretch"
+
+    def rows(folder: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("_ms")}
+                for line in (folder / "drift.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path / "ray") == rows(tmp_path / "local")
+    for row in rows(tmp_path / "local"):
+        for column in ("image_path", "reference_map_path", "candidate_map_path"):
+            assert (tmp_path / "ray" / row[column]).read_bytes() == (tmp_path / "local" / row[column]).read_bytes()
