@@ -1,2 +1,2 @@
-"""Model tools beside explaining: ``inspect`` (what white-box would use), INT8 quantisation and model_api's
-model_info keys."""
+"""Model tools beside explaining: ``inspect`` (what white-box would use), INT8 quantisation, the XAI IR export
+and model_api's model_info keys."""
