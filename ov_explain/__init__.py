@@ -26,8 +26,9 @@ from ov_explain.core.errors import (
     OvExplainError,
     PreprocessError,
 )
+from ov_explain.core.files import ModelFiles
 from ov_explain.core.images import decode_image, read_image
-from ov_explain.core.model import Classifier, ClassScore, ModelFiles, Prediction
+from ov_explain.core.model import Classifier, ClassScore, Prediction
 from ov_explain.core.preprocess import Geometry, PreprocessSpec
 from ov_explain.core.resources import default_model_path, sample_images
 

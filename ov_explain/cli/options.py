@@ -11,9 +11,10 @@ from typing import Any, Callable, Sequence
 import click
 
 from ov_explain.cli.app import fail
-from ov_explain.core.config import OUTPUT_KINDS, ModelConfig
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.devices import DEFAULT_PRECISION, PRECISIONS
 from ov_explain.core.errors import OvExplainError
+from ov_explain.core.ports import OUTPUT_KINDS
 from ov_explain.explain.base import MODES
 from ov_explain.explain.config import BACKENDS, READOUTS, ExplainConfig
 from ov_explain.explain.registry import PRESETS, method_names

@@ -16,11 +16,10 @@ from typing import Any, Mapping, Sequence
 
 from ov_explain.core.devices import DEFAULT_PRECISION, DeviceRequest, check_precision
 from ov_explain.core.errors import OvExplainError
+from ov_explain.core.ports import OUTPUT_KINDS
 
 logger = logging.getLogger(__name__)
 
-#: What the model outputs: decided from the graph and values (auto), or said by the user.
-OUTPUT_KINDS = ("auto", "logits", "probabilities")
 
 
 class ConfigError(OvExplainError, TypeError):

@@ -14,6 +14,9 @@ from ov_explain.core.errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
 
+#: What a classifier outputs: decided from the graph and values (auto), or said by the user.
+OUTPUT_KINDS = ("auto", "logits", "probabilities")
+
 
 def node_key(node: Any) -> str:
     """A stable identity for a node (its unique name)."""

@@ -237,7 +237,7 @@ def test_model_api_predicts_like_the_classifier(mapi, tmp_path, photos_dir, embe
     import openvino as ov
 
     from ov_explain import Classifier, read_image
-    from ov_explain.core.model import ModelFiles
+    from ov_explain.core.files import ModelFiles
     from ov_explain.core.resources import default_model_path
 
     files = ModelFiles.locate(default_model_path())
