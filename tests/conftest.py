@@ -68,3 +68,24 @@ def chelsea_rgb(photos_dir: Path) -> np.ndarray:
     return read_image(photos_dir / "chelsea.jpg")
 
 
+
+
+@pytest.fixture(scope="session")
+def yolov8_path() -> Path:
+    """A real detector: nudenet 3.4.2's ``320n.onnx`` (MIT), a YOLOv8n export with 18 classes (FACE_FEMALE,
+    FACE_MALE, ...), installed from the package registry by the ``tests`` extra, never committed."""
+    import importlib.util
+
+    found = importlib.util.find_spec("nudenet")
+    if found is None or not found.submodule_search_locations:
+        pytest.fail('nudenet is not installed: pip install -e ".[tests]" (it ships the test detector)')
+    return Path(list(found.submodule_search_locations)[0]) / "320n.onnx"
+
+
+@pytest.fixture(scope="session")
+def yolov8(yolov8_path):
+    """The real YOLOv8n on CPU in f32, its own letterbox convention (read from its metadata), compiled once."""
+    from ov_explain.core.detector import Detector
+
+    with Detector(yolov8_path, device="CPU", cache_dir=None) as detector:
+        yield detector

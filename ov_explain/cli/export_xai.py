@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ov_explain.cli.app import fail, main
-from ov_explain.cli.options import load_classifier, model_options, readout_option
+from ov_explain.cli.options import load_model, model_options, readout_option
 from ov_explain.core.config import ModelConfig
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.registry import method_names
@@ -37,7 +37,7 @@ def export_xai(model: ModelConfig, method: str | None, target_layer: str | None,
     """
     from ov_explain.tools.xai_export import export_xai as run
 
-    classifier = load_classifier(model, "LATENCY")
+    classifier = load_model(model, "LATENCY", "export-xai")
     try:
         with classifier:
             done = run(classifier, out_path, method=method, target_layer=target_layer, maps=maps, readout=readout,

@@ -11,7 +11,8 @@ from typing import Any, Callable, Sequence
 import click
 
 from ov_explain.cli.app import fail
-from ov_explain.core.config import ModelConfig
+from ov_explain.core.config import TASKS, ModelConfig
+from ov_explain.core.detection import OUTPUT_FORMATS
 from ov_explain.core.devices import DEFAULT_PRECISION, PRECISIONS
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.ports import OUTPUT_KINDS
@@ -63,6 +64,15 @@ MODEL_OPTIONS = {
                                                       "every CPU; device is what the device runs by default (bf16 "
                                                       "on CPUs with AMX, f16 on GPU and NPU)."),
     "cache": click.option("--no-cache", is_flag=True, help="Do not use the compiled-model cache."),
+    "task": click.option("--task", type=click.Choice(list(TASKS)), default="auto", show_default=True,
+                         help="What the model does (auto: a detector when its export says so or its outputs are a "
+                              "detection format)."),
+    "output_format": click.option("--output-format", type=click.Choice(["auto", *OUTPUT_FORMATS]), default="auto",
+                                  show_default=True, help="Detectors: the output format (auto: from the shapes)."),
+    "confidence": click.option("--confidence", type=click.FloatRange(0, 1), default=0.25, show_default=True,
+                               help="Detectors: the lowest box score kept."),
+    "iou": click.option("--iou", type=click.FloatRange(0, 1, min_open=True), default=0.45, show_default=True,
+                        help="Detectors: NMS drops the weaker box of a class overlapping a kept one by more."),
 }
 
 
@@ -77,12 +87,14 @@ def model_fields(*names: str) -> Any:
 
 def _model_config(model_path: Path | None = None, preprocess: str | None = None, labels: Path | None = None,
                   device: str = "AUTO", output_kind: str = "auto", precision: str = DEFAULT_PRECISION,
-                  no_cache: bool = False) -> ModelConfig:
+                  no_cache: bool = False, task: str = "auto", output_format: str = "auto", confidence: float = 0.25,
+                  iou: float = 0.45) -> ModelConfig:
     return ModelConfig(model_path, device, precision, preprocess, labels, output_kind,
-                       None if no_cache else "default")
+                       None if no_cache else "default", task, output_format, confidence, iou)
 
 
-#: --model, --preprocess, --labels, --device, --output, --precision, --no-cache as ``model: ModelConfig``.
+#: --model, --preprocess, --labels, --device, --output, --precision, --no-cache and the detector options
+#: (--task, --output-format, --confidence, --iou) as ``model: ModelConfig``.
 model_options = config_options("model", _model_config, list(MODEL_OPTIONS.values()))
 
 
@@ -151,10 +163,12 @@ def run_options(noun: str) -> Any:
     return config_options("run", build, options)
 
 
-def load_classifier(model: ModelConfig, hint: str) -> Any:
-    """The classifier, or one line and exit 2."""
+def load_model(model: ModelConfig, hint: str, classifier_for: str | None = None) -> Any:
+    """The classifier or detector (only a classifier when ``classifier_for`` names what needs one), or one
+    line and exit 2."""
     try:
-        return model.load(hint=hint)
+        return model.load(hint=hint) if classifier_for is None else \
+            model.load_classifier(hint=hint, purpose=classifier_for)
     except OvExplainError as exc:
         fail(str(exc))
 

@@ -22,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 
 
+#: What a model does: class scores for the image, or boxes with classes.
+TASKS = ("auto", "classification", "detection")
+
+
 class ConfigError(OvExplainError, TypeError):
     """An option that no config has, or a value a config refuses."""
 
@@ -44,20 +48,58 @@ class ModelConfig:
     labels: Sequence[str] | str | os.PathLike | None = None
     output: str = "auto"
     cache_dir: str | os.PathLike | None = "default"
+    task: str = "auto"
+    output_format: str = "auto"
+    confidence: float = 0.25
+    iou: float = 0.45
 
     def __post_init__(self) -> None:
+        from ov_explain.core.detection import OUTPUT_FORMATS
+
         DeviceRequest.parse(self.device)
         object.__setattr__(self, "precision", check_precision(self.precision))
         if self.output not in OUTPUT_KINDS:
             raise ConfigError(f"output must be one of {list(OUTPUT_KINDS)}, got {self.output!r}")
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {list(TASKS)}, got {self.task!r}")
+        if self.output_format != "auto" and self.output_format not in OUTPUT_FORMATS:
+            raise ConfigError(f"output format must be auto or one of {list(OUTPUT_FORMATS)}, got "
+                              f"{self.output_format!r}")
+        if not 0.0 <= self.confidence <= 1.0 or not 0.0 < self.iou <= 1.0:
+            raise ConfigError(f"confidence must be in 0..1 and iou in (0, 1], got {self.confidence}, {self.iou}")
 
     def load(self, *, hint: str = "LATENCY", core: Any = None) -> Any:
-        """The classifier (``hint``: LATENCY for one image at a time, THROUGHPUT for datasets)."""
+        """The classifier or detector (``hint``: LATENCY for one image at a time, THROUGHPUT for datasets)."""
+        common = dict(device=self.device, preprocess=self.preprocess, labels=self.labels, hint=hint,
+                      cache_dir=self.cache_dir, core=core, precision=self.precision)
+        if self.resolved_task() == "detection":
+            from ov_explain.core.detector import Detector
+
+            return Detector(self.path, output_format=self.output_format, confidence=self.confidence, iou=self.iou,
+                            **common)
         from ov_explain.core.model import Classifier
 
-        return Classifier(self.path, device=self.device, preprocess=self.preprocess, labels=self.labels,
-                          output=self.output, hint=hint, cache_dir=self.cache_dir, core=core,
-                          precision=self.precision)
+        return Classifier(self.path, output=self.output, **common)
+
+    def load_classifier(self, *, hint: str = "LATENCY", core: Any = None, purpose: str = "this") -> Any:
+        """The classifier; a detector is one line saying ``purpose`` needs a classifier."""
+        model = self.load(hint=hint, core=core)
+        if getattr(model, "output_format", None) is not None:
+            model.close()
+            raise ConfigError(f"{model.files.model}: a detector ({model.output_format} outputs); {purpose} takes "
+                              "image classifiers in this version (predict and explain take detectors)")
+        return model
+
+    def resolved_task(self) -> str:
+        """The task asked for, or the model's own: a detector when its exporter says so or its outputs are
+        a detection format (an output format named means detection too)."""
+        if self.task != "auto":
+            return self.task
+        if self.output_format != "auto":
+            return "detection"
+        from ov_explain.core.tasks import find_task
+
+        return find_task(self.path)
 
     def resolved(self, classifier: Any) -> "ModelConfig":
         """This config with the model file the classifier found (absolute): what another process loads."""

@@ -229,10 +229,14 @@ class ImageModel:
             if spec is not None:
                 return spec, False, None, origin
         spec = self._fallback_spec(None)
+        return spec, False, None, self._default_preprocessing(spec)
+
+    def _default_preprocessing(self, spec: PreprocessSpec) -> str:
+        """Where the preprocessing came from when nothing says (logged): a plain resize, with a warning."""
         logger.warning("%s: no preprocessing spec found (beside the model or in it); using a plain %dx%d "
                        "resize with no normalisation — pass a spec for correct results",
                        self.files.model, *spec.size)
-        return spec, False, None, f"none found: plain resize to {spec.size[0]}x{spec.size[1]}"
+        return f"none found: plain resize to {spec.size[0]}x{spec.size[1]}"
 
     def _guess_layout(self) -> str:
         """The model input's layout as far as its shape tells: NHWC when the last axis has 1 or 3

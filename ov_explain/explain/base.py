@@ -50,6 +50,8 @@ class SaliencyMap:
     #: The class score this map reads ("logit" / "probability"; None: none or not recorded). It differs from
     #: the explanation's where a degenerate probability map fell back to the logit read-out (CAM).
     readout: str | None = None
+    #: The explained detection's box (x1, y1, x2, y2 on the original image) for a detector's map; else None.
+    box: tuple[float, float, float, float] | None = None
 
     def __post_init__(self, image: np.ndarray | Projector) -> None:
         self.raw = np.asarray(self.raw, dtype=np.float32)

@@ -43,7 +43,7 @@ class ExplainConfig:
             raise ExplainError(f"backend must be one of {list(BACKENDS)}, got {self.backend!r}")
         if self.readout is not None and self.readout not in READOUTS:
             raise ExplainError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
-        resolve(self.mode, self.method)
+        resolve(self.mode, self.method, task=None)  # which task: known when the model is
         check_preset(self.preset)
         object.__setattr__(self, "options", dict(self.options))
 
@@ -56,6 +56,12 @@ class ExplainConfig:
         """The explainer for ``classifier`` on this backend (both have the same interface and results)."""
         arguments = dict(mode=self.mode, method=self.method, target_layer=self.target_layer, preset=self.preset,
                          seed=self.seed, **self.method_options)
+        if getattr(classifier, "output_format", None) is not None:  # a detector
+            if self.backend != "native":
+                raise ExplainError("openvino-xai explains classifiers only: use --backend native for a detector")
+            from ov_explain.explain.detection import DetectionExplainer
+
+            return DetectionExplainer(classifier, **arguments)
         if self.backend == "native":
             from ov_explain.explain.explainer import Explainer
 

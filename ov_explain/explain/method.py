@@ -35,6 +35,8 @@ class Method:
     xai_options: ClassVar[Mapping[str, str]] = {}
     #: Option name -> default. Black-box defaults of ``None`` come from the preset.
     options: ClassVar[Mapping[str, Any]] = {}
+    #: What the method explains: a classifier's classes, or a detector's boxes.
+    task: ClassVar[str] = "classification"
 
     def check_options(self, options: Mapping[str, Any]) -> dict[str, Any]:
         """The options, refused with one line naming the method's real options when one is unknown."""

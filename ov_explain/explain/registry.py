@@ -27,6 +27,7 @@ _METHOD_MODULES = (
     "activationmap",
     "rise",
     "aise",
+    "drise",
 )
 
 def _key(name: str) -> str:
@@ -42,12 +43,15 @@ for _module in _METHOD_MODULES:
 
 #: The black-box default; the white-box default depends on the graph (:func:`default_whitebox_method`).
 DEFAULT_BLACKBOX = "aise"
+#: The black-box default for detectors.
+DEFAULT_DETECTION_BLACKBOX = "drise"
 PRESETS = ("speed", "balance", "quality")
 
 
-def method_names(mode: str | None = None) -> list[str]:
-    """Registered method names, of one mode if given."""
-    return [name for name, method in METHODS.items() if mode is None or method.mode == mode]
+def method_names(mode: str | None = None, task: str | None = None) -> list[str]:
+    """Registered method names, of one mode and task if given."""
+    return [name for name, method in METHODS.items()
+            if (mode is None or method.mode == mode) and (task is None or method.task == task)]
 
 
 def get_method(name: str) -> Method:
@@ -69,12 +73,17 @@ def default_whitebox_method(model: Any, position: int = 0, *, target_layer: str 
     return next((m for m in candidates if m.applies(model, position, target_layer)), candidates[-1])
 
 
-def resolve(mode: str, method: str | None) -> tuple[str, Method | None]:
-    """(mode, method) for a request; a white-box method of ``None`` is chosen later from the graph."""
+def resolve(mode: str, method: str | None, task: str | None = "classification") -> tuple[str, Method | None]:
+    """(mode, method) for a request on a ``task`` model (None: any); a white-box method of ``None`` is chosen
+    later from the graph."""
     check_mode(mode)
     if method is None:
-        return mode, METHODS[DEFAULT_BLACKBOX] if mode == "blackbox" else None
+        default = DEFAULT_DETECTION_BLACKBOX if task == "detection" else DEFAULT_BLACKBOX
+        return mode, METHODS[default] if mode == "blackbox" else None
     found = get_method(method)
+    if task is not None and found.task != task:
+        raise ExplainError(f"method {found.name} explains {found.task} models, not {task} models "
+                           f"(methods for {task}: {', '.join(method_names(task=task)) or 'none'})")
     if mode not in ("auto", found.mode):
         raise ExplainError(f"method {found.name} is {found.mode}, but mode {mode!r} was asked for")
     return found.mode, found

@@ -6,6 +6,7 @@ from ov_explain.render.maps import (
                                     blend_levels,
                                     colorize,
                                     colorize_rgba,
+                                    draw_box,
                                     encode_jpeg,
                                     encode_png,
                                     frame_levels,
@@ -15,5 +16,5 @@ from ov_explain.render.maps import (
                                     rgba_png,
 )
 
-__all__ = ["COLORMAPS", "blend_levels", "colorize", "colorize_rgba", "encode_jpeg", "encode_png", "frame_levels",
-           "normalize", "overlay", "resize", "rgba_png"]
+__all__ = ["COLORMAPS", "blend_levels", "colorize", "colorize_rgba", "draw_box", "encode_jpeg", "encode_png",
+           "frame_levels", "normalize", "overlay", "resize", "rgba_png"]

@@ -130,6 +130,25 @@ def frame_levels(saliency: np.ndarray, box: tuple[float, float, float, float] | 
     return framed
 
 
+def draw_box(picture: np.ndarray, box: tuple[float, float, float, float], label: str, *,
+             color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """A copy of ``picture`` (uint8, H x W x 3) with ``box`` (x1, y1, x2, y2 in its pixels) outlined and
+    ``label`` written on a dark band above it (below its top edge when there is no room)."""
+    out = np.ascontiguousarray(picture).copy()
+    height, width = out.shape[:2]
+    thickness = max(1, round(min(height, width) / 250))
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 0), thickness + 2)
+    cv2.rectangle(out, (x1, y1), (x2, y2), color, thickness)
+    scale = max(0.4, min(height, width) / 800)
+    (text_w, text_h), base = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    top = y1 - text_h - base - 2 if y1 - text_h - base - 2 >= 0 else y1 + thickness
+    cv2.rectangle(out, (x1, top), (min(width - 1, x1 + text_w + 4), top + text_h + base + 2), (0, 0, 0), -1)
+    cv2.putText(out, label, (x1 + 2, top + text_h + 1), cv2.FONT_HERSHEY_SIMPLEX, scale, color, thickness,
+                cv2.LINE_AA)
+    return out
+
+
 def rgba_png(levels: np.ndarray, colormap: str = "jet") -> bytes:
     """PNG bytes of :func:`colorize_rgba` for uint8 levels (0..255): the audit's ``.rgba.png`` and the
     exported maps (transparent where the level is 0)."""

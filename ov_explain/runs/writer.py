@@ -45,6 +45,7 @@ class MapFiles:
     overlay: str
     raw: str | None = None
     rgba: str | None = None
+    on_image: str | None = None  # a detector's map on the original image's pixels (with ``raw``)
 
 
 def to_bgr(pixels: np.ndarray) -> np.ndarray:
@@ -66,8 +67,14 @@ def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMa
     """
     levels = saliency.levels_on_image(as_uint8=True)
     overlay = render.blend_levels(bgr, levels, weight=style.overlay_weight, colormap=style.colormap, bgr=True)
+    boxed = saliency.box is not None  # a detector's map: its box and label drawn, its map on the image kept
+    if boxed:
+        overlay = render.draw_box(overlay, saliency.box, f"{saliency.label} {saliency.probability:.2f}")
     files = MapFiles(f"{name}.jpg", f"{name}.npy" if style.save_raw else None,
-                     f"{name}.rgba.png" if style.save_rgba else None)
+                     f"{name}.rgba.png" if style.save_rgba else None,
+                     f"{name}.image.npy" if style.save_raw and boxed else None)
+    if files.on_image is not None:
+        atomic_write_bytes(root / files.on_image, npy_bytes(saliency.on_image))
     atomic_write_bytes(root / files.overlay, render.encode_jpeg(overlay, style.jpeg_quality, bgr=True))
     if files.raw is not None:
         atomic_write_bytes(root / files.raw, npy_bytes(saliency.raw))

@@ -190,7 +190,7 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
         known = sorted({s.label for s in everything if s.label is not None})
         raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample (dataset labels: "
                          f"{', '.join(known[:10]) or 'none'}{', ...' if len(known) > 10 else ''})")
-    classifier = model.load(hint="THROUGHPUT")
+    classifier = model.load_classifier(hint="THROUGHPUT", purpose="an audit")
     resolver = data.resolver(classifier, chosen)
     _check_labels(dataset, chosen, resolver)
     with classifier, explain.create(classifier) as explainer:

@@ -191,10 +191,10 @@ def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-d
     _, samples = data.read(dataset, exclude=out_dir)
     if not samples:
         raise FolderError(f"{dataset}: no image to compare")
-    ref_classifier = ref_config.load(hint="THROUGHPUT")
+    ref_classifier = ref_config.load_classifier(hint="THROUGHPUT", purpose="a drift audit")
     if cand_config.path is None:  # the reference's file, as found
         cand_config = dataclasses.replace(cand_config, path=ref_classifier.files.model)
-    with ref_classifier, cand_config.load(hint="THROUGHPUT") as cand_classifier:
+    with ref_classifier, cand_config.load_classifier(hint="THROUGHPUT", purpose="a drift audit") as cand_classifier:
         if cand_classifier.num_classes != ref_classifier.num_classes:
             raise FolderError(f"the deployments have {ref_classifier.num_classes} and {cand_classifier.num_classes} "
                               "classes: they are not the same classifier")

@@ -1,0 +1,176 @@
+"""Explaining a detector: one map per kept box, from the registry's detection methods.
+
+The detections come from one plain inference; each explained box then gets its map (black-box D-RISE:
+one pass of masked images for all boxes of the image). Maps are at the method's own resolution and on the
+original image's pixels, like a classifier's, and carry the box they explain.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+from ov_explain.core.detection import Detection, DetectionResult
+from ov_explain.core.prepared import PreparedInput
+from ov_explain.core.preprocess import Geometry
+from ov_explain.core.runtime import ImageInput
+from ov_explain.explain.base import ExplainError, SaliencyMap, WhiteboxUnsupportedError
+from ov_explain.explain.blackbox import Progress
+from ov_explain.explain.method import BlackboxMethod
+from ov_explain.explain.registry import check_preset, resolve
+
+logger = logging.getLogger(__name__)
+
+#: Which boxes to explain: every detection, or their positions in the detection list.
+Boxes = Any
+
+
+@dataclass
+class DetectionExplanation:
+    """The detections of one image and a map for each explained one (``maps[i].box`` is its box)."""
+
+    source: str
+    image_size: tuple[int, int]
+    detections: DetectionResult
+    maps: list[SaliencyMap]
+    explained: list[int]  # positions in detections.detections of the explained boxes, in the maps' order
+    method: str
+    mode: str
+    device: str
+    precision: str
+    inferences: int = 0
+    images_inferred: int = 1
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    geometry: Geometry | None = field(default=None, repr=False)
+    backend: str = "native"
+    target_layer: str | None = None
+    readout: str | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.maps) != len(self.explained):
+            raise ValueError(f"maps: {len(self.maps)} maps for {len(self.explained)} explained boxes")
+        if any(not 0 <= i < len(self.detections.detections) for i in self.explained):
+            raise ValueError(f"explained: positions {self.explained} outside the {len(self.detections.detections)} "
+                             "detections")
+
+    @property
+    def map_box(self) -> tuple[float, float, float, float] | None:
+        return self.geometry.input_box() if self.geometry is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        maps = dict(zip(self.explained, self.maps))
+        return {"source": self.source, "image_size": list(self.image_size), "task": "detection",
+                "method": self.method, "mode": self.mode, "backend": self.backend, "device": self.device,
+                "precision": self.precision, "inferences": self.inferences, "images_inferred": self.images_inferred,
+                "output_format": self.detections.output_format,
+                "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
+                "detections": [{**d.to_dict(), "maps": ([{"raw_shape": list(maps[i].raw.shape)}] if i in maps else [])}
+                               for i, d in enumerate(self.detections.detections)]}
+
+
+class DetectionExplainer:
+    """Explain a :class:`~ov_explain.core.detector.Detector`'s boxes.
+
+    ``mode``: ``auto`` (white-box where the graph allows, else black-box), ``whitebox`` or ``blackbox``;
+    ``method``: a detection method of the registry (default: D-RISE); ``preset`` / ``seed`` / ``options`` as
+    for classifiers.
+    """
+
+    backend = "native"
+
+    def __init__(self, detector: Any, *, mode: str = "auto", method: str | None = None,
+                 target_layer: str | None = None, preset: str = "balance", seed: int = 0, **options: Any) -> None:
+        check_preset(preset)
+        self.classifier = detector  # the model, under the name every explainer gives it
+        self.detector = detector
+        self.preset, self.seed, self.options = preset, seed, options
+        self.fallback_reason: str | None = None
+        mode, chosen = resolve(mode, method, task="detection")
+        if mode == "whitebox" or target_layer is not None:
+            raise WhiteboxUnsupportedError("white-box maps of detectors are not in this version; use --mode blackbox "
+                                           "(D-RISE)")
+        if chosen is None:  # auto: no white-box detection method yet
+            self.fallback_reason = "no white-box detection method in this version"
+            mode, chosen = resolve("blackbox", None, task="detection")
+        assert isinstance(chosen, BlackboxMethod)
+        self._method = chosen
+        self.settings = chosen.resolve(preset, options)
+        self.target_layer = None
+        self.readout = None
+
+    @property
+    def method(self) -> str:
+        return self._method.name
+
+    @property
+    def mode(self) -> str:
+        return self._method.mode
+
+    @property
+    def device(self) -> str:
+        return self.detector.device
+
+    @property
+    def precision(self) -> str:
+        return self.detector.precision
+
+    def close(self) -> None:
+        """Nothing is held beyond the detector's own requests (closed by its owner)."""
+
+    def __enter__(self) -> "DetectionExplainer":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def prepare(self, image: ImageInput, *, source: str | None = None) -> PreparedInput:
+        return self.detector.prepare(image, source=source, at_model_size=True).as_float()
+
+    def explain(self, image: ImageInput, boxes: Boxes = "all", *, progress: Progress | None = None,
+                parallel: int = 2) -> DetectionExplanation:
+        """The detections of ``image`` and a map for each of ``boxes`` (``all``, or positions in the list)."""
+        started = time.perf_counter()
+        prepared = self.prepare(image)
+        return self.explain_prepared(prepared, boxes, progress=progress, parallel=parallel,
+                                     preprocess_ms=(time.perf_counter() - started) * 1000)
+
+    def explain_prepared(self, prepared: PreparedInput, boxes: Boxes = "all", *, progress: Progress | None = None,
+                         parallel: int = 2, preprocess_ms: float = 0.0) -> DetectionExplanation:
+        started = time.perf_counter()
+        found = self.detector.detect_prepared(prepared)
+        detected = time.perf_counter()
+        chosen = _choose(boxes, found.detections)
+        targets = [found.detections[i] for i in chosen]
+        maps, jobs = [], 0
+        if targets:
+            raw = self._method.run(self.detector, prepared, targets, self.settings, seed=self.seed,
+                                   parallel=parallel, progress=progress)
+            batch = self.settings["chunk"] if self.detector.max_batch is None else self.detector.max_batch
+            jobs = -(-self.settings["num_masks"] // batch)
+            maps = [_box_map(m, d, prepared.geometry) for m, d in zip(raw, targets)]
+        finished = time.perf_counter()
+        return DetectionExplanation(
+            prepared.source, tuple(prepared.geometry.original_size), found, maps, chosen, self.method, self.mode,
+            self.device, self.precision, inferences=1 + jobs,
+            images_inferred=1 + (self.settings["num_masks"] if targets else 0),
+            timings_ms={"preprocess": preprocess_ms, "detect": (detected - started) * 1000,
+                        "explain": (finished - detected) * 1000}, geometry=prepared.geometry)
+
+
+def _choose(boxes: Boxes, detections: Sequence[Detection]) -> list[int]:
+    if isinstance(boxes, str):
+        if boxes != "all":
+            raise ExplainError(f"boxes: expected 'all' or positions in the detection list, got {boxes!r}")
+        return list(range(len(detections)))
+    chosen = [int(b) for b in boxes]
+    wrong = [b for b in chosen if not 0 <= b < len(detections)]
+    if wrong:
+        raise ExplainError(f"boxes: {wrong} not among the {len(detections)} detections")
+    return chosen
+
+
+def _box_map(raw: Any, detection: Detection, geometry: Geometry) -> SaliencyMap:
+    return SaliencyMap(detection.class_index, detection.label, detection.score, raw,
+                       lambda values: geometry.input_to_original(values), box=detection.box)
