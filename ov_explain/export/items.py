@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -28,6 +29,11 @@ from ov_explain.runs.drift.folder import ROWS as DRIFT_ROWS
 from ov_explain.runs.drift.folder import SETTINGS_FILE as DRIFT_SETTINGS
 
 logger = logging.getLogger(__name__)
+
+#: ``np.load`` parses a .npy header with ``ast.literal_eval``; on CPython before 3.11.5 (Debian 12's 3.11.2)
+#: building ASTs in two threads at once can raise "SystemError: AST constructor recursion depth mismatch"
+#: (CPython gh-106905). Export threads read maps one at a time; the files are small, the uploads stay parallel.
+_NPY_LOCK = threading.Lock()
 
 SAFE_FILE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")  # drift names hold "_r_+0.93"
 
@@ -52,7 +58,8 @@ class ExportMap:
     def load(self) -> np.ndarray:
         """The raw map; a damaged file is one :class:`ExportError` naming it."""
         try:
-            raw = np.load(self.raw_path, allow_pickle=False)
+            with _NPY_LOCK:
+                raw = np.load(self.raw_path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise ExportError(f"{self.raw_path}: cannot read the map ({exc})") from None
         if raw.ndim != 2:

@@ -97,7 +97,7 @@ def test_option_values_are_checked_when_the_explainer_is_built(classifier, metho
 
 def test_an_option_of_none_keeps_the_presets_value(classifier):
     explainer = Explainer(classifier, method="rise", preset="speed", num_masks=None)
-    assert explainer._engine.settings["num_masks"] == 1000
+    assert explainer._runner.settings["num_masks"] == 1000
 
 
 def test_a_registered_blackbox_method_runs_its_own_code(classifier, monkeypatch, chelsea_rgb):

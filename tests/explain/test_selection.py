@@ -19,7 +19,7 @@ def test_top_k_and_named_classes_give_the_maps_of_the_all_classes_graph(classifi
     images = [str(photos_dir / name) for name in PHOTOS]
     selected = explainer.explain(images, top_k=3, threshold=0.0)
     everything = explainer.explain(images, targets=lambda p: [s.index for s in p.top[:3]])
-    assert [MapSelection("top", k=3)] == list(explainer._engine._selected)  # one top-3 graph, compiled once
+    assert [MapSelection("top", k=3)] == list(explainer._runner._selected)  # one top-3 graph, compiled once
     for one, other in zip(selected, everything):
         assert [m.target for m in one.maps] == [m.target for m in other.maps] and len(one.maps) == 3
         for a, b in zip(one.maps, other.maps):
@@ -29,7 +29,7 @@ def test_top_k_and_named_classes_give_the_maps_of_the_all_classes_graph(classifi
     assert [m.name for m in named.maps] == ["espresso", "cup"]
     other = explainer.explain(images[1], targets=[872])
     # Given classes go in as a second input: one graph for every class list.
-    assert list(explainer._engine._selected) == [MapSelection("top", k=3), MapSelection("given")]
+    assert list(explainer._runner._selected) == [MapSelection("top", k=3), MapSelection("given")]
     for image, result in ((images[0], named), (images[1], other)):
         reference = explainer.explain(image, targets="all")
         for saliency in result.maps:
@@ -110,12 +110,12 @@ def test_no_selected_graph_where_it_saves_nothing_or_cannot_run(classifier, phot
     import logging
 
     from ov_explain.core.errors import DeviceError
-    from ov_explain.explain import engines
+    from ov_explain.explain import runners
 
     coffee = str(photos_dir / "coffee.jpg")
     probability = Explainer(classifier, method="reciprocam", readout="probability")
     result = probability.explain(coffee, top_k=2, threshold=0.0)
-    assert probability._engine._selected[MapSelection("top", k=2)] is probability._engine._all
+    assert probability._runner._selected[MapSelection("top", k=2)] is probability._runner._all
     assert [m.name for m in result.maps] == ["espresso", "cup"] and result.readout == "probability"
 
     explainer = Explainer(classifier)
@@ -124,7 +124,7 @@ def test_no_selected_graph_where_it_saves_nothing_or_cannot_run(classifier, phot
     def refuse(*args, **kwargs):
         raise DeviceError("NPU: input saliency_classes has dynamic dimensions [?,?]")
 
-    monkeypatch.setattr(engines, "compile_like", refuse)
+    monkeypatch.setattr(runners, "compile_like", refuse)
     with caplog.at_level(logging.WARNING, logger="ov_explain"):
         first = explainer.explain(coffee, targets=[967])
         second = explainer.explain(coffee, targets=[968])
