@@ -9,6 +9,7 @@ records what was finished first: re-run to resume).
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -141,6 +142,9 @@ class _Commands(click.Group):
             sys.exit(_interrupt_status(stop))
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except BrokenPipeError:  # the reader went away (`| head`): nothing is wrong, and nothing more to say
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            sys.exit(EXIT_OK)
         except Exception as exc:  # a bug: one line for the user, the whole trace in a file
             trace = _save_trace()
             logger.debug("unexpected error", exc_info=True)

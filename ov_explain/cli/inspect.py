@@ -17,22 +17,22 @@ from ov_explain.explain.registry import method_names
 # ----- inspect ----------------------------------------------------------------------------------------
 @main.command()
 @click.argument("model_path", required=False, type=click.Path(path_type=Path))
-@model_fields("preprocess", "labels", "output")
+@model_fields("preprocess", "labels", "output", "task", "output_format")
 @click.option("--method", type=click.Choice(method_names("whitebox")),
               help="White-box method to try. Default: vitreciprocam for transformers; cam where the head is "
                    "global average pooling + linear, else reciprocam.")
 @click.option("--target-layer", help="Node name of the feature map or token stream to try (default: auto).")
 @model_fields("precision")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def inspect(model_path: Path | None, preprocess: str | None, labels: Path | None, output_kind: str,
-            method: str | None, target_layer: str | None, precision: str, as_json: bool) -> None:
+def inspect(model_path: Path | None, preprocess: str | None, labels: Path | None, output_kind: str, task: str,
+            output_format: str, method: str | None, target_layer: str | None, precision: str, as_json: bool) -> None:
     """What ov-explain sees in MODEL (default: the bundled one): inputs, outputs, scores, preprocessing,
     the white-box target and whether white-box works, and a compile on every device."""
     from ov_explain.tools.inspect_model import inspect_model
 
     try:
         found = inspect_model(model_path, preprocess=preprocess, labels=labels, output=output_kind, method=method,
-                              target_layer=target_layer, precision=precision)
+                              target_layer=target_layer, precision=precision, task=task, output_format=output_format)
     except OvExplainError as exc:
         fail(str(exc))
     if as_json:
@@ -58,19 +58,27 @@ def _inspect_lines(found: Any) -> list[str]:
     lines.append("Outputs")
     for port in found.outputs:
         lines.append(row(port.name, f"{port.element_type:5s} {_dims(port.shape):16s} {port.role}"))
-    softmax = f", Softmax node {scores.softmax_node}" if scores.softmax_node else ""
-    lines += [row("classes", f"{scores.num_classes} from output {scores.output}"),
-              row("scores", f"{scores.kind} ({scores.decided_by}{softmax})"),
-              row("labels", f"found: {scores.labels_origin}" if scores.labels else "none (classes shown by index)"),
-              "Preprocessing", row("origin", spec.origin)]
+    if found.detection is not None:
+        lines += _detection_lines(found.detection, row)
+    else:
+        softmax = f", Softmax node {scores.softmax_node}" if scores.softmax_node else ""
+        lines += [row("classes", f"{scores.num_classes} from output {scores.output}"),
+                  row("scores", f"{scores.kind} ({scores.decided_by}{softmax})"),
+                  row("labels", f"found: {scores.labels_origin}" if scores.labels else "none (classes shown by index)")]
+    lines += ["Preprocessing", row("origin", spec.origin)]
     if spec.custom_function:
         lines.append(row("function", f"custom; fallback size {spec.size[0]}x{spec.size[1]} {spec.layout}"))
     else:
         crop = f" {spec.crop_fraction:g}" if spec.resize == "center_crop" else ""
-        lines += [row("fit", f"{spec.resize}{crop} to {spec.size[0]}x{spec.size[1]}, {spec.interpolation}"),
+        pad = f", padding {spec.pad_value}" if spec.resize == "letterbox" else ""
+        lines += [row("fit", f"{spec.resize}{crop} to {spec.size[0]}x{spec.size[1]}, {spec.interpolation}{pad}"),
                   row("normalise", f"{spec.color}, mean {' '.join(f'{m:g}' for m in spec.mean)}, std "
                                    f"{' '.join(f'{s:g}' for s in spec.std)}"),
                   row("layout", f"{spec.layout}{', in the graph (uint8 RGB pixels in)' if spec.embedded else ''}")]
+    if found.detection is not None:
+        lines += ["Explaining", row("white-box", f"no ({white.reason})"),
+                  row("black-box", f"{', '.join(found.detection.methods)}; auto runs {white.fallback}")]
+        return lines + _device_lines(found, row)
     lines += ["White-box", row("model", "transformer" if white.architecture == "transformer" else "CNN")]
     target = white.target
     if target is None:
@@ -94,7 +102,21 @@ def _inspect_lines(found: Any) -> list[str]:
         lines.append(row("method", f"{white.method}: does not work ({white.reason}){fallback}"))
     for index, other in enumerate(white.other_candidates):
         lines.append(row("candidates" if index == 0 else "", f"{other.name}  {_dims(other.shape)}"))
-    lines.append(f"Devices (asked for {found.precision}, no model cache)")
+    return lines + _device_lines(found, row)
+
+
+def _detection_lines(detection: Any, row: Any) -> list[str]:
+    shown = ", ".join(detection.classes) + (", ..." if detection.num_classes > len(detection.classes) else "")
+    exporter = ", ".join(f"{k} {v}" for k, v in sorted(detection.exporter.items())
+                         if k in ("task", "imgsz", "stride", "version"))
+    return ["Detection", row("task", "detection" + (f" (exporter: {exporter})" if exporter else "")),
+            row("format", f"{detection.output_format} ({detection.decided_by})"),
+            row("classes", f"{detection.num_classes}: {shown}"), row("labels", detection.labels_origin),
+            row("thresholds", f"confidence {detection.confidence:g}, NMS IoU {detection.iou:g} (class-aware)")]
+
+
+def _device_lines(found: Any, row: Any) -> list[str]:
+    lines = [f"Devices (asked for {found.precision}, no model cache)"]
     for device in found.devices:
         if device.ok:
             static = ", static shapes" if device.static_shapes else ""

@@ -80,6 +80,7 @@ class PreprocessReport:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     color: str
+    pad_value: int = 0  # letterbox padding
 
 
 @dataclass(frozen=True)
@@ -127,6 +128,21 @@ class DeviceReport:
 
 
 @dataclass(frozen=True)
+class DetectionReport:
+    """What a detector's outputs hold and how the tool reads them."""
+
+    output_format: str
+    decided_by: str  # "the output shapes" or "--output-format"
+    num_classes: int
+    labels_origin: str
+    classes: list[str]  # the first names, for a glance
+    confidence: float
+    iou: float
+    exporter: dict[str, str]  # the exporter's metadata (Ultralytics: task, imgsz, stride, ...), names left out
+    methods: list[str]  # the registry's detection methods
+
+
+@dataclass(frozen=True)
 class ModelReport:
     """Everything :func:`inspect_model` found; :meth:`to_dict` is its JSON form."""
 
@@ -136,11 +152,13 @@ class ModelReport:
     ops: int
     inputs: list[PortReport]
     outputs: list[PortReport]
-    scores: ScoresReport
+    scores: ScoresReport | None  # a classifier's class scores (None for a detector)
     preprocess: PreprocessReport
     whitebox: WhiteboxReport
     devices: list[DeviceReport] = field(default_factory=list)
     precision: str = DEFAULT_PRECISION  # what the device compiles were asked for
+    task: str = "classification"
+    detection: DetectionReport | None = None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -154,11 +172,21 @@ def inspect_model(model_path: str | os.PathLike | None = None, *, preprocess: An
                   labels: Sequence[str] | str | os.PathLike | None = None, output: str = "auto",
                   method: str | None = None, target_layer: str | None = None,
                   precision: str = DEFAULT_PRECISION, device: str = "AUTO", core: Any = None,
-                  probe_devices: bool = True) -> ModelReport:
+                  probe_devices: bool = True, task: str = "auto", output_format: str = "auto") -> ModelReport:
     """Load the model as every command does (``device`` only for that load) and report on it.
 
-    ``core`` is the OpenVINO ``Core`` (or a stand-in) whose devices are compiled on, one by one.
+    ``core`` is the OpenVINO ``Core`` (or a stand-in) whose devices are compiled on, one by one. ``task``
+    / ``output_format`` as for :class:`~ov_explain.core.config.ModelConfig` (a detector is found by itself).
     """
+    from ov_explain.core.config import ModelConfig
+
+    if ModelConfig(model_path, task=task, output_format=output_format).resolved_task() == "detection":
+        from ov_explain.core.detector import Detector
+
+        with Detector(model_path, device=device, preprocess=preprocess, labels=labels, output_format=output_format,
+                      cache_dir=None, precision=precision) as detector:
+            return inspect_detector(detector, format_given=output_format != "auto", precision=precision,
+                                    core=core, probe_devices=probe_devices)
     with Classifier(model_path, device=device, preprocess=preprocess, labels=labels, output=output,
                     cache_dir=None, precision=precision) as classifier:
         origin = None if labels is None else str(labels) if isinstance(labels, (str, os.PathLike)) \
@@ -187,6 +215,39 @@ def inspect_classifier(classifier: Classifier, *, labels_origin: str | None = No
         devices=device_reports(core if core is not None else classifier.core, model, precision)
         if probe_devices else [],
         precision=precision)
+
+
+def inspect_detector(detector: Any, *, format_given: bool = False, precision: str = DEFAULT_PRECISION,
+                     core: Any = None, probe_devices: bool = True) -> ModelReport:
+    """The report for a loaded detector: its format and classes, and what explains it."""
+    from ov_explain.explain.registry import DEFAULT_DETECTION_BLACKBOX, method_names
+
+    model, path = detector.model, detector.files.model
+    if detector.files.labels is not None:
+        labels_origin = str(detector.files.labels)
+    elif detector.labels is not None and detector.labels == metadata_names_of(detector):
+        labels_origin = "the exporter's metadata (names)"
+    else:
+        labels_origin = "given by the caller" if detector.labels is not None else "none (classes shown by index)"
+    detection = DetectionReport(
+        detector.output_format, "--output-format" if format_given else "the output shapes", detector.num_classes,
+        labels_origin, detector.names[:20], detector.confidence, detector.iou,
+        {k: v for k, v in detector.framework.items() if k != "names"}, method_names(task="detection"))
+    whitebox = WhiteboxReport("detector", "-", False, "white-box maps of detectors are not in this version",
+                              DEFAULT_DETECTION_BLACKBOX, None, [], None, None, None)
+    return ModelReport(
+        model=str(path), format=model_format(path), name=model.get_friendly_name(), ops=len(model.get_ordered_ops()),
+        inputs=[_input_report(detector, port) for port in model.inputs],
+        outputs=[_port_report(port, "detection") for port in model.outputs], scores=None,
+        preprocess=_preprocess_report(detector), whitebox=whitebox,
+        devices=device_reports(core if core is not None else detector.core, model, precision) if probe_devices else [],
+        precision=precision, task="detection", detection=detection)
+
+
+def metadata_names_of(detector: Any) -> list[str] | None:
+    from ov_explain.core.detector import metadata_names
+
+    return metadata_names(detector.framework)
 
 
 # ----- ports and scores ---------------------------------------------------------------------------
@@ -255,7 +316,7 @@ def _preprocess_report(classifier: Classifier) -> PreprocessReport:
     return PreprocessReport(origin, not origin.startswith("none found"), classifier.embedded,
                             classifier.custom_fn is not None, spec.size,
                             "NHWC" if classifier.embedded else spec.layout, spec.resize, spec.crop_fraction,
-                            spec.interpolation, tuple(spec.mean), tuple(spec.std), spec.color)
+                            spec.interpolation, tuple(spec.mean), tuple(spec.std), spec.color, spec.pad_value)
 
 
 # ----- white-box ----------------------------------------------------------------------------------

@@ -296,3 +296,19 @@ def test_inspect_missing_model_is_one_line_exit_2(run, tmp_path):
     result = run("inspect", tmp_path / "nowhere.xml")
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == f"error: {tmp_path / 'nowhere.xml'}: model file not found\n"
+
+
+def test_predict_on_a_detector_lists_its_boxes(run, yolov8_path, photos_dir):
+    result = run("predict", photos_dir / "astronaut.jpg", photos_dir / "coffee.jpg", "--model", yolov8_path,
+                 "--device", "CPU", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["task"] == "detection" and report["output_format"] == "yolov8"
+    astronaut, coffee = report["detections"]
+    assert [d["label"] for d in astronaut["detections"]] == ["FACE_FEMALE"] and coffee["detections"] == []
+    x1, y1, x2, y2 = astronaut["detections"][0]["box"]
+    assert 0 <= x1 < x2 <= astronaut["image_size"][1] and 0 <= y1 < y2 <= astronaut["image_size"][0]
+    text = run("predict", photos_dir / "coffee.jpg", "--model", yolov8_path, "--device", "CPU").output
+    assert "no detections" in text
+    refused = run("audit", photos_dir / "ground_truth.csv", "--model", yolov8_path, "--limit", "1")
+    assert refused.exit_code == 2 and "a detector (yolov8 outputs); an audit takes image classifiers" in refused.output

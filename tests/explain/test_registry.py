@@ -17,12 +17,14 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_registered_method_is_one_object_of_its_mode():
-    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "vitcam", "activationmap", "rise", "aise"]
+    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "vitcam", "activationmap", "rise", "aise", "drise"]
     for name, method in METHODS.items():
         assert method.name == name and method.mode in ("whitebox", "blackbox") and method.summary
-        # every built-in method but the two CAMs has an openvino-xai twin
-        assert (method.xai_name is None) == (name in ("cam", "vitcam"))
-    assert method_names("blackbox") == ["rise", "aise"]
+        assert method.task == ("detection" if name == "drise" else "classification")
+        # every built-in classification method but the two CAMs has an openvino-xai twin (it explains no detector)
+        assert (method.xai_name is None) == (name in ("cam", "vitcam", "drise"))
+    assert method_names("blackbox") == ["rise", "aise", "drise"]
+    assert method_names("blackbox", task="classification") == ["rise", "aise"]
     assert get_method("ViT-ReciproCAM") is METHODS["vitreciprocam"]
     with pytest.raises(ExplainError, match="unknown method 'gradcam'; known: cam, reciprocam, vitreciprocam"):
         get_method("gradcam")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -224,3 +225,20 @@ def test_preprocess_origin(tmp_path, setup, expected):
     assert report.preprocess.custom_function is (setup == "function")
     if setup == "embedded":
         assert (report.inputs[0].element_type, report.inputs[0].layout) == ("u8", "NHWC")
+
+
+def test_a_detector_is_reported_as_one(run, yolov8_path):
+    """The real YOLOv8n: its task, format, classes and thresholds, and what explains it."""
+    result = run("inspect", yolov8_path, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["task"] == "detection" and report["scores"] is None
+    detection = report["detection"]
+    assert (detection["output_format"], detection["decided_by"], detection["num_classes"]) == \
+        ("yolov8", "the output shapes", 18)
+    assert detection["classes"][1] == "FACE_FEMALE" and detection["labels_origin"] == "the exporter's metadata (names)"
+    assert detection["exporter"]["task"] == "detect" and "drise" in detection["methods"]
+    assert report["preprocess"]["resize"] == "letterbox" and report["preprocess"]["pad_value"] == 114
+    assert [o["role"] for o in report["outputs"]] == ["detection"] and report["whitebox"]["fallback"] == "drise"
+    text = run("inspect", yolov8_path).output
+    assert "format         yolov8 (the output shapes)" in text and "auto runs drise" in text
