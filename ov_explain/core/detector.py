@@ -28,8 +28,8 @@ from ov_explain.core.detection import (
     recognise_format,
     select,
 )
-from ov_explain.core.devices import DEFAULT_PRECISION, RequestRing, optimal_requests
-from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError
+from ov_explain.core.devices import DEFAULT_PRECISION
+from ov_explain.core.errors import ModelLoadError, OvExplainError
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.core.preprocess import PreprocessFn, PreprocessSpec
 from ov_explain.core.runtime import ImageInput, ImageModel
@@ -217,28 +217,12 @@ class Detector(ImageModel):
         def read(request: Any) -> tuple[list[np.ndarray], float]:
             return [np.array(request.get_output_tensor(i).data) for i in range(count)], time.perf_counter()
 
-        with RequestRing(self.compiled, optimal_requests(self.compiled), read) as ring:
-            def finish(job: tuple[PreparedInput, float, float],
-                       done: tuple[list[np.ndarray], float]) -> DetectionResult:
-                (prepared, prep_ms, submitted), (outputs, finished) = job, done
-                return self.result(self.proposals(outputs)[0], prepared,
-                                   {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
+        def finish(job: tuple[PreparedInput, float, float], done: tuple[list[np.ndarray], float]) -> DetectionResult:
+            (prepared, prep_ms, submitted), (outputs, finished) = job, done
+            return self.result(self.proposals(outputs)[0], prepared,
+                               {"preprocess": prep_ms, "infer": (finished - submitted) * 1000})
 
-            for image in images:
-                started = time.perf_counter()
-                try:
-                    prepared = self.prepare(image)
-                except (ImageReadError, PreprocessError) as exc:
-                    if on_error is None:
-                        raise
-                    on_error(str(image), exc)
-                    continue
-                ready = time.perf_counter()
-                for finished in ring.start({0: prepared.tensor[None]}, (prepared, (ready - started) * 1000, ready)) \
-                        + ring.ready():
-                    yield finish(*finished)
-            for finished in ring.drain():
-                yield finish(*finished)
+        yield from self._stream(images, on_error, read, finish)
 
 
 def _classes_from_shapes(output_format: str, shapes: list[list[int]], path: Path) -> int:

@@ -15,10 +15,8 @@ import numpy as np
 
 from ov_explain.core.devices import (
     DEFAULT_PRECISION,
-    RequestRing,
-    optimal_requests,
 )
-from ov_explain.core.errors import ImageReadError, OvExplainError, PreprocessError
+from ov_explain.core.errors import OvExplainError
 from ov_explain.core.ports import OUTPUT_KINDS, classification_output, output_position, output_softmax
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.core.preprocess import (
@@ -167,23 +165,7 @@ class Classifier(ImageModel):
         def read(request: Any) -> tuple[np.ndarray, float]:
             return np.array(request.get_output_tensor(self._out_index).data).reshape(-1), time.perf_counter()
 
-        with RequestRing(self.compiled, optimal_requests(self.compiled), read) as ring:
-            for image in images:
-                started = time.perf_counter()
-                try:
-                    prepared = self.prepare(image)
-                except (ImageReadError, PreprocessError) as exc:
-                    if on_error is None:
-                        raise
-                    on_error(str(image), exc)
-                    continue
-                ready = time.perf_counter()
-                job = (prepared, (ready - started) * 1000, ready)
-                # Hand back finished results in input order while the other requests keep working.
-                for finished in ring.start({0: prepared.tensor[None]}, job) + ring.ready():
-                    yield self._finish(*finished, top_k)
-            for finished in ring.drain():
-                yield self._finish(*finished, top_k)
+        yield from self._stream(images, on_error, read, lambda job, result: self._finish(job, result, top_k))
 
     # ----- internals ---------------------------------------------------------------------------
     def _finish(self, job: tuple[PreparedInput, float, float], result: tuple[np.ndarray, float],

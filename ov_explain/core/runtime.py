@@ -8,19 +8,22 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import numpy as np
 
 from ov_explain.core.devices import (
     DEFAULT_PRECISION,
     CompiledModel,
+    RequestRing,
     ThreadRequests,
     batch_capacity,
     compile_with_fallback,
+    optimal_requests,
 )
-from ov_explain.core.errors import ModelLoadError, OvExplainError, PreprocessError, one_line
+from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError, one_line
 from ov_explain.core.files import ModelFiles
 from ov_explain.core.images import read_image
 from ov_explain.core.labels import check_labels, read_labels
@@ -191,6 +194,29 @@ class ImageModel:
             parts = [self.infer_outputs(batch[i:i + 1]) for i in range(batch.shape[0])]
             return [np.concatenate([part[k] for part in parts]) for k in range(len(parts[0]))]
         return self._requests.infer(batch)
+
+    def _stream(self, images: Iterable[ImageInput], on_error: Callable[[str, OvExplainError], None] | None,
+                read: Callable[[Any], Any], finish: Callable[[Any, Any], Any]) -> Iterator[Any]:
+        """Images prepared here and inferred on a ring of requests, several in flight, finished in input order:
+        ``finish((prepared, preprocess_ms, submitted), read(request))`` for each. A bad image calls
+        ``on_error(source, error)`` (or raises if there is no callback) and the rest go on."""
+        with RequestRing(self.compiled, optimal_requests(self.compiled), read) as ring:
+            for image in images:
+                started = time.perf_counter()
+                try:
+                    prepared = self.prepare(image)
+                except (ImageReadError, PreprocessError) as exc:
+                    if on_error is None:
+                        raise
+                    on_error(str(image), exc)
+                    continue
+                ready = time.perf_counter()
+                job = (prepared, (ready - started) * 1000, ready)
+                # Hand back finished results in input order while the other requests keep working.
+                for finished in ring.start({0: prepared.tensor[None]}, job) + ring.ready():
+                    yield finish(*finished)
+            for finished in ring.drain():
+                yield finish(*finished)
 
     def class_name(self, index: int) -> str | None:
         return self.labels[index] if self.labels is not None else None

@@ -18,16 +18,13 @@ that order, batched through a ring of infer requests; the progress callback can 
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ov_explain.core.devices import RequestRing
 from ov_explain.core.prepared import PreparedInput
-from ov_explain.explain.blackbox import Cancelled, Progress
-from ov_explain.explain.method import BlackboxMethod, require_int, require_number
-from ov_explain.explain.methods.rise import rise_masks
+from ov_explain.explain.blackbox import Progress
+from ov_explain.explain.methods.rise import RISE, masked_sum
 
 logger = logging.getLogger(__name__)
 
@@ -53,63 +50,39 @@ def similarity(target_boxes: np.ndarray, target_scores: np.ndarray, boxes: np.nd
 
 def drise(detector: Any, prepared: PreparedInput, target_boxes: np.ndarray, target_scores: np.ndarray, *,
           num_masks: int, num_cells: int, probability: float = 0.5, seed: int = 0, chunk: int = 8,
-          requests: int = 2, progress: Progress | None = None) -> tuple[np.ndarray, int]:
+          requests: int = 2, progress: Progress | None = None) -> np.ndarray:
     """Maps (T, H, W) at the input's resolution for the targets (boxes in model-input pixels and their
-    class-score vectors), and the number of inference requests made."""
-    input_size = prepared.spatial_size
-    rng = np.random.default_rng(seed)
-    targets = len(target_boxes)
-    accumulator = np.zeros((targets, input_size[0] * input_size[1]), np.float64)
-    compiled = detector.compiled
-    count = len(compiled.outputs)
+    class-score vectors)."""
+    count = len(detector.compiled.outputs)
 
     def read(request: Any) -> np.ndarray:
         outputs = [np.array(request.get_output_tensor(i).data) for i in range(count)]
         return np.stack([similarity(target_boxes, target_scores, found.boxes, found.scores)
                          for found in detector.proposals(outputs)])
 
-    def add(finished: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        for masks, weights in finished:  # in submission order: the sum does not depend on timing
-            accumulator[:] += weights[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
-
-    batch_size = chunk if detector.max_batch is None else detector.max_batch
-    jobs = math.ceil(num_masks / batch_size)
-    with RequestRing(compiled, max(1, requests), read) as ring:
-        for job in range(jobs):
-            size = min(batch_size, num_masks - job * batch_size)
-            masks = rise_masks(rng, size, input_size, num_cells, probability)
-            batch = prepared.masked(masks)
-            if size < batch_size and detector.max_batch is not None:
-                batch = np.concatenate([batch, np.zeros((batch_size - size,) + batch.shape[1:], np.float32)])
-            add(ring.start({0: batch}, masks))
-            add(ring.ready())
-            if progress is not None and progress(job + 1, jobs):
-                raise Cancelled("D-RISE cancelled")
-        add(ring.drain())
-    maps = accumulator / (num_masks * probability)
-    return maps.reshape(targets, *input_size).astype(np.float32), jobs
+    return masked_sum(detector.compiled, detector.max_batch, prepared, read, len(target_boxes),
+                      num_masks=num_masks, num_cells=num_cells, probability=probability, seed=seed, chunk=chunk,
+                      requests=requests, progress=progress, name="D-RISE")
 
 
-class DRISE(BlackboxMethod):
+class DRISE(RISE):
+    """RISE's options and checks; detections as targets, the detector as the score."""
+
     name = "drise"
     task = "detection"
     summary = "detector-aware RISE: masks weighted by IoU x class similarity x confidence of the best proposal"
-    options = {"num_masks": None, "num_cells": None, "probability": 0.5, "chunk": 8}
+    xai_name = None
+    xai_options: Mapping[str, str] = {}
+    xai_seed = False
     presets = {"speed": {"num_masks": 500, "num_cells": 8}, "balance": {"num_masks": 2000, "num_cells": 12},
                "quality": {"num_masks": 5000, "num_cells": 16}}
-
-    def check(self, settings: Mapping[str, Any]) -> None:
-        for name in ("num_masks", "num_cells", "chunk"):
-            require_int(self.name, name, settings[name])
-        require_number(self.name, "probability", settings["probability"], 0.0, 1.0)
 
     def run(self, score: Any, prepared: PreparedInput, targets: Sequence[Any], options: Mapping[str, Any], *,
             seed: int, parallel: int, progress: Progress | None) -> np.ndarray:
         """``score`` is the detector; ``targets`` its detections (their input boxes and score vectors)."""
         boxes = np.array([t.input_box for t in targets], np.float32).reshape(-1, 4)
         scores = np.array([t.scores for t in targets], np.float32).reshape(len(targets), -1)
-        maps, _ = drise(score, prepared, boxes, scores, seed=seed, requests=parallel, progress=progress, **options)
-        return maps
+        return drise(score, prepared, boxes, scores, seed=seed, requests=parallel, progress=progress, **options)
 
 
 METHOD = DRISE()

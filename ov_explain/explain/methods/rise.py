@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -38,44 +38,57 @@ def rise_masks(rng: np.random.Generator, count: int, input_size: tuple[int, int]
     return masks
 
 
-def rise(score: ScoreFunction, prepared: PreparedInput, targets: Sequence[int], *, num_masks: int, num_cells: int,
-         probability: float = 0.5, seed: int = 0, chunk: int = 8, requests: int = 4,
-         progress: Progress | None = None) -> np.ndarray:
-    """RISE maps (T, H, W) at the input's resolution: sum over masks of score[target] * mask / (N * p).
+def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, weights: Callable[[Any], np.ndarray],
+               targets: int, *, num_masks: int, num_cells: int, probability: float, seed: int, chunk: int,
+               requests: int, progress: Progress | None, name: str,
+               counted: Callable[[int], None] | None = None) -> np.ndarray:
+    """The RISE sum (T, H, W) at the input's resolution: sum over masks of weight(mask) * mask / (N * p).
 
-    Masks are drawn in a fixed order from ``seed`` and accumulated in that order, so the result does
-    not depend on which inference finishes first.
+    ``weights(request)`` reads one finished request's (batch, T) weights (padded rows too). Masks are
+    drawn in a fixed order from ``seed`` and accumulated in that order, so the result does not depend on
+    which inference finishes first; ``counted(images)`` is told of each batch sent.
     """
     input_size = prepared.spatial_size
     rng = np.random.default_rng(seed)
+    accumulator = np.zeros((targets, input_size[0] * input_size[1]), np.float64)
+
+    def add(finished: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        for masks, found in finished:  # in submission order: the sum does not depend on timing
+            accumulator[:] += found[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
+
+    batch_size = chunk if max_batch is None else max_batch
+    jobs = math.ceil(num_masks / batch_size)
+    with RequestRing(compiled, max(1, requests), weights) as ring:
+        for job in range(jobs):
+            count = min(batch_size, num_masks - job * batch_size)
+            masks = rise_masks(rng, count, input_size, num_cells, probability)
+            batch = prepared.masked(masks)
+            if count < batch_size and max_batch is not None:
+                batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
+            add(ring.start({0: batch}, masks))
+            if counted is not None:
+                counted(count)
+            add(ring.ready())
+            if progress is not None and progress(job + 1, jobs):
+                raise Cancelled(f"{name} cancelled")
+        add(ring.drain())
+    maps = accumulator / (num_masks * probability)
+    return maps.reshape(targets, *input_size).astype(np.float32)
+
+
+def rise(score: ScoreFunction, prepared: PreparedInput, targets: Sequence[int], *, num_masks: int, num_cells: int,
+         probability: float = 0.5, seed: int = 0, chunk: int = 8, requests: int = 4,
+         progress: Progress | None = None) -> np.ndarray:
+    """RISE maps (T, H, W) at the input's resolution: sum over masks of score[target] * mask / (N * p)."""
     targets = list(targets)
-    accumulator = np.zeros((len(targets), input_size[0] * input_size[1]), np.float64)
 
     def read(request: Any) -> np.ndarray:
         raw = np.array(request.get_output_tensor(score.output_index).data)
         return score.to_probabilities(raw.reshape(raw.shape[0], -1))[:, targets]  # padded rows too
 
-    def add(finished: list[tuple[np.ndarray, np.ndarray]]) -> None:
-        for masks, scores in finished:  # in submission order: the sum does not depend on timing
-            accumulator[:] += scores[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
-
-    batch_size = chunk if score.max_batch is None else score.max_batch
-    jobs = math.ceil(num_masks / batch_size)
-    with RequestRing(score.compiled, max(1, requests), read) as ring:
-        for job in range(jobs):
-            count = min(batch_size, num_masks - job * batch_size)
-            masks = rise_masks(rng, count, input_size, num_cells, probability)
-            batch = prepared.masked(masks)
-            if count < batch_size and score.max_batch is not None:
-                batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
-            add(ring.start({0: batch}, masks))
-            score.count(1, count)
-            add(ring.ready())
-            if progress is not None and progress(job + 1, jobs):
-                raise Cancelled("RISE cancelled")
-        add(ring.drain())
-    maps = accumulator / (num_masks * probability)
-    return maps.reshape(len(targets), *input_size).astype(np.float32)
+    return masked_sum(score.compiled, score.max_batch, prepared, read, len(targets), num_masks=num_masks,
+                      num_cells=num_cells, probability=probability, seed=seed, chunk=chunk, requests=requests,
+                      progress=progress, name="RISE", counted=lambda images: score.count(1, images))
 
 
 class RISE(BlackboxMethod):
