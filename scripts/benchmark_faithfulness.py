@@ -31,6 +31,9 @@ Grad-CAM++ and Score-CAM on the bundled model's torch weights (``scripts/pytorch
 scored exactly like ov_explain's (their costs are torch's: a forward and a backward pass, or one
 forward pass per channel batch, which the inference-call column cannot compare; see that script).
 
+A detection table follows (``--detector``; ``--detection-only`` for it alone): each detection method's
+per-box maps on a real YOLOv8n, scored as described in scripts/faithfulness_detection.py.
+
 Black-box methods run at ``--preset speed`` by default (RISE at ``balance`` takes ~40 s an image on
 two cores); all seeds are fixed. Prints one markdown table per model, with the run's settings.
 """
@@ -61,6 +64,8 @@ from ov_explain.explain.branches import READOUTS  # noqa: E402
 from ov_explain.explain.graph import is_transformer  # noqa: E402
 from ov_explain.explain.method import WhiteboxMethod  # noqa: E402
 from ov_explain.explain.registry import METHODS, PRESETS, get_method  # noqa: E402
+from scripts.faithfulness_detection import benchmark_detector, default_detector  # noqa: E402
+from scripts.faithfulness_detection import markdown as detection_markdown  # noqa: E402
 
 SECOND_MODEL = resources.user_models_dir() / "efficientnet_lite1"
 BASELINE = "(random map)"
@@ -273,6 +278,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=16, help="perturbed images per inference (default 16)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", type=Path, default=None, help="also write every score here")
+    parser.add_argument("--detector", default="auto",
+                        help="a detector for the detection table (auto: nudenet's YOLOv8n when installed; none: skip)")
+    parser.add_argument("--detection-only", action="store_true", help="only the detection table")
     parser.add_argument("--external", type=Path, default=None,
                         help="an .npz of maps made elsewhere (scripts/pytorch_grad_cam_maps.py) to score too")
     args = parser.parse_args()
@@ -292,15 +300,23 @@ def main() -> int:
     print(f"OpenVINO {ov.get_version()}; models {', '.join(str(m) for m in models)}; device CPU, "
           f"precision f32; {len(photos)} photos; black-box preset {args.preset}; seed {args.seed}\n")
     results = []
-    for model in models:
+    for model in [] if args.detection_only else models:
         print(f"benchmarking {model} ...", file=sys.stderr)
         started = time.perf_counter()
         result = benchmark_model(Path(model), photos, args)
         result["seconds"] = round(time.perf_counter() - started, 1)
         results.append(result)
         print(markdown(result) + "\n", flush=True)
+    detection = None
+    detector = default_detector() if args.detector == "auto" else None if args.detector == "none" else \
+        Path(args.detector)
+    if detector is not None:
+        print(f"benchmarking {detector} ...", file=sys.stderr)
+        detection = benchmark_detector(detector, photos, args.preset, args.steps, args.seed)
+        print(detection_markdown(detection) + "\n", flush=True)
     if args.json is not None:
-        args.json.write_text(json.dumps({"openvino": ov.get_version(), "results": results}, indent=2) + "\n")
+        args.json.write_text(json.dumps({"openvino": ov.get_version(), "results": results, "detection": detection},
+                                        indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
 

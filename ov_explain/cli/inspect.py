@@ -76,9 +76,16 @@ def _inspect_lines(found: Any) -> list[str]:
                                    f"{' '.join(f'{s:g}' for s in spec.std)}"),
                   row("layout", f"{spec.layout}{', in the graph (uint8 RGB pixels in)' if spec.embedded else ''}")]
     if found.detection is not None:
-        lines += ["Explaining", row("white-box", f"no ({white.reason})"),
-                  row("black-box", f"{', '.join(found.detection.methods)}; auto runs {white.fallback}")]
-        return lines + _device_lines(found, row)
+        lines.append("Explaining")
+        if white.works:
+            cuts = [*white.other_candidates, white.target]  # finest first
+            lines += [row("white-box", f"{white.method}: OK ({_dims(white.map_size)} maps per box, {white.readout} "
+                                       f"read-out, one inference); auto runs it"),
+                      *[row("cut" if i == 0 else "", f"{c.name}  {_dims(c.shape)}") for i, c in enumerate(cuts)]]
+        else:
+            lines.append(row("white-box", f"{white.method}: does not work ({white.reason}); auto runs "
+                                          f"{white.fallback}"))
+        return lines + [row("methods", ", ".join(found.detection.methods))] + _device_lines(found, row)
     lines += ["White-box", row("model", "transformer" if white.architecture == "transformer" else "CNN")]
     target = white.target
     if target is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -251,3 +251,22 @@ def rank_correlation(first: np.ndarray, second: np.ndarray) -> float:
     b -= b.mean()
     spread = np.sqrt((a * a).sum() * (b * b).sum())
     return float((a * b).sum() / spread) if spread > 0 else float("nan")
+
+
+def box_score(detector: Any, box: Sequence[float], class_index: int, batch_size: int = 16) -> ScoreImages:
+    """Scores (N, 1) of one detection on perturbed copies of its image (RGB uint8, the image's own size): the
+    best proposal's ``class_index`` score x its IoU with ``box`` (x1, y1, x2, y2 in model-input pixels) — the
+    box's score as insertion / deletion curves read it for detectors."""
+    target = np.asarray(box, np.float32)
+
+    def score(images: np.ndarray) -> np.ndarray:
+        from ov_explain.core.detection import iou
+
+        values = []
+        for start in range(0, len(images), batch_size):
+            tensors = np.stack([detector.prepare(image).tensor for image in images[start:start + batch_size]])
+            for found in detector.proposals(detector.infer_outputs(tensors)):
+                values.append(float((iou(target, found.boxes) * found.scores[:, class_index]).max(initial=0.0)))
+        return np.array(values, np.float32)[:, None]
+
+    return score

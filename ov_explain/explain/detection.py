@@ -1,7 +1,8 @@
 """Explaining a detector: one map per kept box, from the registry's detection methods.
 
-The detections come from one plain inference; each explained box then gets its map (black-box D-RISE:
-one pass of masked images for all boxes of the image). Maps are at the method's own resolution and on the
+White-box (``detreciprocam``): one inference of the detector's graph with a mosaic output gives the
+detections and every box's map. Black-box (D-RISE): the detections from one plain inference, then one pass
+of masked images for all boxes of the image. Maps are at the method's own resolution and on the
 original image's pixels, like a classifier's, and carry the box they explain.
 """
 
@@ -16,10 +17,17 @@ from ov_explain.core.detection import Detection, DetectionResult
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.core.preprocess import Geometry
 from ov_explain.core.runtime import ImageInput
-from ov_explain.explain.base import ExplainError, SaliencyMap, WhiteboxUnsupportedError
+from ov_explain.explain.base import ExplainError, SaliencyMap, WhiteboxUnsupportedError, to_original
 from ov_explain.explain.blackbox import Progress
-from ov_explain.explain.method import BlackboxMethod
-from ov_explain.explain.registry import check_preset, resolve
+from ov_explain.explain.detection_graph import neck_cuts
+from ov_explain.explain.method import BlackboxMethod, WhiteboxMethod
+from ov_explain.explain.registry import (
+    DEFAULT_DETECTION_BLACKBOX,
+    DEFAULT_DETECTION_WHITEBOX,
+    METHODS,
+    check_preset,
+    resolve,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -73,9 +81,9 @@ class DetectionExplanation:
 class DetectionExplainer:
     """Explain a :class:`~ov_explain.core.detector.Detector`'s boxes.
 
-    ``mode``: ``auto`` (white-box where the graph allows, else black-box), ``whitebox`` or ``blackbox``;
-    ``method``: a detection method of the registry (default: D-RISE); ``preset`` / ``seed`` / ``options`` as
-    for classifiers.
+    ``mode``: ``auto`` (white-box where the graph has a neck to cut, else black-box), ``whitebox`` or
+    ``blackbox``; ``method``: a detection method of the registry (defaults: ``detreciprocam``, ``drise``);
+    ``preset`` / ``seed`` / ``options`` as for classifiers.
     """
 
     backend = "native"
@@ -88,17 +96,39 @@ class DetectionExplainer:
         self.preset, self.seed, self.options = preset, seed, options
         self.fallback_reason: str | None = None
         mode, chosen = resolve(mode, method, task="detection")
-        if mode == "whitebox" or target_layer is not None:
-            raise WhiteboxUnsupportedError("white-box maps of detectors are not in this version; use --mode blackbox "
-                                           "(D-RISE)")
-        if chosen is None:  # auto: no white-box detection method yet
-            self.fallback_reason = "no white-box detection method in this version"
-            mode, chosen = resolve("blackbox", None, task="detection")
-        assert isinstance(chosen, BlackboxMethod)
+        if target_layer is not None:
+            raise ExplainError("detectors are cut where their neck begins (found in the graph); --target-layer is "
+                               "for classifiers")
+        self._whitebox: tuple[Any, Any, tuple[int, int]] | None = None
+        self.target_layer = self.readout = None
+        if mode in ("auto", "whitebox"):
+            whitebox = chosen if isinstance(chosen, WhiteboxMethod) else METHODS[DEFAULT_DETECTION_WHITEBOX]
+            try:
+                self._build_whitebox(whitebox, options)
+                chosen = whitebox
+            except WhiteboxUnsupportedError as exc:
+                if mode == "whitebox":
+                    raise
+                self.fallback_reason = str(exc)
+                logger.warning("white-box detection maps not possible (%s); falling back to black-box %s", exc,
+                               DEFAULT_DETECTION_BLACKBOX)
+                chosen, options = METHODS[DEFAULT_DETECTION_BLACKBOX], {}
         self._method = chosen
-        self.settings = chosen.resolve(preset, options)
-        self.target_layer = None
-        self.readout = None
+        if isinstance(chosen, BlackboxMethod):
+            self.settings = chosen.resolve(preset, options)
+
+    def _build_whitebox(self, method: Any, options: dict[str, Any]) -> None:
+        """The detector's graph with the mosaic output, compiled where the detector runs, in its precision."""
+        from ov_explain.core.devices import ThreadRequests, compile_with_fallback
+
+        self.settings = method.check(options)
+        model, grid = method.build(self.detector.model, self.detector.num_classes, self.settings)
+        compiled = compile_with_fallback(self.detector.core, model, self.detector.compile_info.device,
+                                         hint=self.detector.hint, cache_dir=None,
+                                         precision=self.detector.requested_precision)
+        self._whitebox = (compiled, ThreadRequests(compiled.compiled), grid)
+        self.target_layer = ", ".join(c.name for c in neck_cuts(self.detector.model, self.detector.num_classes))
+        self.readout = self.settings["readout"]
 
     @property
     def method(self) -> str:
@@ -110,11 +140,11 @@ class DetectionExplainer:
 
     @property
     def device(self) -> str:
-        return self.detector.device
+        return ",".join(self._whitebox[0].execution_devices) if self._whitebox else self.detector.device
 
     @property
     def precision(self) -> str:
-        return self.detector.precision
+        return self._whitebox[0].precision if self._whitebox else self.detector.precision
 
     def close(self) -> None:
         """Nothing is held beyond the detector's own requests (closed by its owner)."""
@@ -126,7 +156,8 @@ class DetectionExplainer:
         self.close()
 
     def prepare(self, image: ImageInput, *, source: str | None = None) -> PreparedInput:
-        return self.detector.prepare(image, source=source, at_model_size=True).as_float()
+        prepared = self.detector.prepare(image, source=source, at_model_size=self._whitebox is None)
+        return prepared if self._whitebox else prepared.as_float()
 
     def explain(self, image: ImageInput, boxes: Boxes = "all", *, progress: Progress | None = None,
                 parallel: int = 2) -> DetectionExplanation:
@@ -138,6 +169,8 @@ class DetectionExplainer:
 
     def explain_prepared(self, prepared: PreparedInput, boxes: Boxes = "all", *, progress: Progress | None = None,
                          parallel: int = 2, preprocess_ms: float = 0.0) -> DetectionExplanation:
+        if self._whitebox is not None:
+            return self._explain_whitebox(prepared, boxes, preprocess_ms)
         started = time.perf_counter()
         found = self.detector.detect_prepared(prepared)
         detected = time.perf_counter()
@@ -158,6 +191,32 @@ class DetectionExplainer:
             timings_ms={"preprocess": preprocess_ms, "detect": (detected - started) * 1000,
                         "explain": (finished - detected) * 1000}, geometry=prepared.geometry)
 
+
+    def _explain_whitebox(self, prepared: PreparedInput, boxes: Boxes, preprocess_ms: float) -> DetectionExplanation:
+        """One inference: the detections from the network's own outputs, every box's map from the mosaic."""
+        compiled, requests, grid = self._whitebox
+        started = time.perf_counter()
+        outputs = requests.infer(prepared.tensor[None])
+        inferred = time.perf_counter()
+        count = len(self.detector.model.outputs)
+        found = self.detector.result(self.detector.proposals(outputs[:count])[0], prepared, {},
+                                     device=self.device, precision=self.precision)
+        chosen = _choose(boxes, found.detections)
+        targets = [found.detections[i] for i in chosen]
+        maps = []
+        if targets:
+            raw = self._method.maps(self.detector, outputs[count], targets, grid, self.settings["readout"])
+            size = self.detector.spec.size
+            maps = [SaliencyMap(d.class_index, d.label, d.score, m,
+                                lambda values: to_original(values, size, prepared.geometry), readout=self.readout,
+                                box=d.box) for m, d in zip(raw, targets)]
+        finished = time.perf_counter()
+        return DetectionExplanation(
+            prepared.source, tuple(prepared.geometry.original_size), found, maps, chosen, self.method, self.mode,
+            self.device, self.precision, inferences=1, images_inferred=1,
+            timings_ms={"preprocess": preprocess_ms, "infer": (inferred - started) * 1000,
+                        "maps": (finished - inferred) * 1000}, geometry=prepared.geometry,
+            target_layer=self.target_layer, readout=self.readout)
 
 def _choose(boxes: Boxes, detections: Sequence[Detection]) -> list[int]:
     if isinstance(boxes, str):

@@ -28,6 +28,7 @@ _METHOD_MODULES = (
     "rise",
     "aise",
     "drise",
+    "detreciprocam",
 )
 
 def _key(name: str) -> str:
@@ -43,8 +44,9 @@ for _module in _METHOD_MODULES:
 
 #: The black-box default; the white-box default depends on the graph (:func:`default_whitebox_method`).
 DEFAULT_BLACKBOX = "aise"
-#: The black-box default for detectors.
+#: The defaults for detectors (``auto``: white-box where the graph has a neck to cut, else black-box).
 DEFAULT_DETECTION_BLACKBOX = "drise"
+DEFAULT_DETECTION_WHITEBOX = "detreciprocam"
 PRESETS = ("speed", "balance", "quality")
 
 
@@ -68,7 +70,8 @@ def default_whitebox_method(model: Any, position: int = 0, *, target_layer: str 
     method (in registry order) that applies — CAM where the head is pooling + linear, else ReciproCAM.
     ``xai_only``: among methods openvino-xai also has."""
     transformer = is_transformer(model)
-    candidates = [m for m in METHODS.values() if isinstance(m, WhiteboxMethod) and m.default
+    candidates = [m for m in METHODS.values()
+                  if isinstance(m, WhiteboxMethod) and m.default and m.task == "classification"
                   and m.for_transformers == transformer and (m.xai_name is not None or not xai_only)]
     return next((m for m in candidates if m.applies(model, position, target_layer)), candidates[-1])
 

@@ -233,8 +233,18 @@ def inspect_detector(detector: Any, *, format_given: bool = False, precision: st
         detector.output_format, "--output-format" if format_given else "the output shapes", detector.num_classes,
         labels_origin, detector.names[:20], detector.confidence, detector.iou,
         {k: v for k, v in detector.framework.items() if k != "names"}, method_names(task="detection"))
-    whitebox = WhiteboxReport("detector", "-", False, "white-box maps of detectors are not in this version",
-                              DEFAULT_DETECTION_BLACKBOX, None, [], None, None, None)
+    from ov_explain.explain.detection_graph import neck_cuts
+    from ov_explain.explain.registry import DEFAULT_DETECTION_WHITEBOX
+
+    try:
+        cuts = neck_cuts(model, detector.num_classes)
+        layers = [LayerReport(c.name, "backbone_output", (c.channels, c.height, c.width), (c.height, c.width))
+                  for c in cuts]
+        whitebox = WhiteboxReport("detector", DEFAULT_DETECTION_WHITEBOX, True, None, None, layers[-1], layers[:-1],
+                                  None, None, layers[-1].grid, "logit")
+    except (WhiteboxUnsupportedError, OvExplainError) as exc:
+        whitebox = WhiteboxReport("detector", DEFAULT_DETECTION_WHITEBOX, False, str(exc), DEFAULT_DETECTION_BLACKBOX,
+                                  None, [], None, None, None)
     return ModelReport(
         model=str(path), format=model_format(path), name=model.get_friendly_name(), ops=len(model.get_ordered_ops()),
         inputs=[_input_report(detector, port) for port in model.inputs],

@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from ov_explain.explain.base import ExplainError, WhiteboxUnsupportedError
+from ov_explain.explain.base import ExplainError
 from ov_explain.explain.blackbox import Cancelled
 from ov_explain.explain.config import ExplainConfig
 from ov_explain.explain.detection import DetectionExplainer
@@ -79,16 +79,17 @@ def test_methods_are_matched_to_their_task(yolov8, classifier):
         DetectionExplainer(yolov8, method="aise")
     with pytest.raises(ExplainError, match="method drise explains detection models, not classification"):
         ExplainConfig(method="drise").create(classifier)
-    with pytest.raises(WhiteboxUnsupportedError, match="white-box maps of detectors are not in this version"):
-        DetectionExplainer(yolov8, mode="whitebox")
-    auto = ExplainConfig().create(yolov8)
-    assert auto.method == "drise" and auto.fallback_reason == "no white-box detection method in this version"
+    auto = ExplainConfig().create(yolov8)  # white-box where the graph has a neck to cut
+    assert (auto.method, auto.mode, auto.fallback_reason) == ("detreciprocam", "whitebox", None)
+    assert ExplainConfig(mode="blackbox").create(yolov8).method == "drise"
+    with pytest.raises(ExplainError, match="--target-layer is for classifiers"):
+        DetectionExplainer(yolov8, target_layer="x")
 
 
 def test_the_cli_writes_a_map_per_box_with_raw_maps_on_both_grids(run, yolov8_path, photos_dir, tmp_path):
     out = tmp_path / "maps"
     result = run("explain", photos_dir / "camera.jpg", photos_dir / "chelsea.jpg", "--model", yolov8_path,
-                 "--device", "CPU", "--preset", "speed", "--out", out, "--raw", "--json")
+                 "--device", "CPU", "--mode", "blackbox", "--preset", "speed", "--out", out, "--raw", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.output[result.output.index("{"):])
     assert report["task"] == "detection" and report["method"] == "drise"

@@ -239,6 +239,9 @@ def test_a_detector_is_reported_as_one(run, yolov8_path):
     assert detection["classes"][1] == "FACE_FEMALE" and detection["labels_origin"] == "the exporter's metadata (names)"
     assert detection["exporter"]["task"] == "detect" and "drise" in detection["methods"]
     assert report["preprocess"]["resize"] == "letterbox" and report["preprocess"]["pad_value"] == 114
-    assert [o["role"] for o in report["outputs"]] == ["detection"] and report["whitebox"]["fallback"] == "drise"
+    white = report["whitebox"]
+    assert [o["role"] for o in report["outputs"]] == ["detection"]
+    assert (white["method"], white["works"], white["map_size"], white["target"]["shape"]) == \
+        ("detreciprocam", True, [10, 10], [256, 10, 10])
     text = run("inspect", yolov8_path).output
-    assert "format         yolov8 (the output shapes)" in text and "auto runs drise" in text
+    assert "format         yolov8 (the output shapes)" in text and "one inference); auto runs it" in text
