@@ -51,38 +51,15 @@ def randomize_head(model: Any, *, seed: int = 0) -> Any:
     return copy
 
 
-def detection_head_convolutions(model: Any, num_classes: int) -> list[Any]:
-    """A detector's class branches: the Convolutions with constant weights and ``num_classes`` output channels
-    nearest its outputs (YOLOv8: the last 1 x 1 convolution of each scale's class branch)."""
-    found, seen = [], set()
-    frontier = [o.get_node() for o in model.outputs]
-    while frontier:
-        node = frontier.pop()
-        if node.get_friendly_name() in seen:
-            continue
-        seen.add(node.get_friendly_name())
-        if node.get_type_name() == "Convolution":
-            weights = _constant_source(node.input_value(1).get_node())
-            if weights is not None and list(weights.get_output_shape(0))[0] == num_classes:
-                found.append(node)
-                continue  # a class branch's last layer: what lies before it is not the head
-            if weights is not None:
-                continue  # another branch's convolution (the box branch, DFL): not followed further
-        frontier.extend(value.get_node() for value in node.input_values())
-    if not found:
-        raise OvExplainError(f"model {model.get_friendly_name()!r}: no convolution with {num_classes} output "
-                             "channels near the outputs (no class branch found)")
-    return sorted(found, key=lambda n: n.get_friendly_name())
-
-
 def randomize_detection_head(model: Any, num_classes: int, *, seed: int = 0) -> Any:
     """A copy of a detector whose class branches' last convolutions have weights drawn from N(0, std of the
     trained ones), float32, from ``seed`` (one stream for all scales); boxes, biases and the rest are kept."""
     from ov_explain.core._compat import opset
+    from ov_explain.explain.detection_graph import class_branches
 
     copy = model.clone()
     rng = np.random.default_rng(seed)
-    for conv in detection_head_convolutions(copy, num_classes):
+    for conv in class_branches(copy, num_classes):
         weights = np.array(_constant_source(conv.input_value(1).get_node()).get_data(), dtype=np.float32)
         random = rng.normal(0.0, float(weights.std()), weights.shape).astype(np.float32)
         conv.input(1).replace_source_output(opset.constant(random).output(0))
