@@ -4,7 +4,8 @@
     explore()                      # the bundled model and photos
 
 Pick a device, an image (bundled photo, a path or an upload), a mode and method, a class (top
-predictions first), the overlay's opacity and colour map, and compare several methods side by side.
+predictions first) — or, for a detector, one of its boxes — the overlay's opacity and colour map, and
+compare several methods side by side.
 Black-box methods run in a background thread with a progress bar and a Cancel button, so the kernel
 stays usable. Every picture is an ``ipywidgets.Image`` and every text an ``HTML`` widget, which is
 also what lets the tests drive the UI without a browser.
@@ -23,13 +24,15 @@ from typing import Any, Callable
 import numpy as np
 
 from ov_explain import render
+from ov_explain.core.config import ModelConfig
 from ov_explain.core.devices import DEFAULT_PRECISION, PRECISIONS, check_precision
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.images import decode_image, read_image
-from ov_explain.core.model import Classifier
 from ov_explain.core.resources import sample_images
 from ov_explain.explain.blackbox import Cancelled
-from ov_explain.explain.explainer import METHODS, Explainer
+from ov_explain.explain.config import ExplainConfig
+from ov_explain.explain.explainer import METHODS
+from ov_explain.explain.registry import method_names
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +58,10 @@ class Explorer:
         self._w = w
         self.model_path, self.preset = model, preset
         self.core = core if core is not None else ov.Core()
-        self._classifiers: dict[tuple[str, str], Classifier] = {}
-        self._explainers: dict[tuple[str, str, str, str | None], Explainer] = {}
+        self.task = ModelConfig(model).resolved_task()  # classification, or detection (boxes to pick)
+        methods = method_names(task=self.task)
+        self._classifiers: dict[tuple[str, str], Any] = {}
+        self._explainers: dict[tuple[str, str, str, str | None], Any] = {}
         self._job = _Job()
         self._lock = threading.Lock()
         photos = images if images is not None else sample_images()
@@ -68,12 +73,13 @@ class Explorer:
         self.path = w.Text(description="Path", placeholder="/path/to/image.jpg (choose '(path below)')")
         self.upload = w.FileUpload(description="Upload", accept="image/*", multiple=False)
         self.mode = w.Dropdown(description="Mode", options=["auto", "whitebox", "blackbox"], value="auto")
-        self.method = w.Dropdown(description="Method", options=[AUTO_METHOD, *METHODS], value=AUTO_METHOD)
-        self.target = w.Combobox(description="Class", placeholder="type to search", ensure_option=True)
+        self.method = w.Dropdown(description="Method", options=[AUTO_METHOD, *methods], value=AUTO_METHOD)
+        self.target = w.Combobox(description="Box" if self.task == "detection" else "Class",
+                                 placeholder="type to search", ensure_option=True)
         self.opacity = w.FloatSlider(description="Opacity", min=0.0, max=1.0, step=0.05, value=0.5)
         self.colormap = w.Dropdown(description="Colormap", options=list(render.COLORMAPS), value="jet")
-        self.compare = w.SelectMultiple(description="Compare", options=list(METHODS), value=("reciprocam",),
-                                        rows=len(METHODS))
+        first = "detreciprocam" if self.task == "detection" else "reciprocam"
+        self.compare = w.SelectMultiple(description="Compare", options=methods, value=(first,), rows=len(methods))
         self.run_button = w.Button(description="Explain", button_style="primary", icon="play")
         self.compare_button = w.Button(description="Compare methods", icon="columns")
         self.cancel_button = w.Button(description="Cancel", button_style="warning", icon="stop", disabled=True)
@@ -104,19 +110,28 @@ class Explorer:
         self.explain()
 
     # ----- engine ------------------------------------------------------------------------------------
-    def classifier(self) -> Classifier:
+    def classifier(self) -> Any:
+        """The model on the chosen device and precision: a Classifier, or a Detector."""
         key = (self.device.value, self.precision.value)
         if key not in self._classifiers:
-            self._classifiers[key] = Classifier(self.model_path, device=key[0], core=self.core, precision=key[1])
+            self._classifiers[key] = ModelConfig(self.model_path, device=key[0], precision=key[1],
+                                                 task=self.task).load(core=self.core)
         return self._classifiers[key]
 
-    def explainer(self, method: str | None = None) -> Explainer:
+    def explainer(self, method: str | None = None) -> Any:
         mode = self.mode.value if method is None else METHODS[method].mode
         method = method if method is not None else (None if self.method.value == AUTO_METHOD else self.method.value)
         key = (self.device.value, self.precision.value, mode, method)
         if key not in self._explainers:
-            self._explainers[key] = Explainer(self.classifier(), mode=mode, method=method, preset=self.preset)
+            self._explainers[key] = ExplainConfig(mode=mode, method=method, preset=self.preset).create(
+                self.classifier())
         return self._explainers[key]
+
+    def _run(self, explainer: Any, pixels: np.ndarray, progress: Any) -> Any:
+        """One explanation: of the chosen class, or of every box (one pass; the chosen one is shown)."""
+        if self.task == "detection":
+            return explainer.explain(pixels, "all", progress=progress)
+        return explainer.explain(pixels, self._choose_target, top_k=1, progress=progress)
 
     def current_pixels(self) -> np.ndarray:
         """The chosen image as RGB uint8."""
@@ -143,8 +158,8 @@ class Explorer:
             self._show_error(exc)
             return
         self._pixels = pixels
-        self._start(lambda progress: explainer.explain(pixels, self._choose_target, top_k=1, progress=progress),
-                    self._show_explanation, blackbox=explainer.mode == "blackbox", wait=wait)
+        self._start(lambda progress: self._run(explainer, pixels, progress), self._show_explanation,
+                    blackbox=explainer.mode == "blackbox", wait=wait)
 
     def compare_methods(self, *, wait: bool = False) -> None:
         """The same image and class explained by each method chosen in Compare, side by side."""
@@ -162,7 +177,7 @@ class Explorer:
             for i, (name, explainer) in enumerate(explainers):
                 def step(done: int, total: int, i: int = i) -> bool:
                     return progress(i * total + done, total * len(explainers))
-                results.append((name, explainer.explain(pixels, self._choose_target, top_k=1, progress=step)))
+                results.append((name, self._run(explainer, pixels, step)))
             return results
 
         self._start(work, self._show_comparison,
@@ -187,6 +202,9 @@ class Explorer:
             self._set(self.target, "value", "")  # a new image gets its own top classes
         if change["owner"] is self.target and change["new"] and change["new"] not in self.target.options:
             return  # typing: wait for a complete class name
+        if change["owner"] is self.target and self.task == "detection":
+            self._redraw()  # every box's map is already there
+            return
         mode = self.mode.value
         if change["owner"] is self.mode and self.method.value != AUTO_METHOD and \
                 METHODS[self.method.value].mode != mode and mode != "auto":
@@ -259,9 +277,41 @@ class Explorer:
         if wait:
             self.wait()
 
+    def _box_options(self, explanation: Any) -> list[str]:
+        return [f"{i}: {d.label} {d.score:.2f}" for i, d in enumerate(explanation.detections.detections)]
+
+    def _shown_map(self, explanation: Any) -> Any | None:
+        """The map to draw: the class's, or the chosen box's (the first box's when none is chosen)."""
+        if self.task != "detection":
+            return explanation.maps[0]
+        if not explanation.maps:
+            return None
+        value = self.target.value
+        chosen = int(value.split(":", 1)[0]) if value and value in self.target.options else explanation.explained[0]
+        return explanation.maps[explanation.explained.index(chosen)] if chosen in explanation.explained else None
+
+    def _show_detections(self, explanation: Any, elapsed_ms: float) -> None:
+        options = self._box_options(explanation)
+        if list(self.target.options) != options:
+            self._set(self.target, "options", options)
+            if self.target.value not in options:
+                self._set(self.target, "value", options[0] if options else "")
+        rows = "".join(f"<tr><td>{i}</td><td>{html.escape(d.label)}</td><td>{d.score:.3f}</td><td>"
+                       f"{', '.join(f'{v:.0f}' for v in d.box)}</td></tr>"
+                       for i, d in enumerate(explanation.detections.detections))
+        self.predictions.value = ("<table><tr><th>box</th><th>class</th><th>score</th><th>x1, y1, x2, y2</th></tr>"
+                                  f"{rows}</table>" if rows else "<i>no detections</i>")
+        self.status.value = (f"<b>{html.escape(explanation.method)}</b> ({explanation.mode}) on "
+                             f"<b>{html.escape(explanation.device)}</b> in {html.escape(explanation.precision)}: "
+                             f"{len(options)} box(es), {explanation.inferences} inference(s), {elapsed_ms:.0f} ms")
+        self._redraw()
+
     def _show_explanation(self, explanation: Any, elapsed_ms: float) -> None:
         self._explanation = explanation
         self.progress.value = 1.0
+        if self.task == "detection":
+            self._show_detections(explanation, elapsed_ms)
+            return
         prediction = explanation.prediction
         rows = "".join(f"<tr><td>{html.escape(s.name or str(s.index))}</td><td>{s.probability:.3f}</td></tr>"
                        for s in prediction.top)
@@ -281,7 +331,10 @@ class Explorer:
         w = self._w
         cells = []
         for name, explanation in results:
-            picture = self._overlay_png(explanation.maps[0])
+            saliency = self._shown_map(explanation)
+            if saliency is None:
+                continue
+            picture = self._overlay_png(saliency)
             cells.append(w.VBox([w.HTML(f"<b>{html.escape(name)}</b> ({explanation.mode}), "
                                         f"{explanation.timings_ms and sum(explanation.timings_ms.values()):.0f} ms"),
                                  w.Image(value=picture, format="png", layout={"max_width": "320px"})]))
@@ -290,13 +343,21 @@ class Explorer:
         self.status.value = f"compared {len(results)} methods in {elapsed_ms:.0f} ms"
 
     def _redraw(self) -> None:
-        if self._explanation is not None:
-            self.picture.value = self._overlay_png(self._explanation.maps[0])
+        if self._explanation is None:
+            return
+        saliency = self._shown_map(self._explanation)
+        if saliency is not None:
+            self.picture.value = self._overlay_png(saliency)
+        elif self._pixels is not None:  # a detector that found nothing: the photo itself
+            self.picture.value = render.encode_png(self._pixels)
 
     def _overlay_png(self, saliency: Any) -> bytes:
         assert self._pixels is not None
-        return render.encode_png(render.overlay(self._pixels, saliency.on_image, weight=self.opacity.value,
-                                                colormap=self.colormap.value))
+        picture = render.overlay(self._pixels, saliency.on_image, weight=self.opacity.value,
+                                 colormap=self.colormap.value)
+        if saliency.box is not None:
+            picture = render.draw_box(picture, saliency.box, f"{saliency.label} {saliency.probability:.2f}")
+        return render.encode_png(picture)
 
     def _show_error(self, exc: Exception) -> None:
         self.status.value = f"<b style='color:#b00020'>error:</b> {html.escape(str(exc))}"

@@ -27,6 +27,7 @@ from ov_explain import read_image
 from ov_explain.core.detector import Detector
 from ov_explain.evaluate.metrics import box_score, insertion_deletion_auc, pointing_game, rank_correlation
 from ov_explain.evaluate.sanity import randomize_detection_head
+from ov_explain.explain.base import to_original
 from ov_explain.explain.detection import DetectionExplainer
 from ov_explain.explain.registry import METHODS
 
@@ -60,6 +61,9 @@ def benchmark_detector(path: Path, photos: list[Path], preset: str, steps: int, 
                       compress_to_fp16=False)
         randomised = Detector(random_path, device="CPU", precision="f32", cache_dir=None, preprocess=detector.spec,
                               labels=detector.labels)
+        explainers = {name: DetectionExplainer(detector, method=name, preset=preset, seed=seed) for name in methods}
+        random_explainers = {name: DetectionExplainer(randomised, method=name, preset=preset, seed=seed)
+                             for name in methods}
         for photo in photos:
             pixels = read_image(photo)
             found = detector.predict(pixels).detections
@@ -68,16 +72,15 @@ def benchmark_detector(path: Path, photos: list[Path], preset: str, steps: int, 
                 score = box_score(detector, detection.input_box, detection.class_index)
                 maps: dict[str, tuple[np.ndarray, np.ndarray | None, float, int]] = {}
                 for name in methods:
-                    explainer = DetectionExplainer(detector, method=name, preset=preset, seed=seed)
+                    explainer = explainers[name]
                     started = time.perf_counter()
                     result = explainer.explain(pixels, [position])
                     ms = (time.perf_counter() - started) * 1000
-                    # The same box on the randomised copy: its own proposals, the trained detection's target.
-                    prepared = explainer.prepare(pixels)
-                    other = METHODS[name].run(randomised, prepared, [detection], explainer.settings, seed=seed,
-                                              parallel=2, progress=None)[0]
-                    maps[name] = (result.maps[0].on_image, prepared.geometry.input_to_original(other), ms,
-                                  result.images_inferred)
+                    # The same box (anchor, class) on the randomised copy, from its own outputs.
+                    prepared = random_explainers[name].prepare(pixels)
+                    other = random_explainers[name].raw_maps(prepared, [detection])[0]
+                    on_random = to_original(other, detector.spec.size, prepared.geometry)
+                    maps[name] = (result.maps[0].on_image, on_random, ms, result.images_inferred)
                 maps[PRIOR] = (box_prior(pixels.shape[:2], detection.box), None, 0.0, 0)
                 maps[RANDOM] = (rng.random(pixels.shape[:2]).astype(np.float32), None, 0.0, 0)
                 for name, (saliency, on_random, ms, images) in maps.items():

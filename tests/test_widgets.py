@@ -118,3 +118,24 @@ def test_path_and_upload_inputs_and_their_errors(explorer, photos_dir, tmp_path)
     explorer.upload.value = ({"name": "bad.jpg", "type": "image/jpeg", "size": 1, "last_modified": STAMP,
                               "content": memoryview(b"not an image")},)
     assert "error:" in explorer.status.value and "bad.jpg" in explorer.status.value
+
+
+@pytest.mark.slow
+def test_a_detector_shows_its_boxes_and_the_chosen_boxs_map(yolov8_path, photos_dir):
+    """The real YOLOv8n: the boxes listed, a box picked from them, its map (with its box drawn) shown."""
+    two = [photos_dir / "astronaut.jpg", photos_dir / "coffee.jpg"]
+    explorer = Explorer(yolov8_path, device="CPU", images=two)
+    assert explorer.task == "detection" and explorer.target.description == "Box"
+    assert "drise" in explorer.method.options and "cam" not in explorer.method.options
+    assert "<b>detreciprocam</b> (whitebox)" in explorer.status.value and "1 box(es), 1 inference" in \
+        explorer.status.value
+    assert list(explorer.target.options) == ["0: FACE_FEMALE 0.82"] and explorer.target.value == "0: FACE_FEMALE 0.82"
+    assert "FACE_FEMALE" in explorer.predictions.value
+    shown = png_pixels(explorer.picture.value)
+    assert shown.shape == (512, 512, 3)
+    explorer.opacity.value = 0.0  # no map: the photo with the box drawn on it, white on the box's edge
+    plain = png_pixels(explorer.picture.value)
+    x1, y1, x2, y2 = (int(round(v)) for v in explorer._explanation.detections.detections[0].box)
+    assert plain[(y1 + y2) // 2, x1].min() > 200 and not np.array_equal(plain, shown)
+    choose(explorer, "coffee.jpg")
+    assert "no detections" in explorer.predictions.value and list(explorer.target.options) == []

@@ -192,6 +192,17 @@ class DetectionExplainer:
                         "explain": (finished - detected) * 1000}, geometry=prepared.geometry)
 
 
+    def raw_maps(self, prepared: PreparedInput, targets: Sequence[Detection], *, parallel: int = 2) -> Any:
+        """Maps (T, h, w) at the method's resolution for given detections (their boxes, classes and anchors),
+        whatever this detector now finds: e.g. a trained model's box on a copy with random weights."""
+        if self._whitebox is None:
+            return self._method.run(self.detector, prepared, list(targets), self.settings, seed=self.seed,
+                                    parallel=parallel, progress=None)
+        _, requests, grid = self._whitebox
+        outputs = requests.infer(prepared.tensor[None])
+        return self._method.maps(self.detector, outputs[len(self.detector.model.outputs)], list(targets), grid,
+                                 self.settings["readout"])
+
     def _explain_whitebox(self, prepared: PreparedInput, boxes: Boxes, preprocess_ms: float) -> DetectionExplanation:
         """One inference: the detections from the network's own outputs, every box's map from the mosaic."""
         compiled, requests, grid = self._whitebox
