@@ -35,17 +35,24 @@ def export_xai(model: ModelConfig, method: str | None, target_layer: str | None,
     it is written, so an export that the device cannot run fails here; the precision that executed
     is printed.
     """
+    from ov_explain.tools.xai_export import export_detection_xai
     from ov_explain.tools.xai_export import export_xai as run
 
-    classifier = load_model(model, "LATENCY", "export-xai")
+    loaded = load_model(model, "LATENCY")
+    detector = getattr(loaded, "output_format", None) is not None
     try:
-        with classifier:
-            done = run(classifier, out_path, method=method, target_layer=target_layer, maps=maps, readout=readout,
-                       embed_preprocessing=embed_preprocessing)
+        with loaded:
+            if detector:
+                if method not in (None, "detreciprocam") or target_layer or maps != "all" or embed_preprocessing:
+                    fail("a detector's XAI IR is detreciprocam's mosaic, for every anchor and class: --method, "
+                         "--target-layer, --maps and --embed-preprocessing are for classifiers")
+                done = export_detection_xai(loaded, out_path, readout=readout or "logit")
+            else:
+                done = run(loaded, out_path, method=method, target_layer=target_layer, maps=maps, readout=readout,
+                           embed_preprocessing=embed_preprocessing)
     except OvExplainError as exc:
         fail(str(exc))
-    xai = done.xai
-    readout_text = f", {xai.readout} read-out" if xai.readout else ""
-    click.echo(f"wrote {out_path}: {xai.method} at {xai.target_layer} ({xai.map_size[0]}x{xai.map_size[1]} maps "
-               f"for {xai.maps.describe()} classes{readout_text}{', algebraic shortcut' if xai.shortcut else ''}); "
+    readout_text = f", {done.readout} read-out" if done.readout else ""
+    click.echo(f"wrote {out_path}: {done.method} at {done.target_layer} ({done.map_size[0]}x{done.map_size[1]} maps "
+               f"for {done.classes} classes{readout_text}{', algebraic shortcut' if done.shortcut else ''}); "
                f"outputs: {', '.join(done.outputs)}; runs on {','.join(done.execution_devices)} in {done.precision}")

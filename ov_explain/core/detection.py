@@ -27,6 +27,8 @@ from ov_explain.core.preprocess import Geometry
 logger = logging.getLogger(__name__)
 
 OUTPUT_FORMATS = ("yolov8", "yolov5", "ssd", "boxes_scores")
+#: The output an exported detection XAI IR adds (see ov_explain.tools.xai_export): not a detection output.
+MOSAIC_OUTPUT = "detection_mosaic"
 
 
 class DetectionFormatError(ModelLoadError):

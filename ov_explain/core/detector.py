@@ -19,6 +19,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ov_explain.core.detection import (
+    MOSAIC_OUTPUT,
     OUTPUT_FORMATS,
     DetectionFormatError,
     DetectionResult,
@@ -137,7 +138,9 @@ class Detector(ImageModel):
             height, width = self.spec.size
             target = [-1, 3, height, width] if self.spec.layout == "NCHW" else [-1, height, width, 3]
             self.model.reshape({self.model.inputs[0].get_any_name(): target})
-        shapes = [[d.get_length() if d.is_static else -1 for d in o.get_partial_shape()] for o in self.model.outputs]
+        ports = [o for o in self.model.outputs if MOSAIC_OUTPUT not in o.get_names()]  # an exported XAI IR's maps
+        self.detection_outputs = len(ports)
+        shapes = [[d.get_length() if d.is_static else -1 for d in o.get_partial_shape()] for o in ports]
         shapes = [[1 if i == 0 and d == -1 else d for i, d in enumerate(s)] for s in shapes]
         self.output_shapes = shapes
         found = recognise_format(shapes, self.num_classes or None) if self._format_request == "auto" else \

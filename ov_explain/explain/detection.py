@@ -200,7 +200,7 @@ class DetectionExplainer:
                                     parallel=parallel, progress=None)
         _, requests, grid = self._whitebox
         outputs = requests.infer(prepared.tensor[None])
-        return self._method.maps(self.detector, outputs[len(self.detector.model.outputs)], list(targets), grid,
+        return self._method.maps(self.detector, outputs[-1], list(targets), grid,
                                  self.settings["readout"])
 
     def _explain_whitebox(self, prepared: PreparedInput, boxes: Boxes, preprocess_ms: float) -> DetectionExplanation:
@@ -209,14 +209,14 @@ class DetectionExplainer:
         started = time.perf_counter()
         outputs = requests.infer(prepared.tensor[None])
         inferred = time.perf_counter()
-        count = len(self.detector.model.outputs)
+        count = self.detector.detection_outputs
         found = self.detector.result(self.detector.proposals(outputs[:count])[0], prepared, {},
                                      device=self.device, precision=self.precision)
         chosen = _choose(boxes, found.detections)
         targets = [found.detections[i] for i in chosen]
         maps = []
-        if targets:
-            raw = self._method.maps(self.detector, outputs[count], targets, grid, self.settings["readout"])
+        if targets:  # the mosaic is the last output
+            raw = self._method.maps(self.detector, outputs[-1], targets, grid, self.settings["readout"])
             size = self.detector.spec.size
             maps = [SaliencyMap(d.class_index, d.label, d.score, m,
                                 lambda values: to_original(values, size, prepared.geometry), readout=self.readout,

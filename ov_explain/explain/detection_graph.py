@@ -17,14 +17,13 @@ from typing import Any
 import numpy as np
 
 from ov_explain.core._compat import opset
+from ov_explain.core.detection import MOSAIC_OUTPUT
 from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.base import WhiteboxUnsupportedError
 from ov_explain.explain.tail import TailClone
 
 logger = logging.getLogger(__name__)
 
-#: The output a detection XAI model adds: (N * cells, ...) raw detection outputs, one copy per kept cell.
-MOSAIC_OUTPUT = "detection_mosaic"
 
 
 def _constant(node: Any) -> Any | None:

@@ -107,7 +107,11 @@ def whitebox_method(model: Any, method: str | None, position: int = 0,
     found = get_method(method)
     if not isinstance(found, WhiteboxMethod):
         raise ExplainError(f"{found.name} is a black-box method; white-box ones: "
-                           f"{', '.join(method_names('whitebox'))}")
+                           f"{', '.join(method_names('whitebox', task='classification'))}")
+    if found.task != "classification":
+        known = ", ".join(method_names("whitebox", "classification"))
+        raise ExplainError(f"method {found.name} explains {found.task} models, not classification models "
+                           f"(white-box methods for classification: {known})")
     return found
 
 
