@@ -27,8 +27,8 @@ _METHOD_MODULES = (
     "activationmap",
     "rise",
     "aise",
-    "drise",
     "detreciprocam",
+    "drise",
 )
 
 def _key(name: str) -> str:

@@ -21,7 +21,7 @@ def test_the_cut_is_the_backbone_output_at_each_head_scale(yolov8):
     """(Friendly names depend on how OpenVINO's ONNX reader numbers unnamed nodes: the structure is checked.)"""
     branches = class_branches(yolov8.model, 18)  # the last 1 x 1 convolution of each scale's class branch
     assert sorted(list(c.get_output_partial_shape(0))[2].get_length() for c in branches) == [10, 20, 40]
-    assert all(c.input_value(1).get_partial_shape().to_shape()[2:] == [1, 1] for c in branches)
+    assert all(list(c.input_value(1).get_partial_shape().to_shape())[2:] == [1, 1] for c in branches)
     cuts = neck_cuts(yolov8.model, 18)  # Ultralytics' layers 4, 6 and 9 (SPPF): what the FPN reads
     assert [(c.channels, c.height, c.width) for c in cuts] == [(64, 40, 40), (128, 20, 20), (256, 10, 10)]
     nodes = {n.get_friendly_name(): n for n in yolov8.model.get_ordered_ops()}

@@ -31,7 +31,7 @@ def test_similarity_is_iou_times_cosine_times_confidence_of_the_best_proposal():
 
 
 def test_each_face_map_peaks_inside_its_box(yolov8, photos_dir):
-    explainer = DetectionExplainer(yolov8, num_masks=240, num_cells=8)
+    explainer = DetectionExplainer(yolov8, method="drise", num_masks=240, num_cells=8)
     for name in FACES:
         result = explainer.explain(photos_dir / name)
         assert result.method == "drise" and result.mode == "blackbox" and len(result.maps) == 1
@@ -54,14 +54,15 @@ def test_one_pass_serves_every_box_and_seeds_repeat(yolov8, photos_dir, monkeypa
     calls = []
     original = module.drise
     monkeypatch.setattr(module, "drise", lambda *a, **k: calls.append(len(a[2])) or original(*a, **k))
-    explainer = DetectionExplainer(yolov8, num_masks=48, num_cells=6, seed=3)
+    explainer = DetectionExplainer(yolov8, method="drise", num_masks=48, num_cells=6, seed=3)
     prepared = explainer.prepare(photos_dir / "astronaut.jpg")
     found = yolov8.detect_prepared(prepared).detections
     twice = explainer.explain_prepared(prepared, [0, 0])  # two targets, one pass of 48 masked images
     assert calls == [2] and np.array_equal(twice.maps[0].raw, twice.maps[1].raw)
-    again = DetectionExplainer(yolov8, num_masks=48, num_cells=6, seed=3).explain_prepared(prepared, [0])
+    options = dict(method="drise", num_masks=48, num_cells=6)
+    again = DetectionExplainer(yolov8, seed=3, **options).explain_prepared(prepared, [0])
     assert np.array_equal(again.maps[0].raw, twice.maps[0].raw) and again.maps[0].box == found[0].box
-    other = DetectionExplainer(yolov8, num_masks=48, num_cells=6, seed=4).explain_prepared(prepared, [0])
+    other = DetectionExplainer(yolov8, seed=4, **options).explain_prepared(prepared, [0])
     assert not np.array_equal(other.maps[0].raw, again.maps[0].raw)
     with pytest.raises(Cancelled):
         explainer.explain_prepared(prepared, progress=lambda done, total: done >= 2)
@@ -70,7 +71,7 @@ def test_one_pass_serves_every_box_and_seeds_repeat(yolov8, photos_dir, monkeypa
 
 
 def test_no_detection_is_an_empty_explanation(yolov8, photos_dir):
-    result = DetectionExplainer(yolov8, num_masks=16, num_cells=4).explain(photos_dir / "coffee.jpg")
+    result = DetectionExplainer(yolov8, method="drise", num_masks=16, num_cells=4).explain(photos_dir / "coffee.jpg")
     assert result.maps == [] and result.detections.detections == [] and result.images_inferred == 1
 
 

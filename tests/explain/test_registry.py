@@ -17,12 +17,13 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_every_registered_method_is_one_object_of_its_mode():
-    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "vitcam", "activationmap", "rise", "aise", "drise"]
+    assert list(METHODS) == ["cam", "reciprocam", "vitreciprocam", "vitcam", "activationmap", "rise", "aise",
+                             "detreciprocam", "drise"]
     for name, method in METHODS.items():
         assert method.name == name and method.mode in ("whitebox", "blackbox") and method.summary
-        assert method.task == ("detection" if name == "drise" else "classification")
+        assert method.task == ("detection" if name in ("detreciprocam", "drise") else "classification")
         # every built-in classification method but the two CAMs has an openvino-xai twin (it explains no detector)
-        assert (method.xai_name is None) == (name in ("cam", "vitcam", "drise"))
+        assert (method.xai_name is None) == (name in ("cam", "vitcam", "detreciprocam", "drise"))
     assert method_names("blackbox") == ["rise", "aise", "drise"]
     assert method_names("blackbox", task="classification") == ["rise", "aise"]
     assert get_method("ViT-ReciproCAM") is METHODS["vitreciprocam"]
