@@ -60,8 +60,8 @@ def drise(detector: Any, prepared: PreparedInput, target_boxes: np.ndarray, targ
         return np.stack([similarity(target_boxes, target_scores, found.boxes, found.scores)
                          for found in detector.proposals(outputs)])
 
-    return masked_sum(detector.compiled, detector.max_batch, prepared, read, len(target_boxes),
-                      num_masks=num_masks, num_cells=num_cells, probability=probability, seed=seed, chunk=chunk,
+    masks = dict(num_masks=num_masks, num_cells=num_cells, probability=probability, chunk=chunk)
+    return masked_sum(detector.compiled, detector.max_batch, prepared, read, len(target_boxes), masks, seed=seed,
                       requests=requests, progress=progress, name="D-RISE")
 
 

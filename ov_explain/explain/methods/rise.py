@@ -39,15 +39,16 @@ def rise_masks(rng: np.random.Generator, count: int, input_size: tuple[int, int]
 
 
 def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, weights: Callable[[Any], np.ndarray],
-               targets: int, *, num_masks: int, num_cells: int, probability: float, seed: int, chunk: int,
-               requests: int, progress: Progress | None, name: str,
-               counted: Callable[[int], None] | None = None) -> np.ndarray:
+               targets: int, masks: Mapping[str, Any], *, seed: int, requests: int, progress: Progress | None,
+               name: str, counted: Callable[[int], None] | None = None) -> np.ndarray:
     """The RISE sum (T, H, W) at the input's resolution: sum over masks of weight(mask) * mask / (N * p).
 
+    ``masks``: ``num_masks``, ``num_cells``, ``probability`` and ``chunk`` (masked images per request).
     ``weights(request)`` reads one finished request's (batch, T) weights (padded rows too). Masks are
     drawn in a fixed order from ``seed`` and accumulated in that order, so the result does not depend on
     which inference finishes first; ``counted(images)`` is told of each batch sent.
     """
+    num_masks, num_cells, probability, chunk = (masks[k] for k in ("num_masks", "num_cells", "probability", "chunk"))
     input_size = prepared.spatial_size
     rng = np.random.default_rng(seed)
     accumulator = np.zeros((targets, input_size[0] * input_size[1]), np.float64)
@@ -61,11 +62,11 @@ def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, we
     with RequestRing(compiled, max(1, requests), weights) as ring:
         for job in range(jobs):
             count = min(batch_size, num_masks - job * batch_size)
-            masks = rise_masks(rng, count, input_size, num_cells, probability)
-            batch = prepared.masked(masks)
+            drawn = rise_masks(rng, count, input_size, num_cells, probability)
+            batch = prepared.masked(drawn)
             if count < batch_size and max_batch is not None:
                 batch = np.concatenate([batch, np.zeros((batch_size - count,) + batch.shape[1:], np.float32)])
-            add(ring.start({0: batch}, masks))
+            add(ring.start({0: batch}, drawn))
             if counted is not None:
                 counted(count)
             add(ring.ready())
@@ -86,9 +87,9 @@ def rise(score: ScoreFunction, prepared: PreparedInput, targets: Sequence[int], 
         raw = np.array(request.get_output_tensor(score.output_index).data)
         return score.to_probabilities(raw.reshape(raw.shape[0], -1))[:, targets]  # padded rows too
 
-    return masked_sum(score.compiled, score.max_batch, prepared, read, len(targets), num_masks=num_masks,
-                      num_cells=num_cells, probability=probability, seed=seed, chunk=chunk, requests=requests,
-                      progress=progress, name="RISE", counted=lambda images: score.count(1, images))
+    masks = dict(num_masks=num_masks, num_cells=num_cells, probability=probability, chunk=chunk)
+    return masked_sum(score.compiled, score.max_batch, prepared, read, len(targets), masks, seed=seed,
+                      requests=requests, progress=progress, name="RISE", counted=lambda images: score.count(1, images))
 
 
 class RISE(BlackboxMethod):
