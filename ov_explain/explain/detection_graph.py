@@ -18,7 +18,6 @@ import numpy as np
 
 from ov_explain.core._compat import opset
 from ov_explain.core.detection import MOSAIC_OUTPUT
-from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.base import WhiteboxUnsupportedError
 from ov_explain.explain.tail import TailClone
 
@@ -51,8 +50,8 @@ def class_branches(model: Any, num_classes: int) -> list[Any]:
                 continue  # another branch's convolution (the box branch, DFL): not followed further
         frontier.extend(value.get_node() for value in node.input_values())
     if not found:
-        raise OvExplainError(f"model {model.get_friendly_name()!r}: no convolution with {num_classes} output "
-                             "channels near the outputs (no class branch found)")
+        raise WhiteboxUnsupportedError(f"model {model.get_friendly_name()!r}: no convolution with {num_classes} "
+                                       "output channels near the outputs (no class branch found)")
     return sorted(found, key=lambda n: n.get_friendly_name())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from support import save_model
+from support import constant_detector, save_model
 
 from ov_explain.core.detection import DetectionFormatError
 from ov_explain.core.detector import Detector, looks_like_detector
@@ -60,24 +60,6 @@ def test_a_stream_keeps_the_input_order_and_reports_bad_files(yolov8, photos_dir
     assert results[0].detections == yolov8.predict(photos_dir / names[0]).detections
 
 
-def _constant_detector(outputs: list[np.ndarray], size: int = 32):
-    """A model whose outputs are the given arrays (plus 0 x the input, so it depends on it)."""
-    import openvino as ov
-
-    from ov_explain.core._compat import opset
-
-    image = opset.parameter([1, 3, size, size], np.float32, name="images")
-    zero = opset.multiply(opset.reduce_mean(image, np.array([1, 2, 3], np.int64), keep_dims=False),
-                          np.float32(0))
-    results = []
-    for i, value in enumerate(outputs):
-        shaped = opset.reshape(zero, np.array([1] * value.ndim, np.int64), special_zero=False)
-        node = opset.add(opset.constant(value.astype(np.float32)), shaped)
-        node.output(0).get_tensor().set_names({f"out{i}"})
-        results.append(node)
-    return ov.Model(results, [image], "built")
-
-
 SPEC = PreprocessSpec(size=32, resize="letterbox", std=(255.0,) * 3)
 IMAGE = np.zeros((32, 64, 3), np.uint8)  # 1:2, letterboxed into 32 x 32: scale 0.5, 8 rows of padding above
 
@@ -98,7 +80,7 @@ def test_each_output_format_gives_the_planted_box_in_original_pixels(output_form
         boxes, scores = np.zeros((1, 12, 4), np.float32), np.zeros((1, 3, 12), np.float32)
         boxes[0, 2], scores[0, 1, 2] = planted, 0.9
         outputs = [boxes, scores]
-    path = save_model(_constant_detector(outputs), tmp_path, output_format)
+    path = save_model(constant_detector(outputs), tmp_path, output_format)
     detector = Detector(path, device="CPU", cache_dir=None, preprocess=SPEC, labels=["a", "b", "c"])
     assert detector.output_format == output_format and detector.num_classes == 3
     result = detector.predict(IMAGE)
@@ -110,9 +92,9 @@ def test_each_output_format_gives_the_planted_box_in_original_pixels(output_form
 
 
 def test_outputs_of_no_known_format_are_one_line_naming_the_shapes(tmp_path):
-    path = save_model(_constant_detector([np.zeros((1, 7, 3, 3), np.float32)]), tmp_path, "odd")
+    path = save_model(constant_detector([np.zeros((1, 7, 3, 3), np.float32)]), tmp_path, "odd")
     with pytest.raises(DetectionFormatError, match=r"outputs \(1, 7, 3, 3\) match no detection .*--output-format"):
         Detector(path, device="CPU", cache_dir=None)
-    ssd = save_model(_constant_detector([np.zeros((1, 1, 3, 7), np.float32)]), tmp_path, "ssd")
+    ssd = save_model(constant_detector([np.zeros((1, 1, 3, 7), np.float32)]), tmp_path, "ssd")
     with pytest.raises(ModelLoadError, match="does not say how many classes there are; pass --labels"):
         Detector(ssd, device="CPU", cache_dir=None, preprocess=SPEC)

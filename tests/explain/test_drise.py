@@ -102,3 +102,22 @@ def test_the_cli_writes_a_map_per_box_with_raw_maps_on_both_grids(run, yolov8_pa
     assert np.load(files["raw"]).shape == (320, 320)
     assert np.load(files["raw_on_image"]).shape == tuple(camera["image_size"])  # the photo's own pixels
     assert (out / "camera_drise_box0_FACE_MALE.jpg").is_file()
+
+
+def test_a_detector_without_a_neck_falls_back_to_drise(tmp_path):
+    from support import constant_detector, save_model
+
+    from ov_explain.core.detector import Detector
+    from ov_explain.core.preprocess import PreprocessSpec
+
+    raw = np.zeros((1, 12, 5 + 2), np.float32)
+    raw[0, 3] = [16, 16, 8, 8, 0.9, 1.0, 0.0]
+    path = save_model(constant_detector([raw]), tmp_path, "flat")
+    detector = Detector(path, device="CPU", cache_dir=None, labels=["a", "b"],
+                        preprocess=PreprocessSpec(size=32, std=(255.0,) * 3))
+    explainer = DetectionExplainer(detector, preset="speed")  # auto: no class branch, so no neck to cut
+    assert explainer.method == "drise" and "no class branch found" in explainer.fallback_reason
+    with pytest.raises(ExplainError, match="no class branch found"):
+        DetectionExplainer(detector, mode="whitebox")
+    result = explainer.explain(np.zeros((32, 32, 3), np.uint8))
+    assert [d.label for d in result.detections.detections] == ["a"] and result.maps[0].raw.shape == (32, 32)
