@@ -1,0 +1,136 @@
+"""Datasets with boxes: COCO ``instances.json`` and YOLO folders, read into samples whose ground truth is boxes
+in the image's pixels (x1, y1, x2, y2) with class names as the dataset writes them.
+
+- COCO: ``images`` (``file_name``, ``id``), ``annotations`` (``image_id``, ``category_id``, ``bbox`` [x, y, w, h],
+  ``iscrowd``), ``categories`` (``id``, ``name``); image files relative to the JSON's folder or under ``images``.
+  An image with no annotation has no box (it is a negative image, not an unlabeled one).
+- YOLO: ``images/`` and ``labels/`` side by side (``labels/<stem>.txt``: ``class cx cy w h`` in 0..1 of the
+  image), class names from ``data.yaml`` (``names``: a list or an index map) or ``classes.txt``; an image without
+  a labels file has no ground truth.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ov_explain.core.errors import OvExplainError
+from ov_explain.core.images import is_image_file, read_image
+from ov_explain.runs.dataset import DatasetError
+
+logger = logging.getLogger(__name__)
+
+BOX_DATASET_KINDS = ("auto", "coco", "yolo")
+
+
+@dataclass(frozen=True)
+class GroundTruthBox:
+    """One box as the dataset writes it: its class name, x1, y1, x2, y2 in the image's pixels, crowd flag."""
+
+    label: str
+    box: tuple[float, float, float, float]
+    crowd: bool = False
+
+
+@dataclass(frozen=True)
+class BoxSample:
+    """One image and its ground-truth boxes (None: the dataset says nothing about it)."""
+
+    path: Path
+    key: str
+    boxes: tuple[GroundTruthBox, ...] | None = field(default=None)
+
+
+def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto",
+                     images: str | os.PathLike | None = None) -> list[BoxSample]:
+    """Every image of a COCO file or a YOLO folder, in a stable order (``images``: where COCO's files are)."""
+    source = Path(source)
+    if kind not in BOX_DATASET_KINDS:
+        raise DatasetError(f"box dataset kind must be one of {list(BOX_DATASET_KINDS)}, got {kind!r}")
+    if not source.exists():
+        raise DatasetError(f"{source}: dataset not found")
+    if kind == "auto":
+        kind = "coco" if source.suffix.lower() == ".json" else "yolo"
+    return read_coco(source, images) if kind == "coco" else read_yolo(source)
+
+
+def read_coco(path: Path, images: str | os.PathLike | None = None) -> list[BoxSample]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        names = {int(c["id"]): str(c["name"]) for c in data["categories"]}
+        files = {int(i["id"]): str(i["file_name"]) for i in data["images"]}
+        annotations = data.get("annotations", [])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DatasetError(f"{path}: not a COCO instances file ({type(exc).__name__}: {exc}); expected images, "
+                           "annotations and categories") from None
+    root = Path(images) if images is not None else path.parent
+    boxes: dict[int, list[GroundTruthBox]] = {i: [] for i in files}
+    for number, item in enumerate(annotations, 1):
+        try:
+            x, y, w, h = (float(v) for v in item["bbox"])
+            image, category = int(item["image_id"]), int(item["category_id"])
+            boxes[image].append(GroundTruthBox(names[category], (x, y, x + w, y + h), bool(item.get("iscrowd", 0))))
+        except (KeyError, ValueError, TypeError) as exc:
+            raise DatasetError(f"{path}: annotation {number} is not an image_id / category_id / bbox [x, y, w, h] "
+                               f"of the file ({type(exc).__name__}: {exc})") from None
+    return [BoxSample(root / files[i], files[i], tuple(boxes[i])) for i in sorted(files, key=lambda i: files[i])]
+
+
+def yolo_names(root: Path) -> list[str]:
+    """Class names of a YOLO folder: ``data.yaml``'s ``names`` (a list or {index: name}) or ``classes.txt``."""
+    for name in ("data.yaml", "dataset.yaml"):
+        if (root / name).is_file():
+            import yaml
+
+            try:
+                names = yaml.safe_load((root / name).read_text(encoding="utf-8"))["names"]
+            except (yaml.YAMLError, KeyError, TypeError) as exc:
+                raise DatasetError(f"{root / name}: no class names ({type(exc).__name__}: {exc})") from None
+            if isinstance(names, dict):
+                return [str(names[k]) for k in sorted(names)]
+            return [str(n) for n in names]
+    if (root / "classes.txt").is_file():
+        lines = (root / "classes.txt").read_text(encoding="utf-8").splitlines()
+        return [line.strip() for line in lines if line.strip()]
+    raise DatasetError(f"{root}: a YOLO folder needs data.yaml (names) or classes.txt for its class names")
+
+
+def read_yolo(root: Path) -> list[BoxSample]:
+    if not (root / "images").is_dir():
+        raise DatasetError(f"{root}: a YOLO folder holds images/ and labels/ (no images/ here)")
+    names = yolo_names(root)
+    samples = []
+    for image in sorted(p for p in (root / "images").rglob("*") if is_image_file(p)):
+        relative = image.relative_to(root / "images")
+        labels = (root / "labels" / relative).with_suffix(".txt")
+        if not labels.is_file():
+            samples.append(BoxSample(image, str(relative), None))
+            continue
+        height, width = _size(image)
+        boxes = []
+        for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                cls, cx, cy, w, h = line.split()[:5]
+                index = int(cls)
+                label = names[index]
+            except (ValueError, IndexError):
+                raise DatasetError(f"{labels}: line {number}: expected 'class cx cy w h' with a class of "
+                                   f"0..{len(names) - 1}, got {line.strip()!r}") from None
+            cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
+            boxes.append(GroundTruthBox(label, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
+        samples.append(BoxSample(image, str(relative), tuple(boxes)))
+    return samples
+
+
+def _size(image: Path) -> tuple[int, int]:
+    """(H, W) of an image as every command sees it (EXIF orientation applied): YOLO's boxes are fractions of it."""
+    try:
+        pixels = read_image(image)
+    except OvExplainError as exc:
+        raise DatasetError(f"{image}: cannot read the image its YOLO labels describe ({exc})") from None
+    return int(pixels.shape[0]), int(pixels.shape[1])
