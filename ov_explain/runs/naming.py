@@ -142,3 +142,36 @@ def parse_drift_name(name: str) -> DriftNameParts:
                          "__map_{label}_r_{corr}.ext)")
     return DriftNameParts(parse_name(match["base"]), match["cand"], float(match["cand_conf"]), match["map"],
                           float(match["r"]), match["ext"] or "")
+
+
+# ----- detection audits: one file per box ------------------------------------------------------------
+_BOX = re.compile(r"^(?P<base>.+)_box(?P<box>\d+)(?P<ext>(?:\.[A-Za-z0-9]+)*)$")
+
+
+@dataclass(frozen=True)
+class BoxNameParts:
+    """What a detection audit's file name says: the audit name's parts (``ground_truth_confidence`` holds the
+    IoU of the detection with its ground-truth box, ``target_confidence`` the explained box's score) and the
+    box's number in the image."""
+
+    name: NameParts
+    box: int
+    extension: str = ""
+
+
+def format_box_name(stem: str, target: str, score: float, box: int, ground_truth: str | None = None,
+                    iou: float | None = None, extension: str = ".jpg") -> str:
+    """``{stem}_gt_{class}_{iou}_pr_{class}_{score}_box{k}.jpg`` (without ground truth: ``{stem}_pr_..._box{k}``);
+    a missed ground-truth box is ``gt_{class}_0.00_pr_{class}_{its score there}``."""
+    if box < 0:
+        raise ValueError(f"box: expected a number >= 0, got {box}")
+    base = format_name(stem, target, score, ground_truth, iou if ground_truth is not None else None, extension="")
+    return f"{base}_box{int(box)}{extension}"
+
+
+def parse_box_name(name: str) -> BoxNameParts:
+    """Recover the parts of a name made by :func:`format_box_name`."""
+    match = _BOX.match(name)
+    if match is None:
+        raise ValueError(f"{name!r}: not a detection file name ({{audit name}}_box{{k}}.ext)")
+    return BoxNameParts(parse_name(match["base"]), int(match["box"]), match["ext"] or "")

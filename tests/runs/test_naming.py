@@ -97,3 +97,21 @@ def test_drift_names_carry_both_predictions_and_the_map_correlation_and_parse_ba
     assert parse_drift_name(negative).correlation == -0.38 and parse_drift_name(negative).target == "c_r_-0.25"
     with pytest.raises(ValueError, match="not a drift file name"):
         parse_drift_name("coffee_pr_espresso_0.94.jpg")
+
+
+def test_box_names_round_trip_and_refuse_what_they_did_not_make():
+    from ov_explain.runs.naming import format_box_name, parse_box_name
+
+    name = format_box_name("grace_hopper", "FACE_FEMALE", 0.784, 0, "FACE_FEMALE", 0.91)
+    assert name == "grace_hopper_gt_FACE_FEMALE_0.91_pr_FACE_FEMALE_0.78_box0.jpg"
+    parts = parse_box_name(name)
+    assert (parts.name.stem, parts.name.ground_truth, parts.name.ground_truth_confidence, parts.name.target,
+            parts.name.target_confidence, parts.box, parts.extension) == \
+        ("grace_hopper", "FACE_FEMALE", 0.91, "FACE_FEMALE", 0.78, 0, ".jpg")
+    unlabeled = parse_box_name(format_box_name("img_box2", "cat", 0.5, 12, extension=".npy"))
+    assert (unlabeled.name.stem, unlabeled.name.ground_truth, unlabeled.box, unlabeled.extension) == \
+        ("img_box2", None, 12, ".npy")  # a stem that itself ends in _box2 still parses
+    with pytest.raises(ValueError, match="not a detection file name"):
+        parse_box_name("coffee_gt_espresso_0.94_pr_espresso_0.94.jpg")
+    with pytest.raises(ValueError, match="box: expected a number >= 0"):
+        format_box_name("a", "b", 0.5, -1)
