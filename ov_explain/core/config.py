@@ -70,16 +70,20 @@ class ModelConfig:
 
     def load(self, *, hint: str = "LATENCY", core: Any = None) -> Any:
         """The classifier or detector (``hint``: LATENCY for one image at a time, THROUGHPUT for datasets)."""
+        import openvino as ov
+
+        core = core if core is not None else ov.Core()
+        task, source = self._task(core)  # source: the path, or the model already read to find the task
         common = dict(device=self.device, preprocess=self.preprocess, labels=self.labels, hint=hint,
                       cache_dir=self.cache_dir, core=core, precision=self.precision)
-        if self.resolved_task() == "detection":
+        if task == "detection":
             from ov_explain.core.detector import Detector
 
-            return Detector(self.path, output_format=self.output_format, confidence=self.confidence, iou=self.iou,
+            return Detector(source, output_format=self.output_format, confidence=self.confidence, iou=self.iou,
                             **common)
         from ov_explain.core.model import Classifier
 
-        return Classifier(self.path, output=self.output, **common)
+        return Classifier(source, output=self.output, **common)
 
     def load_classifier(self, *, hint: str = "LATENCY", core: Any = None, purpose: str = "this") -> Any:
         """The classifier; a detector is one line saying ``purpose`` needs a classifier."""
@@ -93,13 +97,18 @@ class ModelConfig:
     def resolved_task(self) -> str:
         """The task asked for, or the model's own: a detector when its exporter says so or its outputs are
         a detection format (an output format named means detection too)."""
+        return self._task(None)[0]
+
+    def _task(self, core: Any) -> tuple[str, Any]:
+        """(task, what to build the model from): the path, or, when the file had to be read to find the
+        task, the model as read (read once)."""
         if self.task != "auto":
-            return self.task
+            return self.task, self.path
         if self.output_format != "auto":
-            return "detection"
+            return "detection", self.path
         from ov_explain.core.tasks import find_task
 
-        return find_task(self.path)
+        return find_task(self.path, core)
 
     def resolved(self, classifier: Any) -> "ModelConfig":
         """This config with the model file the classifier found (absolute): what another process loads."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ov_explain.core import resources
-from ov_explain.core.errors import ModelLoadError
+from ov_explain.core.errors import ModelLoadError, one_line
 
 
 @dataclass(frozen=True)
@@ -55,3 +56,24 @@ class ModelFiles:
                     for chunk in iter(lambda: handle.read(1 << 20), b""):
                         digest.update(chunk)
         return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class ReadModel:
+    """A model file already read (its files and its ``ov.Model``), to hand on instead of reading it again: what
+    :meth:`ov_explain.core.config.ModelConfig.load` read to find the task is what the model is built from."""
+
+    files: ModelFiles
+    model: Any
+
+
+def read_model(path: str | os.PathLike | ReadModel | None, core: Any) -> ReadModel:
+    """The model file found from ``path`` (see :meth:`ModelFiles.locate`) read by ``core``, or one
+    :class:`ModelLoadError`; a :class:`ReadModel` is returned as it is."""
+    if isinstance(path, ReadModel):
+        return path
+    files = ModelFiles.locate(path)
+    try:
+        return ReadModel(files, core.read_model(str(files.model)))
+    except Exception as exc:  # OpenVINO raises RuntimeError with the parser's text
+        raise ModelLoadError(f"{files.model}: cannot read model ({one_line(exc)})") from None

@@ -23,8 +23,8 @@ from ov_explain.core.devices import (
     compile_with_fallback,
     optimal_requests,
 )
-from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError, one_line
-from ov_explain.core.files import ModelFiles
+from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError
+from ov_explain.core.files import ReadModel, read_model
 from ov_explain.core.images import read_image
 from ov_explain.core.labels import check_labels, read_labels
 from ov_explain.core.prepared import PreparedInput
@@ -47,20 +47,17 @@ class ImageModel:
     for the arguments). Subclasses find their outputs (:meth:`_find_outputs`, which sets ``num_classes``)
     and may adapt the graph before it is compiled (:meth:`_adapt_graph`)."""
 
-    def __init__(self, model_path: str | os.PathLike | None = None, *, device: str = "AUTO",
+    def __init__(self, model_path: str | os.PathLike | ReadModel | None = None, *, device: str = "AUTO",
                  preprocess: PreprocessSpec | dict | PreprocessFn | str | os.PathLike | None = None,
                  labels: Sequence[str] | str | os.PathLike | None = None, hint: str = "LATENCY",
                  cache_dir: Path | str | None = "default", core: Any = None,
                  precision: str = DEFAULT_PRECISION) -> None:
         import openvino as ov
 
-        self.files = ModelFiles.locate(model_path)
         self.core = core if core is not None else ov.Core()
         started = time.perf_counter()
-        try:
-            self.model = self.core.read_model(str(self.files.model))
-        except Exception as exc:  # OpenVINO raises RuntimeError with the parser's text
-            raise ModelLoadError(f"{self.files.model}: cannot read model ({one_line(exc)})") from None
+        read = read_model(model_path, self.core)  # (a ReadModel: already read, e.g. to find the task)
+        self.files, self.model = read.files, read.model
         self.num_classes = 0
         self._find_outputs()
         self.spec, self.embedded, self.custom_fn, self.preprocess_origin = self._resolve_preprocess(preprocess)
