@@ -21,6 +21,7 @@ from ov_explain.explain.base import ExplainError, SaliencyMap, WhiteboxUnsupport
 from ov_explain.explain.blackbox import Progress
 from ov_explain.explain.detection_graph import neck_cuts
 from ov_explain.explain.method import BlackboxMethod, WhiteboxMethod
+from ov_explain.explain.methods.rise import mask_batches
 from ov_explain.explain.registry import (
     DEFAULT_DETECTION_BLACKBOX,
     DEFAULT_DETECTION_WHITEBOX,
@@ -180,8 +181,7 @@ class DetectionExplainer:
         if targets:
             raw = self._method.run(self.detector, prepared, targets, self.settings, seed=self.seed,
                                    parallel=parallel, progress=progress)
-            batch = self.settings["chunk"] if self.detector.max_batch is None else self.detector.max_batch
-            jobs = -(-self.settings["num_masks"] // batch)
+            _, jobs = mask_batches(self.settings["num_masks"], self.settings["chunk"], self.detector.max_batch)
             maps = [_box_map(m, d, prepared.geometry) for m, d in zip(raw, targets)]
         finished = time.perf_counter()
         return DetectionExplanation(

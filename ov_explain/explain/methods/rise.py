@@ -38,6 +38,12 @@ def rise_masks(rng: np.random.Generator, count: int, input_size: tuple[int, int]
     return masks
 
 
+def mask_batches(num_masks: int, chunk: int, max_batch: int | None) -> tuple[int, int]:
+    """(masked images per request, requests): ``chunk`` a request, or the model's static batch if it has one."""
+    batch_size = chunk if max_batch is None else max_batch
+    return batch_size, math.ceil(num_masks / batch_size)
+
+
 def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, weights: Callable[[Any], np.ndarray],
                targets: int, masks: Mapping[str, Any], *, seed: int, requests: int, progress: Progress | None,
                name: str, counted: Callable[[int], None] | None = None) -> np.ndarray:
@@ -57,8 +63,7 @@ def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, we
         for masks, found in finished:  # in submission order: the sum does not depend on timing
             accumulator[:] += found[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
 
-    batch_size = chunk if max_batch is None else max_batch
-    jobs = math.ceil(num_masks / batch_size)
+    batch_size, jobs = mask_batches(num_masks, chunk, max_batch)
     with RequestRing(compiled, max(1, requests), weights) as ring:
         for job in range(jobs):
             count = min(batch_size, num_masks - job * batch_size)
