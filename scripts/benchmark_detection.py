@@ -17,7 +17,9 @@ import importlib.util
 import statistics
 import sys
 import time
+from functools import partial
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
@@ -29,6 +31,7 @@ from ov_explain.core.detector import Detector  # noqa: E402
 from ov_explain.core.devices import RequestRing  # noqa: E402
 from ov_explain.explain.detection import DetectionExplainer  # noqa: E402
 from ov_explain.explain.methods.drise import DRISE  # noqa: E402
+from ov_explain.explain.methods.rise import mask_batches  # noqa: E402
 
 FACES = ("astronaut.jpg", "grace_hopper.jpg", "camera.jpg")
 
@@ -40,16 +43,25 @@ def default_model() -> Path:
     return Path(list(found.submodule_search_locations)[0]) / "320n.onnx"
 
 
-def floor_seconds(detector: Detector, prepared, masks: int, chunk: int) -> float:
-    """``masks`` masked copies inferred through a ring of 2 requests, nothing else done."""
-    batch = np.repeat(prepared.tensor[None].astype(np.float32), chunk, axis=0)
-    started = time.perf_counter()
+def push(detector: Detector, batch: np.ndarray, requests: int) -> None:
+    """The device floor: ``requests`` inferences of a ready batch through a ring of 2 requests, nothing else."""
     with RequestRing(detector.compiled, 2, lambda request: None) as ring:
-        for _ in range(-(-masks // chunk)):
+        for _ in range(requests):
             ring.start({0: batch}, None)
             ring.ready()
         ring.drain()
-    return time.perf_counter() - started
+
+
+def interleaved(rounds: int, contenders: dict[str, Callable[[], Any]]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Each contender once per round, in turn (machine noise hits them alike): median seconds and last result."""
+    seconds: dict[str, list[float]] = {name: [] for name in contenders}
+    results: dict[str, Any] = {}
+    for _ in range(rounds):
+        for name, run in contenders.items():
+            started = time.perf_counter()
+            results[name] = run()
+            seconds[name].append(time.perf_counter() - started)
+    return {name: statistics.median(values) for name, values in seconds.items()}, results
 
 
 def main() -> None:
@@ -67,16 +79,10 @@ def main() -> None:
     print("| photo | boxes | detect ms | detreciprocam ms | ratio |")
     print("|---|---|---|---|---|")
     for name in FACES:
-        plain, white, boxes = [], [], 0
-        for _ in range(args.rounds):
-            started = time.perf_counter()
-            detector.predict(photos[name])
-            plain.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            boxes = len(whitebox.explain(photos[name]).maps)
-            white.append(time.perf_counter() - started)
-        p, w = statistics.median(plain), statistics.median(white)
-        print(f"| {name} | {boxes} | {p * 1000:.1f} | {w * 1000:.0f} | x{w / p:.1f} |")
+        times, results = interleaved(args.rounds, {"plain": partial(detector.predict, photos[name]),
+                                                   "white": partial(whitebox.explain, photos[name])})
+        p, w = times["plain"], times["white"]
+        print(f"| {name} | {len(results['white'].maps)} | {p * 1000:.1f} | {w * 1000:.0f} | x{w / p:.1f} |")
     print()
     print("| photo | preset | masks | boxes | detect ms | D-RISE s / image | ratio | floor s | D-RISE / floor |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -85,16 +91,13 @@ def main() -> None:
         explainer = DetectionExplainer(detector, mode="blackbox", preset=preset)
         for name in FACES:
             prepared = explainer.prepare(photos[name])
-            plain, drise, floor, boxes = [], [], [], 0
-            for _ in range(args.rounds):
-                started = time.perf_counter()
-                detector.predict(photos[name])
-                plain.append(time.perf_counter() - started)
-                started = time.perf_counter()
-                boxes = len(explainer.explain(photos[name]).maps)
-                drise.append(time.perf_counter() - started)
-                floor.append(floor_seconds(detector, prepared, masks, explainer.settings["chunk"]))
-            p, d, f = statistics.median(plain), statistics.median(drise), statistics.median(floor)
+            chunk, jobs = mask_batches(masks, explainer.settings["chunk"], detector.max_batch)
+            batch = np.repeat(prepared.tensor[None].astype(np.float32), chunk, axis=0)
+            times, results = interleaved(args.rounds, {
+                "plain": partial(detector.predict, photos[name]), "drise": partial(explainer.explain, photos[name]),
+                "floor": partial(push, detector, batch, jobs)})
+            p, d, f = times["plain"], times["drise"], times["floor"]
+            boxes = len(results["drise"].maps)
             print(f"| {name} | {preset} | {masks} | {boxes} | {p * 1000:.1f} | {d:.2f} | x{d / p:.0f} | {f:.2f} | "
                   f"{d / f:.2f} |")
 
