@@ -26,13 +26,14 @@ from ov_explain.runs.config import DatasetConfig, RunConfig
 
 
 # ----- audit --------------------------------------------------------------------------------------
-def _audit_options(high_confidence: float, two_predictions: float, top_k: int, raw: bool | None, rgba: bool,
-                   no_grids: bool, no_report: bool) -> Any:
+def _audit_options(high_confidence: float, two_predictions: float, match_iou: float, mislocalized_iou: float,
+                   top_k: int, raw: bool | None, rgba: bool, no_grids: bool, no_report: bool) -> Any:
     from ov_explain.runs.audit.run import AuditOptions
     from ov_explain.runs.cases import CaseThresholds
 
     return AuditOptions(CaseThresholds(high_confidence, two_predictions), top_k=top_k, save_raw=raw, save_rgba=rgba,
-                        grids=not no_grids, report=not no_report)
+                        grids=not no_grids, report=not no_report, match_iou=match_iou,
+                        mislocalized_iou=mislocalized_iou)
 
 
 #: What an audit writes and how it decides cases, as ``options: AuditOptions``.
@@ -41,6 +42,10 @@ audit_options = config_options("options", _audit_options, [
                  help="Top-1 probability from which a prediction counts as confident."),
     click.option("--two-predictions", default=0.2, show_default=True, type=click.FloatRange(0, 1, min_open=True),
                  help="Runner-up probability from which two predictions compete."),
+    click.option("--match-iou", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                 help="Detectors: the IoU from which a detection matches a ground-truth box of its class."),
+    click.option("--mislocalized-iou", default=0.1, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+                 help="Detectors: the lowest IoU of a mislocalised detection (below: background)."),
     click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1),
                  help="Predictions per image in the manifest."),
     click.option("--raw/--no-raw", default=None,
@@ -67,7 +72,8 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
     DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
-    path,label, or a folder of unlabeled images.
+    path,label, or a folder of unlabeled images. A detector audits a COCO instances .json, a YOLO folder
+    (images/, labels/, data.yaml) or a folder of images, with a case and a map per box.
     """
     from ov_explain.runs.audit.run import audit as run_audit
 
@@ -80,6 +86,8 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
     summary = run_stoppable(bar, work)
     if as_json:
         click.echo(json.dumps(summary.to_dict(), indent=2))
+    elif getattr(summary, "task", None) == "detection":
+        _print_detection_summary(summary, options)
     else:
         layer = f", layer {summary.target_layer}" if summary.target_layer else ""
         click.echo(f"{summary.images} images audited into {summary.out_dir} with {summary.method} "
@@ -94,6 +102,28 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
     if summary.errors:
         click.echo(f"{summary.errors} images could not be audited: see {summary.out_dir / 'errors.csv'}", err=True)
     sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
+
+
+def _print_detection_summary(summary: Any, options: Any) -> None:
+    layer = f", cut at {summary.target_layer}" if summary.target_layer else ""
+    click.echo(f"{summary.images} images, {summary.boxes} boxes audited into {summary.out_dir} with {summary.method} "
+               f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
+               f"{summary.images_per_second:.1f} images/s")
+    for case, count in summary.cases.items():
+        click.echo(f"  {case:42s} {count}")
+    if summary.images_without_boxes:
+        click.echo(f"  {'(images without any box)':42s} {summary.images_without_boxes}")
+    named = "AP50" if summary.ap_iou == 0.5 else f"AP@{summary.ap_iou:g}"
+    for name, scores in summary.per_class.items():
+        shown = ", ".join(f"{label} {scores[key]:.3f}" for key, label in (("precision", "precision"),
+                                                                          ("recall", "recall"), ("ap", named))
+                          if scores[key] is not None)
+        click.echo(f"  {name}: {scores['ground_truth']} boxes, {scores['detections']} detections"
+                   + (f"; {shown}" if shown else ""))
+    if summary.mean_ap is not None:
+        click.echo(f"mean {named} {summary.mean_ap:.3f}")
+    click.echo(f"manifest: {summary.out_dir / 'manifest.csv'}, summary: {summary.out_dir / 'summary.json'}"
+               + (f", report: {summary.out_dir / 'report.html'}" if options.report else ""))
 
 
 @main.command()

@@ -19,8 +19,7 @@ from ov_explain.core.ports import OUTPUT_KINDS
 from ov_explain.explain.base import MODES
 from ov_explain.explain.config import BACKENDS, READOUTS, ExplainConfig
 from ov_explain.explain.registry import PRESETS, method_names
-from ov_explain.runs.config import ENGINES, DatasetConfig, RunConfig
-from ov_explain.runs.dataset import DATASET_KINDS
+from ov_explain.runs.config import ENGINES, KINDS, DatasetConfig, RunConfig
 from ov_explain.runs.ray_engine import RayOptions
 
 
@@ -126,14 +125,16 @@ def explain_options(*, backend: bool = True, blackbox: bool = True) -> Any:
 
 
 def data_options(*, select: bool = True) -> Any:
-    """--kind, --label-map, --classes, --limit, --sample, --sample-seed as ``data: DatasetConfig``."""
+    """--kind, --images, --label-map, --classes, --limit, --sample, --sample-seed as ``data: DatasetConfig``."""
     options = [
-        click.option("--kind", type=click.Choice(list(DATASET_KINDS)), default="auto", show_default=True,
-                     help="Dataset layout (auto: by suffix / folder contents)."),
+        click.option("--kind", type=click.Choice(list(KINDS)), default="auto", show_default=True,
+                     help="Dataset layout (auto: by suffix / folder contents; coco / yolo: boxes, for a detector)."),
+        click.option("--images", type=click.Path(path_type=Path),
+                     help="COCO: the folder of the file's images (default: beside the JSON)."),
         click.option("--label-map", type=click.Path(path_type=Path),
-                     help="Folder ids to classes: 'id,class' lines or ids in class order (default: the model's "
-                          "synsets file when there is one)."),
-        click.option("--classes", help="Only these dataset labels (comma-separated)."),
+                     help="Dataset labels (folder ids, box class names) to the model's classes: 'id,class' lines or "
+                          "ids in class order (default: the model's synsets file when there is one)."),
+        click.option("--classes", help="Only these dataset labels (comma-separated; boxes: images with one)."),
         click.option("--limit", type=click.IntRange(min=1), help="Only the first N images (after --sample)."),
         click.option("--sample", type=click.IntRange(min=1), help="A random subset of N images."),
         click.option("--sample-seed", default=0, show_default=True, type=int, help="Seed for --sample."),

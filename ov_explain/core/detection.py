@@ -179,6 +179,9 @@ class DetectionResult:
     output_format: str
     timings_ms: dict[str, float] = field(default_factory=dict)
     geometry: Geometry | None = field(default=None, repr=False)
+    #: Every candidate before thresholds and NMS (kept by single-image detection: what maps of ground-truth
+    #: boxes the detector missed are read from; None from streams).
+    proposals: Proposals | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if any(a.score < b.score for a, b in zip(self.detections, self.detections[1:])):
@@ -214,3 +217,28 @@ def select(proposals: Proposals, geometry: Geometry, names: Sequence[str], *, co
                       tuple(float(v) for v in proposals.boxes[i]))
             for i in kept]
 
+
+
+def to_input_box(box: Sequence[float], geometry: Geometry) -> tuple[float, float, float, float]:
+    """An original-image box in model-input pixels (the inverse of :func:`to_original_box`, unclipped)."""
+    (sy, sx), (oy, ox) = geometry.scale, geometry.offset
+    return (float(box[0] * sx + ox), float(box[1] * sy + oy), float(box[2] * sx + ox), float(box[3] * sy + oy))
+
+
+def truth_target(proposals: Proposals, geometry: Geometry, box: Sequence[float], class_index: int,
+                 names: Sequence[str]) -> Detection:
+    """A ground-truth box (original pixels) as a target to explain, though no detection kept it.
+
+    Its anchor is the proposal whose box overlaps it most (on a tie, the one scoring its class higher): where
+    the detector should have found it. ``score`` is its class's score there; ``scores`` is the class's one-hot
+    vector, D-RISE's target for a ground-truth box (Petsiuk et al., 2021)."""
+    if not 0 <= class_index < proposals.scores.shape[1]:
+        raise ValueError(f"class_index {class_index}: outside the detector's {proposals.scores.shape[1]} classes")
+    on_input = to_input_box(box, geometry)
+    overlap = iou(np.array(on_input, np.float32), proposals.boxes)
+    anchor = int(np.lexsort((-proposals.scores[:, class_index], -overlap))[0]) if len(overlap) else 0
+    one_hot = np.zeros(proposals.scores.shape[1], np.float32)
+    one_hot[class_index] = 1.0
+    score = float(proposals.scores[anchor, class_index]) if len(overlap) else 0.0
+    return Detection(tuple(float(v) for v in box), int(class_index), names[class_index], score, anchor, one_hot,
+                     on_input)

@@ -198,7 +198,9 @@ class Detector(ImageModel):
         started = time.perf_counter()
         outputs = self.infer_outputs(prepared.tensor[None])
         inferred = time.perf_counter()
-        result = self.result(self.proposals(outputs)[0], prepared, {"infer": (inferred - started) * 1000})
+        proposals = self.proposals(outputs)[0]
+        result = self.result(proposals, prepared, {"infer": (inferred - started) * 1000})
+        result.proposals = proposals
         result.timings_ms["postprocess"] = (time.perf_counter() - inferred) * 1000
         return result
 

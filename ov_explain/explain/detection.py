@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
-from ov_explain.core.detection import Detection, DetectionResult
+from ov_explain.core.detection import Detection, DetectionResult, truth_target
 from ov_explain.core.prepared import PreparedInput
 from ov_explain.core.preprocess import Geometry
 from ov_explain.core.runtime import ImageInput
@@ -32,8 +32,11 @@ from ov_explain.explain.registry import (
 
 logger = logging.getLogger(__name__)
 
-#: Which boxes to explain: every detection, or their positions in the detection list.
+#: Which boxes to explain: ``"all"`` detections, their positions in the detection list, or a function of the
+#: :class:`DetectionResult` returning :class:`BoxTargets` (or positions).
 Boxes = Any
+#: A ground-truth box to explain: x1, y1, x2, y2 in the original image's pixels, and its class index.
+TruthBox = tuple[Sequence[float], int]
 
 
 @dataclass
@@ -56,10 +59,14 @@ class DetectionExplanation:
     backend: str = "native"
     target_layer: str | None = None
     readout: str | None = None
+    #: Ground-truth boxes explained as targets (:func:`~ov_explain.core.detection.truth_target`); their maps
+    #: follow the detections' in ``maps``.
+    truths: list[Detection] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if len(self.maps) != len(self.explained):
-            raise ValueError(f"maps: {len(self.maps)} maps for {len(self.explained)} explained boxes")
+        if len(self.maps) != len(self.explained) + len(self.truths):
+            raise ValueError(f"maps: {len(self.maps)} maps for {len(self.explained)} explained boxes and "
+                             f"{len(self.truths)} ground-truth boxes")
         if any(not 0 <= i < len(self.detections.detections) for i in self.explained):
             raise ValueError(f"explained: positions {self.explained} outside the {len(self.detections.detections)} "
                              "detections")
@@ -76,7 +83,9 @@ class DetectionExplanation:
                 "output_format": self.detections.output_format,
                 "timings_ms": {k: round(v, 3) for k, v in self.timings_ms.items()},
                 "detections": [{**d.to_dict(), "maps": ([{"raw_shape": list(maps[i].raw.shape)}] if i in maps else [])}
-                               for i, d in enumerate(self.detections.detections)]}
+                               for i, d in enumerate(self.detections.detections)],
+                **({"truths": [{**t.to_dict(), "maps": [{"raw_shape": list(m.raw.shape)}]}
+                               for t, m in zip(self.truths, self.maps[len(self.explained):])]} if self.truths else {})}
 
 
 class DetectionExplainer:
@@ -147,6 +156,18 @@ class DetectionExplainer:
     def precision(self) -> str:
         return self._whitebox[0].precision if self._whitebox else self.detector.precision
 
+    def plan(self, budget: int | None = None) -> tuple[int, int]:
+        """How a dataset run shares ``budget`` inferences in flight (default: the device's fill), as
+        :meth:`Explainer.plan <ov_explain.explain.explainer.Explainer.plan>`: (images at once, inferences in flight
+        per image). White-box images are one inference each; D-RISE's images split the budget two ways."""
+        from ov_explain.core.devices import optimal_requests
+
+        if self._whitebox is not None:
+            return budget or optimal_requests(self._whitebox[0].compiled) + 1, 1
+        total = budget or max(8, 2 * optimal_requests(self.detector.compiled))
+        images = min(2, total)
+        return images, max(1, total // images)
+
     def close(self) -> None:
         """Nothing is held beyond the detector's own requests (closed by its owner)."""
 
@@ -160,37 +181,55 @@ class DetectionExplainer:
         prepared = self.detector.prepare(image, source=source, at_model_size=self._whitebox is None)
         return prepared if self._whitebox else prepared.as_float()
 
-    def explain(self, image: ImageInput, boxes: Boxes = "all", *, progress: Progress | None = None,
-                parallel: int = 2) -> DetectionExplanation:
-        """The detections of ``image`` and a map for each of ``boxes`` (``all``, or positions in the list)."""
+    def explain(self, image: ImageInput, boxes: Boxes = "all", *, truths: Sequence[TruthBox] = (),
+                progress: Progress | None = None, parallel: int = 2) -> DetectionExplanation:
+        """The detections of ``image`` and a map for each of ``boxes`` (``all``, positions in the list, or a
+        function of the detections returning :class:`BoxTargets`), then one for each of ``truths``: ground-truth
+        boxes (x1, y1, x2, y2 in the image's pixels, class index), explained where the detector should have
+        found them (see :func:`~ov_explain.core.detection.truth_target`)."""
         started = time.perf_counter()
         prepared = self.prepare(image)
-        return self.explain_prepared(prepared, boxes, progress=progress, parallel=parallel,
+        return self.explain_prepared(prepared, boxes, truths=truths, progress=progress, parallel=parallel,
                                      preprocess_ms=(time.perf_counter() - started) * 1000)
 
-    def explain_prepared(self, prepared: PreparedInput, boxes: Boxes = "all", *, progress: Progress | None = None,
-                         parallel: int = 2, preprocess_ms: float = 0.0) -> DetectionExplanation:
-        if self._whitebox is not None:
-            return self._explain_whitebox(prepared, boxes, preprocess_ms)
+    def explain_prepared(self, prepared: PreparedInput, boxes: Boxes = "all", *, truths: Sequence[TruthBox] = (),
+                         progress: Progress | None = None, parallel: int = 2,
+                         preprocess_ms: float = 0.0) -> DetectionExplanation:
         started = time.perf_counter()
-        found = self.detector.detect_prepared(prepared)
+        mosaic = None
+        if self._whitebox is not None:  # one inference: detections from the network's outputs, maps from the mosaic
+            outputs = self._whitebox[1].infer(prepared.tensor[None])
+            count = self.detector.detection_outputs
+            proposals = self.detector.proposals(outputs[:count])[0]
+            found = self.detector.result(proposals, prepared, {}, device=self.device, precision=self.precision)
+            found.proposals, mosaic = proposals, outputs[-1]
+        else:
+            found = self.detector.detect_prepared(prepared)
         detected = time.perf_counter()
-        chosen = _choose(boxes, found.detections)
-        targets = [found.detections[i] for i in chosen]
+        chosen, truth_targets = _targets(boxes, truths, found, prepared, self.detector.names)
+        targets = [found.detections[i] for i in chosen] + truth_targets
         maps, jobs = [], 0
-        if targets:
+        if targets and mosaic is not None:
+            raw = self._method.maps(self.detector, mosaic, targets, self._whitebox[2], self.settings["readout"])
+            size = self.detector.spec.size
+            maps = [SaliencyMap(d.class_index, d.label, d.score, m,
+                                lambda values: to_original(values, size, prepared.geometry), readout=self.readout,
+                                box=d.box) for m, d in zip(raw, targets)]
+        elif targets:
             raw = self._method.run(self.detector, prepared, targets, self.settings, seed=self.seed,
                                    parallel=parallel, progress=progress)
             _, jobs = mask_batches(self.settings["num_masks"], self.settings["chunk"], self.detector.max_batch)
             maps = [_box_map(m, d, prepared.geometry) for m, d in zip(raw, targets)]
         finished = time.perf_counter()
+        whitebox = mosaic is not None
+        timings = ({"infer": (detected - started) * 1000, "maps": (finished - detected) * 1000} if whitebox else
+                   {"detect": (detected - started) * 1000, "explain": (finished - detected) * 1000})
         return DetectionExplanation(
             prepared.source, tuple(prepared.geometry.original_size), found, maps, chosen, self.method, self.mode,
             self.device, self.precision, inferences=1 + jobs,
-            images_inferred=1 + (self.settings["num_masks"] if targets else 0),
-            timings_ms={"preprocess": preprocess_ms, "detect": (detected - started) * 1000,
-                        "explain": (finished - detected) * 1000}, geometry=prepared.geometry)
-
+            images_inferred=1 + (self.settings["num_masks"] if targets and not whitebox else 0),
+            timings_ms={"preprocess": preprocess_ms, **timings}, geometry=prepared.geometry,
+            target_layer=self.target_layer, readout=self.readout, truths=truth_targets)
 
     def raw_maps(self, prepared: PreparedInput, targets: Sequence[Detection], *, parallel: int = 2) -> Any:
         """Maps (T, h, w) at the method's resolution for given detections (their boxes, classes and anchors),
@@ -203,33 +242,32 @@ class DetectionExplainer:
         return self._method.maps(self.detector, outputs[-1], list(targets), grid,
                                  self.settings["readout"])
 
-    def _explain_whitebox(self, prepared: PreparedInput, boxes: Boxes, preprocess_ms: float) -> DetectionExplanation:
-        """One inference: the detections from the network's own outputs, every box's map from the mosaic."""
-        compiled, requests, grid = self._whitebox
-        started = time.perf_counter()
-        outputs = requests.infer(prepared.tensor[None])
-        inferred = time.perf_counter()
-        count = self.detector.detection_outputs
-        found = self.detector.result(self.detector.proposals(outputs[:count])[0], prepared, {},
-                                     device=self.device, precision=self.precision)
-        chosen = _choose(boxes, found.detections)
-        targets = [found.detections[i] for i in chosen]
-        maps = []
-        if targets:  # the mosaic is the last output
-            raw = self._method.maps(self.detector, outputs[-1], targets, grid, self.settings["readout"])
-            size = self.detector.spec.size
-            maps = [SaliencyMap(d.class_index, d.label, d.score, m,
-                                lambda values: to_original(values, size, prepared.geometry), readout=self.readout,
-                                box=d.box) for m, d in zip(raw, targets)]
-        finished = time.perf_counter()
-        return DetectionExplanation(
-            prepared.source, tuple(prepared.geometry.original_size), found, maps, chosen, self.method, self.mode,
-            self.device, self.precision, inferences=1, images_inferred=1,
-            timings_ms={"preprocess": preprocess_ms, "infer": (inferred - started) * 1000,
-                        "maps": (finished - inferred) * 1000}, geometry=prepared.geometry,
-            target_layer=self.target_layer, readout=self.readout)
 
-def _choose(boxes: Boxes, detections: Sequence[Detection]) -> list[int]:
+@dataclass(frozen=True)
+class BoxTargets:
+    """What to explain in one image, chosen once its detections are known: detections (positions in the
+    list) and ground-truth boxes (x1, y1, x2, y2 in the image's pixels, class index) the detector missed."""
+
+    detections: Sequence[int] = ()
+    truths: Sequence[TruthBox] = ()
+
+
+def _targets(boxes: Boxes, truths: Sequence[TruthBox], found: DetectionResult, prepared: PreparedInput,
+             names: Sequence[str]) -> tuple[list[int], list[Detection]]:
+    if callable(boxes):
+        picked = boxes(found)
+        if not isinstance(picked, BoxTargets):
+            picked = BoxTargets(picked)
+        boxes, truths = picked.detections, [*truths, *picked.truths]
+    chosen = _choose(boxes, found.detections)
+    if truths and found.proposals is None:
+        raise ExplainError("ground-truth boxes are explained from the detector's proposals, which this result "
+                           "does not keep")
+    made = [truth_target(found.proposals, prepared.geometry, box, int(c), names) for box, c in truths]
+    return chosen, made
+
+
+def _choose(boxes: Any, detections: Sequence[Detection]) -> list[int]:
     if isinstance(boxes, str):
         if boxes != "all":
             raise ExplainError(f"boxes: expected 'all' or positions in the detection list, got {boxes!r}")

@@ -11,6 +11,7 @@ from typing import Any, Mapping, Sequence
 from ov_explain.core.config import ConfigError, from_dict, to_dict
 from ov_explain.runs.dataset import (
     DATASET_KINDS,
+    DatasetError,
     LabelResolver,
     Sample,
     default_label_map,
@@ -18,21 +19,26 @@ from ov_explain.runs.dataset import (
     read_label_map,
     select,
 )
+from ov_explain.runs.detection.dataset import BOX_DATASET_KINDS, BoxSample, read_box_dataset
 from ov_explain.runs.ray_engine import RayOptions
 
 logger = logging.getLogger(__name__)
 
 #: Where the per-image work runs: this process's threads, or Ray Data actors (the ``distributed`` extra).
 ENGINES = ("local", "ray")
+#: Dataset layouts: a classifier's, then those with boxes (a detector's).
+KINDS = (*DATASET_KINDS, *(k for k in BOX_DATASET_KINDS if k not in DATASET_KINDS))
 
 
 @dataclass(frozen=True)
 class DatasetConfig:
     """How a dataset is read and which of its images a run takes.
 
-    ``kind``: the layout (auto: by suffix / folder contents); ``label_map``: dataset labels (folder ids)
-    to classes, a file or a dict (None: the model's synsets file when there is one); ``classes`` /
-    ``limit`` / ``sample`` (seeded by ``sample_seed``): only these labels, the first N, a random N.
+    ``kind``: the layout (auto: by suffix / folder contents; ``coco`` / ``yolo``: boxes, for detectors);
+    ``images``: where a COCO file's images are (None: beside it); ``label_map``: dataset labels (folder ids,
+    box class names) to classes, a file or a dict (None: the model's synsets file when there is one);
+    ``classes`` / ``limit`` / ``sample`` (seeded by ``sample_seed``): only these labels (a detection dataset:
+    images with a box of them), the first N, a random N.
     """
 
     kind: str = "auto"
@@ -41,10 +47,11 @@ class DatasetConfig:
     limit: int | None = None
     sample: int | None = None
     sample_seed: int = 0
+    images: str | os.PathLike | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in DATASET_KINDS:
-            raise ConfigError(f"kind must be one of {list(DATASET_KINDS)}, got {self.kind!r}")
+        if self.kind not in KINDS:
+            raise ConfigError(f"kind must be one of {list(KINDS)}, got {self.kind!r}")
         for name in ("limit", "sample"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -57,6 +64,16 @@ class DatasetConfig:
     def read(self, dataset: str | os.PathLike, exclude: str | os.PathLike | None) -> tuple[list[Sample], list[Sample]]:
         """(every sample, the chosen ones); ``exclude`` is a folder never read (the run's own output)."""
         everything = read_dataset(dataset, kind=self.kind, exclude=exclude)
+        return everything, select(everything, classes=self.classes, limit=self.limit, sample=self.sample,
+                                  seed=self.sample_seed)
+
+    def read_boxes(self, dataset: str | os.PathLike,
+                   exclude: str | os.PathLike | None) -> tuple[list[BoxSample], list[BoxSample]]:
+        """(every image, the chosen ones) of a dataset with boxes, for a detector."""
+        if self.kind not in BOX_DATASET_KINDS:
+            raise DatasetError(f"{dataset}: a detector audits a COCO file, a YOLO folder or a folder of images "
+                               f"(--kind {' / '.join(BOX_DATASET_KINDS)}), not --kind {self.kind}")
+        everything = read_box_dataset(dataset, kind=self.kind, images=self.images, exclude=exclude)
         return everything, select(everything, classes=self.classes, limit=self.limit, sample=self.sample,
                                   seed=self.sample_seed)
 

@@ -16,7 +16,7 @@ import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from ov_explain.core.errors import LabelsError, OvExplainError
 from ov_explain.core.images import IMAGE_SUFFIXES, is_image_file
@@ -38,6 +38,11 @@ class Sample:
     path: Path
     label: str | None
     key: str
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels ``--classes`` selects by."""
+        return () if self.label is None else (self.label,)
 
 
 def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
@@ -72,13 +77,14 @@ def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
     return samples
 
 
-def select(samples: Sequence[Sample], *, classes: Iterable[str] | None = None, limit: int | None = None,
-           sample: int | None = None, seed: int = 0) -> list[Sample]:
-    """Filter by label, then draw a reproducible random ``sample`` and/or keep the first ``limit``."""
+def select(samples: Sequence[Any], *, classes: Iterable[str] | None = None, limit: int | None = None,
+           sample: int | None = None, seed: int = 0) -> list[Any]:
+    """Filter by label (any of an image's: a detection dataset's images have several), then draw a
+    reproducible random ``sample`` and/or keep the first ``limit``."""
     chosen = list(samples)
     if classes:
         wanted = {_fold(c) for c in classes}
-        chosen = [s for s in chosen if s.label is not None and _fold(s.label) in wanted]
+        chosen = [s for s in chosen if any(_fold(label) in wanted for label in s.labels)]
     if sample is not None:
         if sample < 1:
             raise DatasetError(f"sample: expected a positive number of images, got {sample}")

@@ -25,6 +25,7 @@ from ov_explain.core.storage import atomic_write_text
 from ov_explain.render.grids import thumbnail
 from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_rows
 from ov_explain.runs.cases import CASES
+from ov_explain.runs.detection.cases import BOX_CASES
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +62,19 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> 
         raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
     if not isinstance(summary, dict):
         raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
-    rows_by_key: dict[str, list[AuditRow]] = defaultdict(list)
+    detection = summary.get("task") == "detection"
     try:
-        for row in read_rows(out):
-            rows_by_key[row.key].append(row)
+        items = _box_items(out, thumbnail_size) if detection else _image_items(out, thumbnail_size)
     except ValueError as exc:
         raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
-    items = [_item(out, sorted(rows, key=lambda r: r.target_rank), thumbnail_size) for rows in rows_by_key.values()]
     items.sort(key=lambda i: (-i.confidence, i.key))
-    by_case = {case: [i for i in items if i.case == case] for case in CASES}
+    case_names = BOX_CASES if detection else CASES
+    by_case = {case: [i for i in items if i.case == case] for case in case_names}
     errors = read_errors(out)
     classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
     html = _environment().get_template("report.html.j2").render(
-        summary=summary, cases=[(c, by_case[c]) for c in CASES if by_case[c]], items=items, errors=errors,
-        classes=classes, per_class=summary.get("per_class", {}), case_names=list(CASES))
+        summary=summary, cases=[(c, by_case[c]) for c in case_names if by_case[c]], items=items, errors=errors,
+        classes=classes, per_class=summary.get("per_class", {}), case_names=list(case_names), detection=detection)
     path = out / REPORT
     atomic_write_text(path, html)
     logger.info("%s: report of %d images", path, len(items))
@@ -89,6 +89,49 @@ def _environment() -> Any:
                               trim_blocks=True, lstrip_blocks=True)
 
 
+def _image_items(out: Path, size: int) -> list[ReportItem]:
+    """A classifier audit's gallery: one item per image, with its maps."""
+    rows_by_key: dict[str, list[AuditRow]] = defaultdict(list)
+    for row in read_rows(out):
+        rows_by_key[row.key].append(row)
+    return [_item(out, sorted(rows, key=lambda r: r.target_rank), size) for rows in rows_by_key.values()]
+
+
+def _box_items(out: Path, size: int) -> list[ReportItem]:
+    """A detection audit's gallery: one item per box (its overlay has the boxes drawn), beside its image."""
+    from ov_explain.runs.detection.folder import read_box_rows
+
+    originals: dict[str, tuple[str | None, str | None]] = {}
+    items = []
+    for row in read_box_rows(out):
+        if row.overlay_path is None:
+            continue
+        if row.source not in originals:
+            originals[row.source] = _original(out, Path(row.source), size)
+        picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+        found = row.detection is not None
+        label = f"box {row.target_rank}" + ("" if found else " (missed)")
+        maps = ({"label": row.target_class, "role": label, "probability": row.target_score,
+                 "link": row.overlay_path,
+                 "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)},)
+        items.append(ReportItem(f"{row.key}#box{row.target_rank}", f"{row.stem} box {row.target_rank}", row.case,
+                                row.ground_truth_class, row.iou if row.iou is not None else 0.0,
+                                row.detected_class if found else "(missed)",
+                                row.score if found else row.target_score, *originals[row.source], maps))
+    return items
+
+
+def _original(out: Path, source: Path, size: int) -> tuple[str | None, str | None]:
+    """The original's thumbnail (None if it is gone) and its link relative to the report."""
+    original = None
+    try:
+        original = _data_uri(thumbnail(read_image(source), size))
+    except OvExplainError as exc:
+        logger.warning("report: original not shown (%s)", exc)
+    link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
+    return original, None if link is None else Path(link).as_posix()
+
+
 def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
     first = rows[0]
     maps = []
@@ -97,16 +140,9 @@ def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
         maps.append({"label": row.target_class, "role": row.target_role.replace("_", " "),
                      "probability": row.target_probability, "link": row.overlay_path,
                      "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)})
-    source = Path(first.source)
-    original = None
-    try:
-        original = _data_uri(thumbnail(read_image(source), size))
-    except OvExplainError as exc:
-        logger.warning("report: original not shown (%s)", exc)
-    link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
     return ReportItem(first.key, first.stem, first.case, first.ground_truth_class,
                       first.ground_truth_probability, first.top1.name, first.top1.probability,
-                      original, None if link is None else Path(link).as_posix(), tuple(maps))
+                      *_original(out, Path(first.source), size), tuple(maps))
 
 
 def _data_uri(picture: Any, *, bgr: bool = False) -> str:

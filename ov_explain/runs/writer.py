@@ -60,19 +60,30 @@ def npy_bytes(raw: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMap, style: MapStyle) -> MapFiles:
+#: Ground-truth boxes are drawn green, detections white.
+TRUTH_COLOUR = (0, 200, 0)
+
+
+def write_map_files(root: Path, name: str, bgr: np.ndarray, saliency: SaliencyMap, style: MapStyle, *,
+                    truth: tuple[tuple[float, float, float, float], str] | None = None,
+                    keep_on_image: bool = True, draw_target_box: bool = True) -> MapFiles:
     """Render ``saliency`` over the BGR image and write ``root/name.jpg`` (+ ``.npy``, ``.rgba.png``).
 
-    ``name`` may include a sub-folder (``Case/stem...``), which must exist.
+    ``name`` may include a sub-folder (``Case/stem...``), which must exist. A detector's map (``saliency.box``)
+    has its box and label drawn (unless ``draw_target_box`` is false), and ``truth`` (a ground-truth box and
+    its label) beside it; ``keep_on_image``: its map on the image's pixels is saved too (``.image.npy``, with
+    the raw map).
     """
     levels = saliency.levels_on_image(as_uint8=True)
     overlay = render.blend_levels(bgr, levels, weight=style.overlay_weight, colormap=style.colormap, bgr=True)
-    boxed = saliency.box is not None  # a detector's map: its box and label drawn, its map on the image kept
-    if boxed:
+    if truth is not None:
+        overlay = render.draw_box(overlay, truth[0], truth[1], color=TRUTH_COLOUR)
+    boxed = saliency.box is not None
+    if boxed and draw_target_box:
         overlay = render.draw_box(overlay, saliency.box, f"{saliency.label} {saliency.probability:.2f}")
     files = MapFiles(f"{name}.jpg", f"{name}.npy" if style.save_raw else None,
                      f"{name}.rgba.png" if style.save_rgba else None,
-                     f"{name}.image.npy" if style.save_raw and boxed else None)
+                     f"{name}.image.npy" if style.save_raw and boxed and keep_on_image else None)
     if files.on_image is not None:
         atomic_write_bytes(root / files.on_image, npy_bytes(saliency.on_image))
     atomic_write_bytes(root / files.overlay, render.encode_jpeg(overlay, style.jpeg_quality, bgr=True))

@@ -43,7 +43,9 @@ def similarity(target_boxes: np.ndarray, target_scores: np.ndarray, boxes: np.nd
     union = area(target_boxes)[:, None] + area(boxes)[None, :] - inter
     overlap = np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
     norms = np.linalg.norm(target_scores, axis=1)[:, None] * np.linalg.norm(scores, axis=1)[None, :]
-    cosine = (target_scores @ scores.T) / np.maximum(norms, 1e-12)
+    # Elementwise, not a matrix product: BLAS picks kernels by shape, so a box's weights would change in the
+    # last bit with how many boxes are explained together (measured: 6e-8 between 1 and 2 targets).
+    cosine = (target_scores[:, None, :] * scores[None, :, :]).sum(axis=2) / np.maximum(norms, 1e-12)
     confidence = scores.max(axis=1)[None, :]
     return (overlap * cosine * confidence).max(axis=1).astype(np.float32)
 

@@ -46,8 +46,8 @@ def read_box(data: dict[str, Any], prefix: str) -> Box | None:
         box = tuple(float(data[f"{prefix}_{side}"]) for side in BOX_SIDES)
     except (KeyError, TypeError, ValueError):
         raise ValueError(f"{prefix}_left..{prefix}_bottom: expected four numbers") from None
-    if not (box[0] < box[2] and box[1] < box[3]):
-        raise ValueError(f"{prefix} box {list(box)}: expected left < right and top < bottom")
+    if not (box[0] <= box[2] and box[1] <= box[3]):  # a detection clipped to the image edge may be a line
+        raise ValueError(f"{prefix} box {list(box)}: expected left <= right and top <= bottom")
     return box  # type: ignore[return-value]
 
 

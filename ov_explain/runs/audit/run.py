@@ -54,6 +54,7 @@ from ov_explain.runs.audit.summary import AuditSummary, write_summary
 from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
 from ov_explain.runs.config import DatasetConfig, RunConfig
 from ov_explain.runs.dataset import LabelResolver, Sample
+from ov_explain.runs.detection.cases import BoxThresholds
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core, import_ray
@@ -99,14 +100,23 @@ class AuditOptions:
     grids: bool = True
     grid_tiles: int = 24
     report: bool = True  # report.html (see ov_explain.runs.report)
+    #: Detectors: the IoU at which a detection matches a ground-truth box, and the lowest of a mislocalised one.
+    match_iou: float = 0.5
+    mislocalized_iou: float = 0.1
 
     def __post_init__(self) -> None:
         if self.top_k < 1:
             raise AuditError(f"top_k: expected >= 1, got {self.top_k}")
         try:
             _ = self.style  # colormap, overlay weight and JPEG quality are the writer's to check
-        except ValueError as exc:
+            _ = self.box_thresholds
+        except (ValueError, OvExplainError) as exc:
             raise AuditError(str(exc)) from None
+
+    @property
+    def box_thresholds(self) -> BoxThresholds:
+        """A detection audit's case thresholds (the confidence one is the classifiers')."""
+        return BoxThresholds(self.match_iou, self.mislocalized_iou, self.thresholds.high_confidence)
 
     @property
     def style(self) -> MapStyle:
@@ -185,21 +195,49 @@ def audit(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-a
     if options.save_raw is None:  # keep raw maps, unless resuming an audit made without them
         saved = _previous_setting(Path(out_dir), "save_raw", True) if not run.restart else True
         options = dataclasses.replace(options, save_raw=saved)
+    with model.load(hint="THROUGHPUT") as loaded:
+        work = _detection_audit if getattr(loaded, "output_format", None) is not None else _classifier_audit
+        return work(dataset, out_dir, loaded, model, explain, data, run, options, progress, stop)
+
+
+def _classifier_audit(dataset: Any, out_dir: Any, classifier: Any, model: ModelConfig, explain: ExplainConfig,
+                      data: DatasetConfig, run: RunConfig, options: AuditOptions, progress: Progress | None,
+                      stop: threading.Event | None) -> AuditSummary:
     everything, chosen = data.read(dataset, exclude=out_dir)  # never audit our own overlays
     if not chosen:
         known = sorted({s.label for s in everything if s.label is not None})
         raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample (dataset labels: "
                          f"{', '.join(known[:10]) or 'none'}{', ...' if len(known) > 10 else ''})")
-    classifier = model.load_classifier(hint="THROUGHPUT", purpose="an audit")
     resolver = data.resolver(classifier, chosen)
     _check_labels(dataset, chosen, resolver)
-    with classifier, explain.create(classifier) as explainer:
+    with explain.create(classifier) as explainer:
         recipe = None
         if run.engine == "ray":  # actors rebuild what this process built, as it was resolved here
             recipe = AuditWork(model.resolved(classifier), explain.resolved(explainer), resolver.label_map,
                                options, run.workers, str(Path(out_dir).resolve()))
         return run_audit(chosen, explainer, out_dir, resolver=resolver, options=options, run=run,
                          progress=progress, all_samples=everything, stop=stop, recipe=recipe)
+
+
+def _detection_audit(dataset: Any, out_dir: Any, detector: Any, model: ModelConfig, explain: ExplainConfig,
+                     data: DatasetConfig, run: RunConfig, options: AuditOptions, progress: Progress | None,
+                     stop: threading.Event | None) -> Any:
+    """A detector's audit: its boxes matched to the dataset's (see :mod:`ov_explain.runs.detection.audit`)."""
+    from ov_explain.runs.detection.audit import DetectionAuditWork, resolve_truths, run_detection_audit
+
+    everything, chosen = data.read_boxes(dataset, exclude=out_dir)
+    if not chosen:
+        raise AuditError(f"{dataset}: no image is left after --classes/--limit/--sample")
+    resolver = data.resolver(detector, chosen)
+    truths = resolve_truths(dataset, chosen, resolver)
+    with explain.create(detector) as explainer:
+        recipe = None
+        if run.engine == "ray":
+            recipe = DetectionAuditWork(model.resolved(detector), explain.resolved(explainer), truths, options,
+                                        run.workers, str(Path(out_dir).resolve()))
+        return run_detection_audit(chosen, explainer, out_dir, truths, options=options,
+                                   label_map=resolver.label_map, run=run, progress=progress,
+                                   all_samples=everything, stop=stop, recipe=recipe)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import logging
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import cv2
 
@@ -113,26 +113,31 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | N
     atomic_write_text(path, buffer.getvalue())
 
 
-def write_grids(out: Path, rows: list[AuditRow], tiles_per_grid: int) -> dict[str, str]:
-    """One picture grid per case (most confident images first); returns case -> relative path."""
+def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: Sequence[str] = CASES,
+                order: Callable[[Any], Any] | None = None, title: Callable[[Any], str] | None = None) -> dict[str, str]:
+    """One picture grid per case of the rows' overlays, in ``order`` (default: most confident images first,
+    an image's maps together), titled by ``title``; returns case -> relative path. Detection audits pass
+    their own cases, order and titles."""
+    order = order or (lambda r: (-r.top1.probability, r.key, r.target_rank))
+    title = title or tile_title
     (out / GRIDS).mkdir(exist_ok=True)
     written = {}
-    by_case: dict[str, list[AuditRow]] = defaultdict(list)
+    by_case: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
-        by_case[row.case].append(row)
-    for case in CASES:
+        if row.overlay_path is not None:
+            by_case[row.case].append(row)
+    for case in cases:
         path = out / GRIDS / f"{case}.png"
         if case not in by_case:
             path.unlink(missing_ok=True)
             continue
-        # Most confident images first; an image's maps stay together.
-        chosen = sorted(by_case[case], key=lambda r: (-r.top1.probability, r.key, r.target_rank))
+        chosen = sorted(by_case[case], key=order)
         tiles = []
         for row in chosen[:tiles_per_grid]:
             picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
             if picture is None:
                 continue
-            tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), tile_title(row)))
+            tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), title(row)))
         if not tiles:
             continue
         images = len({r.key for r in by_case[case]})

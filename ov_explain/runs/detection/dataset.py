@@ -19,11 +19,11 @@ from pathlib import Path
 
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.images import is_image_file, read_image
-from ov_explain.runs.dataset import DatasetError
+from ov_explain.runs.dataset import DatasetError, read_dataset
 
 logger = logging.getLogger(__name__)
 
-BOX_DATASET_KINDS = ("auto", "coco", "yolo")
+BOX_DATASET_KINDS = ("auto", "coco", "yolo", "unlabeled")
 
 
 @dataclass(frozen=True)
@@ -42,19 +42,35 @@ class BoxSample:
     path: Path
     key: str
     boxes: tuple[GroundTruthBox, ...] | None = field(default=None)
+    label: None = None  # what the row engine's error rows read: an image with boxes has no one label
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Its boxes' class names (what ``--classes`` selects images by)."""
+        return tuple(dict.fromkeys(b.label for b in self.boxes or ()))
 
 
-def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto",
-                     images: str | os.PathLike | None = None) -> list[BoxSample]:
-    """Every image of a COCO file or a YOLO folder, in a stable order (``images``: where COCO's files are)."""
+def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto", images: str | os.PathLike | None = None,
+                     exclude: str | os.PathLike | None = None) -> list[BoxSample]:
+    """Every image of a COCO file, a YOLO folder or a folder of images without ground truth (``unlabeled``:
+    cases by score alone), in a stable order. ``images``: where COCO's files are; ``exclude``: a folder a
+    plain folder's walk skips (the audit's own output).
+
+    ``auto``: a ``.json`` file is COCO, a folder holding ``images/`` is YOLO, any other folder unlabeled."""
     source = Path(source)
     if kind not in BOX_DATASET_KINDS:
-        raise DatasetError(f"box dataset kind must be one of {list(BOX_DATASET_KINDS)}, got {kind!r}")
+        raise DatasetError(f"a detection dataset is one of {list(BOX_DATASET_KINDS)}, got {kind!r}")
     if not source.exists():
         raise DatasetError(f"{source}: dataset not found")
     if kind == "auto":
-        kind = "coco" if source.suffix.lower() == ".json" else "yolo"
-    return read_coco(source, images) if kind == "coco" else read_yolo(source)
+        kind = "coco" if source.suffix.lower() == ".json" else "yolo" if (source / "images").is_dir() else "unlabeled"
+    if kind == "unlabeled":
+        return [BoxSample(s.path, s.key, None) for s in read_dataset(source, kind="unlabeled", exclude=exclude)]
+    samples = read_coco(source, images) if kind == "coco" else read_yolo(source)
+    if not samples:
+        raise DatasetError(f"{source}: no images listed")
+    logger.info("%s: %d images, %d boxes (%s)", source, len(samples), sum(len(s.boxes or ()) for s in samples), kind)
+    return samples
 
 
 def read_coco(path: Path, images: str | os.PathLike | None = None) -> list[BoxSample]:
