@@ -89,3 +89,35 @@ def yolov8(yolov8_path):
 
     with Detector(yolov8_path, device="CPU", cache_dir=None) as detector:
         yield detector
+
+
+@pytest.fixture(scope="session")
+def faces_coco(photos_dir: Path) -> Path:
+    """The bundled COCO file: faces boxed by hand on astronaut, grace_hopper and camera, and the cat's face on
+    chelsea (the face detector does not find it); the other photos have no box."""
+    return photos_dir / "faces_coco.json"
+
+
+@pytest.fixture
+def face_copies(tmp_path: Path, photos_dir: Path, faces_coco: Path):
+    """``face_copies(n)``: a COCO file of the 7 photos ``n`` times each (copied beside it) with their boxes."""
+    import json
+    import shutil
+
+    def make(times: int) -> Path:
+        data = json.loads(faces_coco.read_text())
+        root = tmp_path / f"faces_{times}"
+        root.mkdir()
+        images, annotations = [], []
+        for copy in range(times):
+            for image in data["images"]:
+                name = f"{Path(image['file_name']).stem}_{copy}.jpg"
+                shutil.copy(photos_dir / image["file_name"], root / name)
+                images.append({**image, "id": len(images) + 1, "file_name": name})
+                annotations += [{**a, "id": len(annotations) + 1 + k, "image_id": len(images)}
+                                for k, a in enumerate(x for x in data["annotations"] if x["image_id"] == image["id"])]
+        path = root / "instances.json"
+        path.write_text(json.dumps({**data, "images": images, "annotations": annotations}))
+        return path
+
+    return make

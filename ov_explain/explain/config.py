@@ -77,8 +77,10 @@ class ExplainConfig:
         method = METHODS[explainer.method]
         kept = {k: v for k, v in self.options.items() if k in method.options}
         readout = self.readout if "readout" in method.options else None
-        return dataclasses.replace(self, mode=explainer.mode, method=explainer.method,
-                                   target_layer=explainer.target_layer, readout=readout, options=kept)
+        # A detector's cut is found in its graph again (the same graph gives the same cut), not named.
+        layer = None if method.task == "detection" else explainer.target_layer
+        return dataclasses.replace(self, mode=explainer.mode, method=explainer.method, target_layer=layer,
+                                   readout=readout, options=kept)
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)

@@ -203,3 +203,15 @@ def test_a_drift_audit_on_ray_writes_the_local_engines_rows_and_files(photos_dir
     for row in rows(tmp_path / "local"):
         for column in ("image_path", "reference_map_path", "candidate_map_path"):
             assert (tmp_path / "ray" / row[column]).read_bytes() == (tmp_path / "local" / row[column]).read_bytes()
+
+
+def test_a_detection_audit_on_ray_writes_the_local_engines_folder(face_copies, yolov8_path, ray_cluster, tmp_path):
+    dataset = face_copies(2)  # 14 images, 8 boxes
+    local, distributed = tmp_path / "local", tmp_path / "ray"
+    expected = audit(dataset, local, model=yolov8_path, device="CPU", cache_dir=None)
+    summary = audit(dataset, distributed, model=yolov8_path, device="CPU", cache_dir=None, engine="ray",
+                    ray=RayOptions(address=ray_cluster, actors=2, batch_size=4))
+    assert summary.images == 14 and summary.boxes == 8 and summary.errors == 0
+    assert summary.cases == expected.cases == {"True_positive_high_confidence": 6, "False_negative": 2}
+    assert _without_timings(distributed) == _without_timings(local)
+    assert (distributed / "report.html").read_text().count('class="item"') == 8
