@@ -119,7 +119,8 @@ drift_options = config_options("options", _drift_options, [
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def drift(dataset: Path, deployments: Any, explain: Any, out_dir: Path, data: Any, options: Any,
           fail_on: str | None, run: Any, as_json: bool) -> None:
-    """Compare two deployments of a classifier on DATASET: what changed in predictions and maps."""
+    """Compare two deployments of a model on DATASET: what changed in predictions and maps (a detector's:
+    box by box, matched across the deployments by IoU)."""
     from ov_explain.runs.drift.gate import check_gate, parse_gate
     from ov_explain.runs.drift.run import drift as run_drift
 
@@ -143,12 +144,21 @@ def drift(dataset: Path, deployments: Any, explain: Any, out_dir: Path, data: An
         click.echo(f"{summary.images} images compared into {summary.out_dir}: {Path(ref['model']).name} on "
                    f"{ref['device']} in {ref['precision']} vs {Path(cand['model']).name} on {cand['device']} in "
                    f"{cand['precision']} ({summary.resumed} resumed)")
-        click.echo(f"  top-1 agreement {summary.top1_agreement}, map correlation median "
-                   f"{summary.map_correlation_median}, 5th percentile {summary.map_correlation_p05}")
+        detection = getattr(summary, "task", None) == "detection"
+        if detection:
+            click.echo(f"  boxes: {summary.reference_boxes} reference, {summary.candidate_boxes} candidate; "
+                       f"{summary.kept} kept, {summary.lost} lost, {summary.new} new, {summary.class_changed} "
+                       f"changed class; box agreement {summary.box_agreement}, score change median "
+                       f"{summary.score_change_median}")
+        else:
+            click.echo(f"  top-1 agreement {summary.top1_agreement}")
+        click.echo(f"  map correlation median {summary.map_correlation_median}, 5th percentile "
+                   f"{summary.map_correlation_p05}")
         for case, count in summary.cases.items():
             click.echo(f"  {case:20s} {count}")
+        report = options.report and not detection  # a detector's drift has no HTML report yet
         click.echo(f"rows: {summary.out_dir / 'drift.csv'}, summary: {summary.out_dir / 'summary.json'}"
-                   + ("" if not options.report else f", report: {summary.out_dir / 'report.html'}"))
+                   + ("" if not report else f", report: {summary.out_dir / 'report.html'}"))
     if crossed:
         click.echo("gate failed: " + "; ".join(crossed), err=True)
         sys.exit(EXIT_GATE)

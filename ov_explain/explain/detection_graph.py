@@ -25,10 +25,14 @@ logger = logging.getLogger(__name__)
 
 
 
-def _constant(node: Any) -> Any | None:
-    while node.get_type_name() == "Convert":
-        node = node.input_value(0).get_node()
-    return node if node.get_type_name() == "Constant" else None
+def _constant(node: Any, depth: int = 6) -> Any | None:
+    """``node`` when it computes from constants alone (weights: a Constant, or an INT8 IR's Constant -> Convert
+    -> Subtract / Multiply by its scale -> FakeQuantize chain), else None."""
+    if node.get_type_name() == "Constant":
+        return node
+    if depth == 0 or node.get_type_name() == "Parameter" or node.get_input_size() == 0:
+        return None
+    return node if all(_constant(v.get_node(), depth - 1) is not None for v in node.input_values()) else None
 
 
 def class_branches(model: Any, num_classes: int) -> list[Any]:

@@ -66,7 +66,8 @@ def quantize(model: str | os.PathLike | None, calibration: str | os.PathLike, ou
     """Quantize ``model`` to INT8 with ``calibration`` images and save the IR at ``out`` (.xml)."""
     import openvino as ov
 
-    from ov_explain.core.model import Classifier
+    from ov_explain.core.config import ModelConfig
+    from ov_explain.core.detector import framework_info
     from ov_explain.core.preprocess import RT_INFO_EMBEDDED_KEY, RT_INFO_KEY, rt_info_str
     from ov_explain.runs.dataset import default_label_map, read_dataset
 
@@ -83,7 +84,8 @@ def quantize(model: str | os.PathLike | None, calibration: str | os.PathLike, ou
     samples = read_dataset(calibration, kind=kind)
     if not samples:
         raise QuantizeError(f"{calibration}: no calibration image")
-    classifier = Classifier(model, device="CPU", preprocess=preprocess, labels=labels, cache_dir=None)
+    # A classifier or a detector (its letterbox preprocessing calibrates it), whichever the file is.
+    classifier = ModelConfig(model, device="CPU", preprocess=preprocess, labels=labels, cache_dir=None).load()
     with classifier:
         chosen = samples[:subset_size]
         tensors = [classifier.prepare(s.path).tensor[None] for s in chosen]
@@ -98,6 +100,9 @@ def quantize(model: str | os.PathLike | None, calibration: str | os.PathLike, ou
         for key in (RT_INFO_KEY, RT_INFO_EMBEDDED_KEY, ["model_info", "model_name"]):
             if original.has_rt_info(key) and not quantized.has_rt_info(key):
                 quantized.set_rt_info(rt_info_str(original.get_rt_info(key)), key)
+        for name, value in framework_info(original).items():  # an exporter's (Ultralytics: names, task, size)
+            if not quantized.has_rt_info(["framework", name]):
+                quantized.set_rt_info(value, ["framework", name])
         try:
             out.parent.mkdir(parents=True, exist_ok=True)
             ov.save_model(quantized, str(out))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 from ov_explain.runs.drift.summary import DriftSummary
 from ov_explain.runs.engine import FolderError
 
 logger = logging.getLogger(__name__)
 
-GATE_METRICS = ("top1-agreement", "map-correlation-median", "map-correlation-p05", "iou-median",
-                "prediction-changed", "attention-moved")
+#: A classifier's drift metrics; a detector's (box by box, see ov_explain.runs.detection.drift) share the map ones.
+CLASSIFIER_METRICS = ("top1-agreement", "map-correlation-median", "map-correlation-p05", "iou-median",
+                      "prediction-changed", "attention-moved")
+DETECTION_METRICS = ("box-agreement", "map-correlation-median", "map-correlation-p05", "iou-median", "boxes-lost",
+                     "boxes-new", "attention-moved")
+GATE_METRICS = tuple(dict.fromkeys(CLASSIFIER_METRICS + DETECTION_METRICS))
 
 
 @dataclass(frozen=True)
@@ -25,7 +29,7 @@ class Limit:
     value: float
 
     def crossed(self, metrics: dict[str, float | None]) -> bool:
-        actual = metrics[self.metric]
+        actual = metrics.get(self.metric)
         if actual is None:
             return True  # nothing measured cannot pass a gate
         return actual < self.value if self.operator == "<" else actual > self.value
@@ -46,7 +50,10 @@ def parse_gate(text: str) -> list[Limit]:
     return limits
 
 
-def check_gate(summary: DriftSummary, limits: Sequence[Limit]) -> list[str]:
-    """The limits the summary crosses, each with the measured value (empty: the gate passes)."""
+def check_gate(summary: DriftSummary | Any, limits: Sequence[Limit]) -> list[str]:
+    """The limits the summary crosses, each with the measured value (empty: the gate passes); a metric of the
+    other task (top-1 agreement of a detector) is not measured, which no gate passes."""
     metrics = summary.metrics()
-    return [f"{limit} (measured {metrics[limit.metric]})" for limit in limits if limit.crossed(metrics)]
+    return [f"{limit} (measured {metrics[limit.metric]})" if limit.metric in metrics else
+            f"{limit} (not measured for this model: use {', '.join(metrics)})"
+            for limit in limits if limit.crossed(metrics)]

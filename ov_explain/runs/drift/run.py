@@ -42,6 +42,7 @@ from ov_explain.runs.audit.folder import ErrorRow
 from ov_explain.runs.cases import CaseThresholds
 from ov_explain.runs.config import DatasetConfig, RunConfig
 from ov_explain.runs.dataset import LabelResolver, Sample
+from ov_explain.runs.detection.cases import BoxThresholds
 from ov_explain.runs.drift.folder import (
     ATTENTION_MOVED,
     CASES,
@@ -100,6 +101,8 @@ class DriftOptions:
     thresholds: DriftThresholds = DriftThresholds()
     cases: CaseThresholds = CaseThresholds()
     report: bool = True
+    #: Detectors: how boxes match across deployments and the ground truth (its confidence: ``cases``').
+    boxes: BoxThresholds = BoxThresholds()
 
 
 # ----- the drift audit -------------------------------------------------------------------------------
@@ -188,12 +191,16 @@ def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-d
                           "or --candidate-device")
     if run.engine == "ray":
         import_ray(private_cluster=run.ray.address is None)
+    ref_classifier = ref_config.load(hint="THROUGHPUT")
+    if cand_config.path is None:  # the reference's file, as found
+        cand_config = dataclasses.replace(cand_config, path=ref_classifier.files.model)
+    if getattr(ref_classifier, "output_format", None) is not None:  # a detector: compared box by box
+        with ref_classifier:
+            return _detection_drift(dataset, out_dir, ref_classifier, ref_config, cand_config, explain, data, run,
+                                    options, progress, stop)
     _, samples = data.read(dataset, exclude=out_dir)
     if not samples:
         raise FolderError(f"{dataset}: no image to compare")
-    ref_classifier = ref_config.load_classifier(hint="THROUGHPUT", purpose="a drift audit")
-    if cand_config.path is None:  # the reference's file, as found
-        cand_config = dataclasses.replace(cand_config, path=ref_classifier.files.model)
     with ref_classifier, cand_config.load_classifier(hint="THROUGHPUT", purpose="a drift audit") as cand_classifier:
         if cand_classifier.num_classes != ref_classifier.num_classes:
             raise FolderError(f"the deployments have {ref_classifier.num_classes} and {cand_classifier.num_classes} "
@@ -211,3 +218,33 @@ def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-d
                                    str(Path(out_dir).resolve()))
             return run_drift(samples, ref_explainer, cand_explainer, out_dir, resolver=resolver, options=options,
                              run=run, progress=progress, stop=stop, recipe=recipe)
+
+
+def _detection_drift(dataset: Any, out_dir: Any, reference: Any, ref_config: ModelConfig, cand_config: ModelConfig,
+                     explain: ExplainConfig, data: DatasetConfig, run: RunConfig, options: DriftOptions,
+                     progress: Progress | None, stop: threading.Event | None) -> Any:
+    """Two deployments of a detector, box by box (see :mod:`ov_explain.runs.detection.drift`)."""
+    from ov_explain.runs.detection.audit import resolve_truths
+    from ov_explain.runs.detection.drift import DetectionDriftWork, run_detection_drift
+
+    _, samples = data.read_boxes(dataset, exclude=out_dir)
+    if not samples:
+        raise FolderError(f"{dataset}: no image to compare")
+    candidate = cand_config.load(hint="THROUGHPUT")
+    with candidate:
+        if getattr(candidate, "output_format", None) is None or candidate.num_classes != reference.num_classes:
+            raise FolderError(f"{candidate.files.model}: not a detector of the reference's {reference.num_classes} "
+                              "classes")
+        resolver = data.resolver(reference, samples)
+        truths = resolve_truths(dataset, samples, resolver)
+        boxes = dataclasses.replace(options.boxes, high_confidence=options.cases.high_confidence)
+        with explain.create(reference) as ref_explainer, \
+                dataclasses.replace(explain, method=ref_explainer.method).create(candidate) as cand_explainer:
+            recipe = None
+            if run.engine == "ray":
+                recipe = DetectionDriftWork(ref_config.resolved(reference), cand_config.resolved(candidate),
+                                            explain.resolved(ref_explainer), explain.resolved(cand_explainer), truths,
+                                            boxes, options.thresholds, str(Path(out_dir).resolve()))
+            return run_detection_drift(samples, ref_explainer, cand_explainer, out_dir, truths, boxes=boxes,
+                                       thresholds=options.thresholds, label_map=resolver.label_map, run=run,
+                                       progress=progress, stop=stop, recipe=recipe)
