@@ -20,7 +20,7 @@ from ov_explain.core.storage import atomic_write_bytes
 from ov_explain.export.items import ExportError, ExportImage, ExportSource
 from ov_explain.export.pictures import heatmap_png, levels_of
 from ov_explain.export.report import ExportReport, Progress
-from ov_explain.runs.naming import parse_drift_name, parse_name
+from ov_explain.runs.naming import parse_box_name, parse_drift_name, parse_name
 
 logger = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def _write_heatmaps(source: ExportSource, folder: Path, progress: Progress | Non
 
 def _remove_stale(folder: Path, kind: str, current: set[str]) -> None:
     """Heatmaps of maps the folder no longer has (a restarted audit): ours only, by their structured names."""
-    parse = parse_name if kind == "audit" else parse_drift_name
+    parse = {"audit": parse_name, "detection": parse_box_name}.get(kind, parse_drift_name)
     for path in sorted((folder / HEATMAPS).glob("*/*.png")):
         name = f"{path.parent.name}/{path.name[:-len('.png')]}"
         if name in current:
@@ -120,7 +120,38 @@ def _remove_stale(folder: Path, kind: str, current: set[str]) -> None:
         logger.info("%s: removed a heatmap of a map the folder no longer has", path)
 
 
+def _relative_box(box: Any, size: tuple[int, int]) -> list[float]:
+    """x1, y1, x2, y2 in pixels as FiftyOne's [x, y, width, height] in 0..1 of the image."""
+    height, width = size
+    return [box[0] / width, box[1] / height, (box[2] - box[0]) / width, (box[3] - box[1]) / height]
+
+
+def _detection_sample(fo: Any, image: ExportImage, folder: Path) -> Any:
+    """A detection audit's image: ``ground_truth`` and ``predictions`` as ``fo.Detections`` (each prediction's
+    case and IoU as attributes), the image's cases as tags, and a ``fo.Heatmap`` per explained box
+    (``map_box{k}``; a missed ground-truth box's ``map_box{k}_missed``)."""
+    size = image.image_size
+    boxes = image.boxes or {}
+    truth = [fo.Detection(label=b["label"], bounding_box=_relative_box(b["box"], size))
+             for b in boxes.get("ground_truth", [])]
+    found = [fo.Detection(label=b["label"], bounding_box=_relative_box(b["box"], size), confidence=b["score"],
+                          case=b["case"], iou=b["iou"]) for b in boxes.get("predictions", [])]
+    fields: dict[str, Any] = {"ov_explain_key": image.key, "ground_truth": fo.Detections(detections=truth),
+                              "predictions": fo.Detections(detections=found),
+                              **{k: v for k, v in image.provenance.items() if k != "cases"}}
+    for item in image.maps:
+        box = item.detection or {}
+        fields[f"map_{item.target_role}"] = fo.Heatmap(
+            map_path=str(heatmap_path(folder, item.name)), range=[0, 255], target_class=item.target_class,
+            target_index=item.target_index, target_probability=item.target_probability, case=box.get("case"),
+            box=list(box["box"]) if box.get("box") else None)
+    return fo.Sample(filepath=str(Path(image.source).resolve()), tags=list(image.provenance.get("cases", [])),
+                     **fields)
+
+
 def _sample(fo: Any, image: ExportImage, folder: Path) -> Any:
+    if image.boxes is not None:
+        return _detection_sample(fo, image, folder)
     audit = "prediction" in image.predictions
     fields: dict[str, Any] = {"case": image.case, "ov_explain_key": image.key}
     if audit:

@@ -54,6 +54,9 @@ class ExportMap:
     target_probability: float | None
     box: Box | None  # where the map lies on the image (None: the whole image)
     deployment: str | None = None  # drift audits: reference / candidate
+    #: Detection audits: the box the map explains — case, detected class and score (None for a missed box),
+    #: its box, the ground-truth class and box it was compared with, and their IoU.
+    detection: dict[str, Any] | None = None
 
     def load(self) -> np.ndarray:
         """The raw map; a damaged file is one :class:`ExportError` naming it."""
@@ -80,6 +83,9 @@ class ExportImage:
     image_size: tuple[int, int] | None  # (H, W)
     maps: tuple[ExportMap, ...]
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: Detection audits: the image's ground-truth boxes and detections, each {label, box (x1, y1, x2, y2 in
+    #: pixels), ...} with the detections' score, case and IoU.
+    boxes: dict[str, list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,9 @@ def read_source(folder: str | Path) -> ExportSource:
     if not folder.is_dir():
         raise ExportError(f"{folder}: no such folder (expected the --out folder of an audit or a drift audit)")
     if (folder / AUDIT_SETTINGS).is_file() and (folder / MANIFEST).is_file():
-        images = _audit_images(folder)
-        kind = "audit"
+        detection = _settings(folder / AUDIT_SETTINGS).get("task") == "detection"
+        images = _detection_images(folder) if detection else _audit_images(folder)
+        kind = "detection" if detection else "audit"
     elif (folder / DRIFT_SETTINGS).is_file() and (folder / DRIFT_ROWS).is_file():
         images = _drift_images(folder)
         kind = "drift"
@@ -180,6 +187,46 @@ def _audit_images(folder: Path) -> list[ExportImage]:
             {"prediction": (first.top1.name, first.top1.probability)}, (first.height, first.width), tuple(maps),
             {"method": first.method, "mode": first.mode, "device": first.device, "precision": first.precision,
              "readout": first.readout}))
+    return images
+
+
+def _detection_images(folder: Path) -> list[ExportImage]:
+    """A detection audit's images: a map per explained box, the boxes for labels."""
+    from ov_explain.runs.detection.cases import BOX_CASES
+    from ov_explain.runs.detection.folder import read_box_rows
+
+    try:
+        rows = list(read_box_rows(folder))
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    images = []
+    for key, group in _grouped(rows, folder).items():
+        group.sort(key=lambda r: r.target_rank)
+        first, maps = group[0], []
+        for row in group:
+            if row.overlay_path is None:
+                continue  # an image without any box
+            if row.raw_path is None:
+                raise ExportError(f"{folder}: the audit kept no raw maps (it ran with --no-raw); run it again with "
+                                  "--raw --restart to export its maps")
+            name = _checked_name(folder, row.case, row.overlay_path, BOX_CASES, ".jpg")
+            box = {"case": row.case, "box_number": row.target_rank, "detected_class": row.detected_class,
+                   "score": row.score, "box": row.detected_box or row.truth_box, "ground_truth": row.ground_truth_class,
+                   "truth_box": row.truth_box, "iou": row.iou}
+            maps.append(ExportMap(name, _checked_file(folder, row.raw_path, name), row.target_class or "",
+                                  row.target_index if row.target_index is not None else -1,
+                                  f"box{row.target_rank}" + ("" if row.detection is not None else "_missed"),
+                                  row.target_score, row.map_box, detection=box))
+        truths = {r.truth: r for r in group if r.truth is not None}  # a box compared twice is listed once
+        boxes = {"ground_truth": [{"label": r.ground_truth_class, "box": r.truth_box}
+                                  for _, r in sorted(truths.items())],
+                 "predictions": [{"label": r.detected_class, "box": r.detected_box, "score": r.score, "case": r.case,
+                                  "iou": r.iou} for r in group if r.detection is not None]}
+        images.append(ExportImage(  # the image's case: its first box's (each map carries its own)
+            key, _source_path(first.source), first.stem, first.case, None, {}, (first.height, first.width),
+            tuple(maps), {"method": first.method, "mode": first.mode, "device": first.device,
+                          "precision": first.precision, "readout": first.readout,
+                          "cases": sorted({r.case for r in group})}, boxes))
     return images
 
 

@@ -31,6 +31,7 @@ from ov_explain.export.items import SAFE_FILE, ExportError, ExportImage, ExportM
 from ov_explain.export.pictures import levels_of
 from ov_explain.export.report import ExportReport, Progress
 from ov_explain.render import rgba_png
+from ov_explain.runs.audit.folder import box_columns
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,10 @@ LOCATORS_JSONL, LOCATORS_CSV, IMAGES = "locators.jsonl", "locators.csv", "images
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".bmp")
 LOCATOR_COLUMNS = ("key", "image", "image_locator", "ground_truth", "prediction", "confidence", "case",
                    "target_class", "target_index", "target_role", "target_probability", "deployment",
-                   "map_locator", "method", "device", "precision")
+                   "map_locator", "method", "device", "precision",
+                   # detection audits: the explained box and the ground-truth box it was compared with
+                   "box_left", "box_top", "box_right", "box_bottom", "truth_left", "truth_top", "truth_right",
+                   "truth_bottom", "iou")
 #: Which package serves which URL scheme (fsspec names it too; this names our extra).
 BACKEND_PACKAGES = {"s3": "s3fs", "s3a": "s3fs", "gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs",
                     "abfss": "adlfs"}
@@ -185,13 +189,20 @@ def _read_original(image: ExportImage) -> bytes:
 
 
 def _locator_row(image: ExportImage, item: ExportMap, image_locator: str | None, map_locator: str) -> dict[str, Any]:
-    label, confidence = image.predictions[item.deployment or "prediction"]
     provenance = image.provenance.get(item.deployment, {}) if item.deployment else image.provenance
-    return {"key": image.key, "image": image.source, "image_locator": image_locator,
-            "ground_truth": image.ground_truth, "prediction": label, "confidence": confidence, "case": image.case,
-            "target_class": item.target_class, "target_index": item.target_index, "target_role": item.target_role,
-            "target_probability": item.target_probability, "deployment": item.deployment, "map_locator": map_locator,
-            **{k: provenance.get(k) for k in ("method", "device", "precision")}}
+    row = {"key": image.key, "image": image.source, "image_locator": image_locator,
+           "ground_truth": image.ground_truth, "case": image.case, "target_class": item.target_class,
+           "target_index": item.target_index, "target_role": item.target_role,
+           "target_probability": item.target_probability, "deployment": item.deployment, "map_locator": map_locator,
+           **{k: provenance.get(k) for k in ("method", "device", "precision")}}
+    if item.detection is None:
+        row["prediction"], row["confidence"] = image.predictions[item.deployment or "prediction"]
+        return row
+    box = item.detection  # a box of a detection audit: its own case, classes, score, boxes and IoU
+    row.update(ground_truth=box["ground_truth"], prediction=box["detected_class"], confidence=box["score"],
+               case=box["case"], iou=box["iou"], **box_columns("box", box["box"]),
+               **box_columns("truth", box["truth_box"]))
+    return row
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> bytes:
