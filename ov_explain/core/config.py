@@ -90,8 +90,8 @@ class ModelConfig:
         model = self.load(hint=hint, core=core)
         if getattr(model, "output_format", None) is not None:
             model.close()
-            raise ConfigError(f"{model.files.model}: a detector ({model.output_format} outputs); {purpose} takes "
-                              "image classifiers in this version (predict and explain take detectors)")
+            raise ConfigError(f"{model.files.model}: a detector ({model.output_format} outputs); {purpose} needs "
+                              "an image classifier")
         return model
 
     def resolved_task(self) -> str:

@@ -311,4 +311,4 @@ def test_predict_on_a_detector_lists_its_boxes(run, yolov8_path, photos_dir):
     text = run("predict", photos_dir / "coffee.jpg", "--model", yolov8_path, "--device", "CPU").output
     assert "no detections" in text
     refused = run("audit", photos_dir / "ground_truth.csv", "--model", yolov8_path, "--limit", "1")
-    assert refused.exit_code == 2 and "a detector (yolov8 outputs); an audit takes image classifiers" in refused.output
+    assert refused.exit_code == 2 and "a detector's dataset is a COCO instances .json, a YOLO folder" in refused.output

@@ -215,3 +215,25 @@ def test_a_detection_audit_on_ray_writes_the_local_engines_folder(face_copies, y
     assert summary.cases == expected.cases == {"True_positive_high_confidence": 6, "False_negative": 2}
     assert _without_timings(distributed) == _without_timings(local)
     assert (distributed / "report.html").read_text().count('class="item"') == 8
+
+
+def test_a_detector_drift_on_ray_writes_the_local_engines_rows_and_files(faces_coco, yolov8_path, ray_cluster,
+                                                                          tmp_path):
+    from ov_explain.runs.drift.run import drift
+
+    # The same detector with a stricter confidence: camera's face (0.59) is lost, the others are kept.
+    options = dict(reference=yolov8_path, candidate={"confidence": 0.7}, device="CPU", cache_dir=None)
+    local = drift(faces_coco, tmp_path / "local", **options)
+    distributed = drift(faces_coco, tmp_path / "ray", **options, engine="ray",
+                        ray=RayOptions(address=ray_cluster, actors=2, batch_size=2))
+    assert local.lost == distributed.lost == 1 and local.kept + local.class_changed == 2
+    assert distributed.cases == local.cases and distributed.box_agreement == local.box_agreement == round(2 / 3, 4)
+
+    def rows(folder: Path) -> list[dict]:
+        return [{k: v for k, v in json.loads(line).items() if not k.endswith("_ms")}
+                for line in (folder / "drift.jsonl").read_text().splitlines()]
+
+    assert rows(tmp_path / "ray") == rows(tmp_path / "local")
+    files = {folder: {k: v for k, v in _without_timings(tmp_path / folder).items()
+                      if k not in ("drift.jsonl", "drift.csv")} for folder in ("ray", "local")}  # rows: compared above
+    assert files["ray"] == files["local"] and any(k.startswith("Box_lost/") for k in files["local"])

@@ -62,6 +62,9 @@ def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto", images: s
         raise DatasetError(f"a detection dataset is one of {list(BOX_DATASET_KINDS)}, got {kind!r}")
     if not source.exists():
         raise DatasetError(f"{source}: dataset not found")
+    if kind == "auto" and source.is_file() and source.suffix.lower() != ".json":
+        raise DatasetError(f"{source}: a detector's dataset is a COCO instances .json, a YOLO folder (images/, "
+                           "labels/) or a folder of images")
     if kind == "auto":
         kind = "coco" if source.suffix.lower() == ".json" else "yolo" if (source / "images").is_dir() else "unlabeled"
     if kind == "unlabeled":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,10 +135,3 @@ def tile_title(row: BoxRow) -> str:
                  else f"missed ({row.target_class} {row.target_score:.2f} there)")
     return "\n".join(lines)
 
-
-def grouped(rows: list[BoxRow]) -> dict[str, list[BoxRow]]:
-    """Rows by image key, in their order."""
-    by_key: dict[str, list[BoxRow]] = defaultdict(list)
-    for row in rows:
-        by_key[row.key].append(row)
-    return by_key

@@ -201,7 +201,8 @@ def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-d
     _, samples = data.read(dataset, exclude=out_dir)
     if not samples:
         raise FolderError(f"{dataset}: no image to compare")
-    with ref_classifier, cand_config.load_classifier(hint="THROUGHPUT", purpose="a drift audit") as cand_classifier:
+    purpose = "the candidate of a classifier's drift audit"
+    with ref_classifier, cand_config.load_classifier(hint="THROUGHPUT", purpose=purpose) as cand_classifier:
         if cand_classifier.num_classes != ref_classifier.num_classes:
             raise FolderError(f"the deployments have {ref_classifier.num_classes} and {cand_classifier.num_classes} "
                               "classes: they are not the same classifier")

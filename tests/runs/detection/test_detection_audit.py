@@ -190,3 +190,24 @@ def test_the_cli_audits_a_yolo_folder(run, yolov8_path, photos_dir, tmp_path):
     wrong = run("audit", root, "--model", yolov8_path, "--kind", "csv", "--out", tmp_path / "csv")
     assert wrong.exit_code == 2 and "a detector audits a COCO file, a YOLO folder or a folder of images" in \
         wrong.output and "Traceback" not in wrong.output
+
+
+def test_a_blackbox_audit_explains_a_missed_box_with_drise_against_it(faces_coco, yolov8_path, yolov8, photos_dir,
+                                                                      tmp_path):
+    from ov_explain.core.detection import to_input_box
+    from ov_explain.explain.config import ExplainConfig
+    from ov_explain.explain.methods.drise import drise
+
+    options = {"num_masks": 96, "num_cells": 8}
+    summary = audit(faces_coco, tmp_path / "audit", model=yolov8_path, device="CPU", cache_dir=None, limit=3,
+                    explain=ExplainConfig(mode="blackbox", options=options))
+    assert summary.method == "drise" and summary.cases == {TP_HIGH: 2, FALSE_NEGATIVE: 1}
+    missed = next(r for r in read_box_rows(tmp_path / "audit") if r.case == FALSE_NEGATIVE)
+    assert missed.inferences == 1 + 96 // 8 and missed.readout is None
+    # D-RISE's definition with the ground-truth box and its class's one-hot vector as the target.
+    prepared = DetectionExplainer(yolov8, mode="blackbox", **options).prepare(photos_dir / "chelsea.jpg")
+    one_hot = np.zeros((1, yolov8.num_classes), np.float32)
+    one_hot[0, missed.target_index] = 1.0
+    expected = drise(yolov8, prepared, np.array([to_input_box(missed.truth_box, prepared.geometry)], np.float32),
+                     one_hot, seed=0, chunk=8, **options)
+    np.testing.assert_allclose(np.load(tmp_path / "audit" / missed.raw_path), expected[0], rtol=1e-6, atol=1e-7)
