@@ -156,9 +156,8 @@ def drift(dataset: Path, deployments: Any, explain: Any, out_dir: Path, data: An
                    f"{summary.map_correlation_p05}")
         for case, count in summary.cases.items():
             click.echo(f"  {case:20s} {count}")
-        report = options.report and not detection  # a detector's drift has no HTML report yet
         click.echo(f"rows: {summary.out_dir / 'drift.csv'}, summary: {summary.out_dir / 'summary.json'}"
-                   + ("" if not report else f", report: {summary.out_dir / 'report.html'}"))
+                   + ("" if not options.report else f", report: {summary.out_dir / 'report.html'}"))
     if crossed:
         click.echo("gate failed: " + "; ".join(crossed), err=True)
         sys.exit(EXIT_GATE)

@@ -160,26 +160,43 @@ def build_drift_report(drift_dir: str | os.PathLike, *, thumbnail_size: int = 54
     out = Path(drift_dir)
     try:
         summary = json.loads((out / DRIFT_SUMMARY).read_text(encoding="utf-8"))
-        rows = read_drift_rows(out)
+        detection = summary.get("task") == "detection"
+        items = _box_drift_items(out) if detection else _drift_items(read_drift_rows(out))
     except FileNotFoundError:
         raise ReportError(f"{out}: not a finished drift audit (expected drift.jsonl and summary.json)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReportError(f"{exc}; run the drift audit again (it repairs its rows) or restart it") from None
-    items = []
-    for row in sorted(rows, key=lambda r: (r.correlation, r.key, r.target_rank)):
-        picture = cv2.imread(str(out / row.image_path), cv2.IMREAD_COLOR)
-        items.append({"stem": row.stem, "case": row.case, "target": row.target_class,
-                      "correlation": row.correlation, "reference": row.reference_top1_class,
-                      "reference_probability": row.reference_top1_probability,
-                      "candidate": row.candidate_top1_class, "candidate_probability": row.candidate_top1_probability,
-                      "link": row.image_path,
-                      "thumbnail": None if picture is None
-                      else _data_uri(thumbnail(picture, thumbnail_size), bgr=True)})
+    for item in items:
+        picture = cv2.imread(str(out / item["link"]), cv2.IMREAD_COLOR)
+        item["thumbnail"] = None if picture is None else _data_uri(thumbnail(picture, thumbnail_size), bgr=True)
     plot = None
     if (out / PLOT).is_file():
         plot = "data:image/png;base64," + base64.b64encode((out / PLOT).read_bytes()).decode("ascii")
-    html = _environment().get_template("drift.html.j2").render(summary=summary, items=items, plot=plot)
+    html = _environment().get_template("drift.html.j2").render(summary=summary, items=items, plot=plot,
+                                                                detection=detection)
     path = out / DRIFT_REPORT
     atomic_write_text(path, html)
     logger.info("%s: drift report of %d maps", path, len(items))
     return path
+
+
+def _drift_items(rows: list[Any]) -> list[dict[str, Any]]:
+    """A classifier drift's pictures, lowest map correlation first."""
+    return [{"stem": row.stem, "case": row.case, "target": row.target_class, "correlation": row.correlation,
+             "reference": row.reference_top1_class, "reference_probability": row.reference_top1_probability,
+             "candidate": row.candidate_top1_class, "candidate_probability": row.candidate_top1_probability,
+             "link": row.image_path} for row in sorted(rows, key=lambda r: (r.correlation, r.key, r.target_rank))]
+
+
+def _box_drift_items(out: Path) -> list[dict[str, Any]]:
+    """A detector drift's pictures per box: boxes lost or new first, then by map correlation."""
+    from ov_explain.runs.detection.drift import BOX_DRIFT_CASES, read_box_drift_rows
+
+    rows = [r for r in read_box_drift_rows(out) if r.image_path is not None]
+    rows.sort(key=lambda r: (BOX_DRIFT_CASES.index(r.case), r.correlation if r.correlation is not None else -2,
+                             r.key, r.target_rank))
+    return [{"stem": f"{row.stem} box {row.target_rank}", "case": row.case,
+             "target": row.reference_class or row.candidate_class, "correlation": row.correlation,
+             "reference": row.reference_class, "reference_probability": row.reference_score,
+             "candidate": row.candidate_class, "candidate_probability": row.candidate_score,
+             "link": row.image_path} for row in rows]

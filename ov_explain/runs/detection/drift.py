@@ -49,6 +49,7 @@ from ov_explain.runs.drift.folder import (
     ERRORS_CSV,
     FORMAT_VERSION,
     PLOT,
+    REPORT,
     ROWS,
     ROWS_CSV,
     SETTINGS_FILE,
@@ -171,7 +172,7 @@ class BoxDriftRow:
 
 DETECTION_DRIFT_FOLDER = FolderKind(
     noun="a drift audit", settings_file=SETTINGS_FILE, rows_file=ROWS, errors_file=ERRORS,
-    top_files=(SETTINGS_FILE, ROWS, ERRORS, ROWS_CSV, ERRORS_CSV, SUMMARY, PLOT), cases=BOX_DRIFT_CASES,
+    top_files=(SETTINGS_FILE, ROWS, ERRORS, ROWS_CSV, ERRORS_CSV, SUMMARY, PLOT, REPORT), cases=BOX_DRIFT_CASES,
     picture_folders=(), file_extensions=(".jpg", ".npy"),
     path_columns=("image_path", "reference_map_path", "candidate_map_path"),
     stem_of=lambda name: parse_box_name(name).name.stem, parse_row=BoxDriftRow.from_dict, error_type=ErrorRow)
@@ -341,14 +342,20 @@ class DetectionDriftSummary:
                 "attention-moved": self.cases.get(ATTENTION_MOVED, 0) / kept if kept else 0.0}
 
 
-def write_detection_drift_summary(out: Path, settings: dict[str, Any], resumed: int,
-                                  seconds: float) -> DetectionDriftSummary:
+def read_box_drift_rows(out: Path) -> list[BoxDriftRow]:
+    """The rows of a detector's drift folder; a damaged row raises ``ValueError`` naming its line."""
     rows = []
     for number, data in enumerate(read_jsonl(out / ROWS), 1):
         try:
             rows.append(BoxDriftRow.from_dict(data))
         except (ValueError, TypeError) as exc:
             raise ValueError(f"{out / ROWS}: line {number}: {exc}") from None
+    return rows
+
+
+def write_detection_drift_summary(out: Path, settings: dict[str, Any], resumed: int,
+                                  seconds: float) -> DetectionDriftSummary:
+    rows = read_box_drift_rows(out)
     errors = [ErrorRow.from_dict(e) for e in read_jsonl(out / ERRORS) if isinstance(e, dict)]
     write_csv(out / ROWS_CSV, [r.to_dict() for r in rows])
     write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
@@ -385,7 +392,7 @@ def run_detection_drift(samples: Sequence[BoxSample], reference: Any, candidate:
                         truths: Mapping[str, GroundTruth], *, boxes: BoxThresholds, thresholds: DriftThresholds,
                         label_map: Mapping[str, str] | None = None, run: RunConfig = RunConfig(),
                         progress: Progress | None = None, stop: threading.Event | None = None,
-                        recipe: DetectionDriftWork | None = None) -> DetectionDriftSummary:
+                        recipe: DetectionDriftWork | None = None, report: bool = True) -> DetectionDriftSummary:
     """Compare ``candidate`` with ``reference`` (two :class:`~ov_explain.explain.detection.DetectionExplainer`)
     on ``samples`` into ``out_dir``; resumes a previous run of the same settings."""
     from ov_explain.runs.drift.run import _deployment
@@ -409,4 +416,9 @@ def run_detection_drift(samples: Sequence[BoxSample], reference: Any, candidate:
     started = time.perf_counter()
     stats = run_rows(samples, engine, out, DETECTION_DRIFT_FOLDER, settings, set(stems.values()),
                      restart=run.restart, progress=progress, stop=stop)
-    return write_detection_drift_summary(out, settings, stats.resumed, time.perf_counter() - started)
+    summary = write_detection_drift_summary(out, settings, stats.resumed, time.perf_counter() - started)
+    if report:
+        from ov_explain.runs.report import build_drift_report
+
+        build_drift_report(out)
+    return summary

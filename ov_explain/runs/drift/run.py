@@ -248,4 +248,4 @@ def _detection_drift(dataset: Any, out_dir: Any, reference: Any, ref_config: Mod
                                             boxes, options.thresholds, str(Path(out_dir).resolve()))
             return run_detection_drift(samples, ref_explainer, cand_explainer, out_dir, truths, boxes=boxes,
                                        thresholds=options.thresholds, label_map=resolver.label_map, run=run,
-                                       progress=progress, stop=stop, recipe=recipe)
+                                       progress=progress, stop=stop, recipe=recipe, report=options.report)

@@ -66,6 +66,9 @@ def test_fp32_vs_int8_drift_of_the_detector_through_the_cli(run, int8_detector, 
         a, b = np.load(out / row.reference_map_path).ravel(), np.load(out / row.candidate_map_path).ravel()
         assert row.correlation == pytest.approx(float(np.corrcoef(a, b)[0, 1]), abs=1e-5)
     assert {r.reference_case for r in kept} == {"True_positive_high_confidence"}
+    report = (out / "report.html").read_text()
+    assert report.count('class="item"') == len(rows) - sum(r.image_path is None for r in rows) and \
+        "box agreement" in report
     again = run(*common, "--fail-on", "box-agreement>0.0,top1-agreement<0.9")
     assert again.exit_code == 4 and "7 resumed" in again.output and "boxes:" in again.output
     assert "top1-agreement<0.9 (not measured for this model" in again.output
