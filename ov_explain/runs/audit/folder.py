@@ -11,7 +11,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from ov_explain.core.storage import read_jsonl
 from ov_explain.runs.cases import CASES
@@ -49,6 +49,50 @@ def read_box(data: dict[str, Any], prefix: str) -> Box | None:
     if not (box[0] <= box[2] and box[1] <= box[3]):  # a detection clipped to the image edge may be a line
         raise ValueError(f"{prefix} box {list(box)}: expected left <= right and top <= bottom")
     return box  # type: ignore[return-value]
+
+
+def flat_columns(row: Any, boxes: dict[str, str]) -> dict[str, Any]:
+    """A row dataclass as a file's flat columns, in field order: ``timings_ms`` as its ``*_ms`` columns, each
+    box field of ``boxes`` (field -> column prefix) as four columns (:func:`box_columns`)."""
+    data: dict[str, Any] = {}
+    for item in dataclasses.fields(row):
+        value = getattr(row, item.name)
+        if item.name == "timings_ms":
+            data.update({k: value[k] for k in TIMING_COLUMNS if k in value})
+        elif item.name in boxes:
+            data.update(box_columns(boxes[item.name], value))
+        else:
+            data[item.name] = value
+    return data
+
+
+def from_columns(cls: type, data: Any, boxes: dict[str, str], values: dict[str, Any] | None = None) -> Any:
+    """The row :func:`flat_columns` wrote (``values``: fields the caller read itself); ``ValueError`` if it is
+    damaged or incomplete (a resumed run drops and redoes it)."""
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object, got {type(data).__name__}")
+    values = {"timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS if k in data},
+              **{name: read_box(data, prefix) for name, prefix in boxes.items()}, **(values or {})}
+    for item in dataclasses.fields(cls):
+        if item.name in values:
+            continue
+        if item.name in data:
+            values[item.name] = data[item.name]
+        elif item.default is dataclasses.MISSING:
+            raise ValueError(f"missing column {item.name!r}")
+    try:
+        return cls(**values)
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def read_typed_rows(path: Path, parse: Callable[[Any], Any]) -> Iterator[Any]:
+    """A rows file's rows through ``parse``; a damaged row raises ``ValueError`` naming its line."""
+    for number, data in enumerate(read_jsonl(path), 1):
+        try:
+            yield parse(data)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: line {number}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -118,18 +162,13 @@ class AuditRow:
     def to_dict(self) -> dict[str, Any]:
         """The manifest's flat columns, in the order the CSV shows them."""
         data: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "top":
+        for name, value in flat_columns(self, {"map_box": "map"}).items():
+            if name == "top":
                 for rank, ranked in enumerate(value, 1):
                     data.update({f"top{rank}_index": ranked.index, f"top{rank}_class": ranked.name,
                                  f"top{rank}_probability": ranked.probability})
-            elif item.name == "timings_ms":
-                data.update({k: value[k] for k in TIMING_COLUMNS if k in value})
-            elif item.name == "map_box":
-                data.update(box_columns("map", value))
             else:
-                data[item.name] = value
+                data[name] = value
         return data
 
     @classmethod
@@ -144,20 +183,7 @@ class AuditRow:
             if not isinstance(name, str):
                 raise ValueError(f"top{rank}_class: expected a class name, got {name!r}")
             top.append(RankedClass(int(data[f"top{rank}_index"]), name, float(data[f"top{rank}_probability"])))
-        values: dict[str, Any] = {"top": tuple(top), "timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS
-                                                                    if k in data},
-                                  "map_box": read_box(data, "map")}
-        for item in dataclasses.fields(cls):
-            if item.name in values:
-                continue
-            if item.name in data:
-                values[item.name] = data[item.name]
-            elif item.default is dataclasses.MISSING:
-                raise ValueError(f"missing column {item.name!r}")
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return from_columns(cls, data, {"map_box": "map"}, {"top": tuple(top)})
 
 
 @dataclass(frozen=True)
@@ -202,11 +228,7 @@ ERROR_COLUMNS = tuple(f.name for f in dataclasses.fields(ErrorRow))
 
 def read_rows(out: Path) -> Iterator[AuditRow]:
     """The manifest's rows; a damaged row raises ``ValueError`` naming its line."""
-    for number, data in enumerate(read_jsonl(out / MANIFEST), 1):
-        try:
-            yield AuditRow.from_dict(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{out / MANIFEST}: line {number}: {exc}") from None
+    return read_typed_rows(out / MANIFEST, AuditRow.from_dict)
 
 
 def read_errors(out: Path) -> list[ErrorRow]:

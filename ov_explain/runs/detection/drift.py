@@ -37,7 +37,7 @@ from ov_explain.core.images import read_image
 from ov_explain.core.storage import atomic_write_bytes, atomic_write_text, read_jsonl
 from ov_explain.evaluate.drift_measures import correlation, iou_top, peak_shift
 from ov_explain.explain.config import ExplainConfig
-from ov_explain.runs.audit.folder import ERROR_COLUMNS, Box, ErrorRow, box_columns, read_box
+from ov_explain.runs.audit.folder import ERROR_COLUMNS, Box, ErrorRow, flat_columns, from_columns, read_typed_rows
 from ov_explain.runs.audit.summary import write_csv
 from ov_explain.runs.config import RunConfig
 from ov_explain.runs.detection.audit import GroundTruth
@@ -69,7 +69,8 @@ BOX_LOST, BOX_NEW, CLASS_CHANGED, NO_BOXES = "Box_lost", "Box_new", "Class_chang
 #: The cases of a detector's drift, most drifted first (folders; ``No_boxes`` rows have no file).
 BOX_DRIFT_CASES = (BOX_LOST, BOX_NEW, CLASS_CHANGED, ATTENTION_MOVED, STABLE)
 DEPLOYMENTS = ("reference", "candidate")
-_BOXES = ("reference_box", "candidate_box", "reference_map_box", "candidate_map_box")
+_BOXES = {name: name.removesuffix("_box") for name in ("reference_box", "candidate_box", "reference_map_box",
+                                                       "candidate_map_box")}
 
 
 def match_boxes(reference: Sequence[Found], candidate: Sequence[Found],
@@ -140,34 +141,11 @@ class BoxDriftRow:
                              f"{'has no' if self.case == NO_BOXES else 'needs a'} picture")
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "timings_ms":
-                data.update(value)
-            elif item.name in _BOXES:
-                data.update(box_columns(item.name.removesuffix("_box"), value))
-            else:
-                data[item.name] = value
-        return data
+        return flat_columns(self, _BOXES)
 
     @classmethod
     def from_dict(cls, data: Any) -> "BoxDriftRow":
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        values: dict[str, Any] = {"timings_ms": {k: float(v) for k, v in data.items() if k.endswith("_ms")}}
-        values.update({name: read_box(data, name.removesuffix("_box")) for name in _BOXES})
-        for item in dataclasses.fields(cls):
-            if item.name in values:
-                continue
-            if item.name in data:
-                values[item.name] = data[item.name]
-            elif item.default is dataclasses.MISSING:
-                raise ValueError(f"missing column {item.name!r}")
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return from_columns(cls, data, _BOXES)
 
 
 DETECTION_DRIFT_FOLDER = FolderKind(
@@ -344,13 +322,7 @@ class DetectionDriftSummary:
 
 def read_box_drift_rows(out: Path) -> list[BoxDriftRow]:
     """The rows of a detector's drift folder; a damaged row raises ``ValueError`` naming its line."""
-    rows = []
-    for number, data in enumerate(read_jsonl(out / ROWS), 1):
-        try:
-            rows.append(BoxDriftRow.from_dict(data))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{out / ROWS}: line {number}: {exc}") from None
-    return rows
+    return list(read_typed_rows(out / ROWS, BoxDriftRow.from_dict))
 
 
 def write_detection_drift_summary(out: Path, settings: dict[str, Any], resumed: int,

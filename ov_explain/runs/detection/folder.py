@@ -7,20 +7,18 @@ folder records that it was audited and a resume does not redo it.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from ov_explain.core.storage import read_jsonl
-from ov_explain.runs.audit.folder import MANIFEST, TIMING_COLUMNS, Box, box_columns, read_box
+from ov_explain.runs.audit.folder import MANIFEST, Box, flat_columns, from_columns, read_typed_rows
 from ov_explain.runs.detection.cases import BOX_CASES, FALSE_NEGATIVE
 
 #: The row of an image without a box (detected or in the ground truth): no map, no file.
 NO_BOXES = "No_boxes"
 ROW_CASES = (*BOX_CASES, NO_BOXES)
-#: The boxes a row carries, as flat columns ``{name}_left`` .. ``{name}_bottom`` in original-image pixels.
-BOX_FIELDS = ("detected_box", "truth_box", "map_box")
+#: The boxes a row carries (field -> column prefix: ``{prefix}_left`` .. ``_bottom``, original-image pixels).
+BOX_FIELDS = {"detected_box": "detected", "truth_box": "truth", "map_box": "map"}
 
 
 @dataclass
@@ -88,41 +86,14 @@ class BoxRow:
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's flat columns, in the order the CSV shows them."""
-        data: dict[str, Any] = {}
-        for item in dataclasses.fields(self):
-            value = getattr(self, item.name)
-            if item.name == "timings_ms":
-                data.update({k: value[k] for k in TIMING_COLUMNS if k in value})
-            elif item.name in BOX_FIELDS:
-                data.update(box_columns(item.name.removesuffix("_box"), value))
-            else:
-                data[item.name] = value
-        return data
+        return flat_columns(self, BOX_FIELDS)
 
     @classmethod
     def from_dict(cls, data: Any) -> "BoxRow":
         """A row read back from the manifest; ``ValueError`` if it is damaged or incomplete."""
-        if not isinstance(data, dict):
-            raise ValueError(f"expected a JSON object, got {type(data).__name__}")
-        values: dict[str, Any] = {"timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS if k in data}}
-        values.update({name: read_box(data, name.removesuffix("_box")) for name in BOX_FIELDS})
-        for item in dataclasses.fields(cls):
-            if item.name in values:
-                continue
-            if item.name in data:
-                values[item.name] = data[item.name]
-            elif item.default is dataclasses.MISSING:
-                raise ValueError(f"missing column {item.name!r}")
-        try:
-            return cls(**values)
-        except TypeError as exc:
-            raise ValueError(str(exc)) from None
+        return from_columns(cls, data, BOX_FIELDS)
 
 
 def read_box_rows(out: Path) -> Iterator[BoxRow]:
     """The manifest's rows; a damaged row raises ``ValueError`` naming its line."""
-    for number, data in enumerate(read_jsonl(out / MANIFEST), 1):
-        try:
-            yield BoxRow.from_dict(data)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{out / MANIFEST}: line {number}: {exc}") from None
+    return read_typed_rows(out / MANIFEST, BoxRow.from_dict)

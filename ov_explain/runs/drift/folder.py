@@ -8,8 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ov_explain.core.storage import read_jsonl
-from ov_explain.runs.audit.folder import Box, box_columns, read_box
+from ov_explain.runs.audit.folder import Box, box_columns, read_box, read_typed_rows
 
 logger = logging.getLogger(__name__)
 
@@ -104,10 +103,4 @@ class DriftRow:
 
 
 def read_drift_rows(out: Path) -> list[DriftRow]:
-    rows = []
-    for number, data in enumerate(read_jsonl(out / ROWS), 1):
-        try:
-            rows.append(DriftRow.from_dict(data))
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{out / ROWS}: line {number}: {exc}") from None
-    return rows
+    return list(read_typed_rows(out / ROWS, DriftRow.from_dict))
