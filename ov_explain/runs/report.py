@@ -26,6 +26,8 @@ from ov_explain.render.grids import thumbnail
 from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_rows
 from ov_explain.runs.cases import CASES
 from ov_explain.runs.detection.cases import BOX_CASES
+from ov_explain.runs.detection.drift_folder import BOX_DRIFT_CASES, read_box_drift_rows
+from ov_explain.runs.detection.folder import read_box_rows
 
 logger = logging.getLogger(__name__)
 
@@ -99,8 +101,6 @@ def _image_items(out: Path, size: int) -> list[ReportItem]:
 
 def _box_items(out: Path, size: int) -> list[ReportItem]:
     """A detection audit's gallery: one item per box (its overlay has the boxes drawn), beside its image."""
-    from ov_explain.runs.detection.folder import read_box_rows
-
     originals: dict[str, tuple[str | None, str | None]] = {}
     items = []
     for row in read_box_rows(out):
@@ -190,8 +190,6 @@ def _drift_items(rows: list[Any]) -> list[dict[str, Any]]:
 
 def _box_drift_items(out: Path) -> list[dict[str, Any]]:
     """A detector drift's pictures per box: boxes lost or new first, then by map correlation."""
-    from ov_explain.runs.detection.drift import BOX_DRIFT_CASES, read_box_drift_rows
-
     rows = [r for r in read_box_drift_rows(out) if r.image_path is not None]
     rows.sort(key=lambda r: (BOX_DRIFT_CASES.index(r.case), r.correlation if r.correlation is not None else -2,
                              r.key, r.target_rank))

@@ -37,12 +37,22 @@ from ov_explain.core.images import read_image
 from ov_explain.core.storage import atomic_write_bytes, atomic_write_text, read_jsonl
 from ov_explain.evaluate.drift_measures import correlation, iou_top, peak_shift
 from ov_explain.explain.config import ExplainConfig
-from ov_explain.runs.audit.folder import ERROR_COLUMNS, Box, ErrorRow, flat_columns, from_columns, read_typed_rows
+from ov_explain.runs.audit.folder import ERROR_COLUMNS, ErrorRow
 from ov_explain.runs.audit.summary import write_csv
 from ov_explain.runs.config import RunConfig
 from ov_explain.runs.detection.audit import GroundTruth
 from ov_explain.runs.detection.cases import BoxThresholds, Found, classify_boxes
 from ov_explain.runs.detection.dataset import BoxSample
+from ov_explain.runs.detection.drift_folder import (
+    BOX_DRIFT_CASES,
+    BOX_LOST,
+    BOX_NEW,
+    CLASS_CHANGED,
+    DEPLOYMENTS,
+    NO_BOXES,
+    BoxDriftRow,
+    read_box_drift_rows,
+)
 from ov_explain.runs.drift.folder import (
     ATTENTION_MOVED,
     ERRORS,
@@ -57,21 +67,13 @@ from ov_explain.runs.drift.folder import (
     SUMMARY,
 )
 from ov_explain.runs.drift.summary import correlation_plot
-from ov_explain.runs.drift.worker import DriftThresholds, side_by_side
+from ov_explain.runs.drift.worker import DriftThresholds, deployment_settings, side_by_side
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_box_name, parse_box_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core
 from ov_explain.runs.writer import npy_bytes
 
 logger = logging.getLogger(__name__)
-
-BOX_LOST, BOX_NEW, CLASS_CHANGED, NO_BOXES = "Box_lost", "Box_new", "Class_changed", "No_boxes"
-#: The cases of a detector's drift, most drifted first (folders; ``No_boxes`` rows have no file).
-BOX_DRIFT_CASES = (BOX_LOST, BOX_NEW, CLASS_CHANGED, ATTENTION_MOVED, STABLE)
-DEPLOYMENTS = ("reference", "candidate")
-_BOXES = {name: name.removesuffix("_box") for name in ("reference_box", "candidate_box", "reference_map_box",
-                                                       "candidate_map_box")}
-
 
 def match_boxes(reference: Sequence[Found], candidate: Sequence[Found],
                 iou: float) -> list[tuple[int | None, int | None]]:
@@ -94,58 +96,6 @@ def match_boxes(reference: Sequence[Found], candidate: Sequence[Found],
                 partner[i] = j
     return ([(i, partner.get(i)) for i in range(len(reference))]
             + [(None, j) for j in range(len(candidate)) if j not in partner.values()])
-
-
-@dataclass
-class BoxDriftRow:
-    """One box of one image as both deployments saw it (``None`` on the side that did not find it)."""
-
-    key: str
-    source: str
-    stem: str
-    width: int
-    height: int
-    case: str
-    target_rank: int
-    targets_total: int
-    reference: int | None  # position in the reference's detections
-    candidate: int | None
-    reference_class: str | None
-    candidate_class: str | None
-    reference_score: float | None
-    candidate_score: float | None
-    score_change: float | None  # candidate - reference
-    box_iou: float | None  # of the two deployments' boxes
-    correlation: float | None
-    iou_top10: float | None
-    peak_shift_cells: float | None
-    peak_shift_fraction: float | None
-    reference_case: str | None  # each deployment's audit case of the box (against the ground truth, or by score)
-    candidate_case: str | None
-    image_path: str | None
-    reference_map_path: str | None = None
-    candidate_map_path: str | None = None
-    reference_box: Box | None = None
-    candidate_box: Box | None = None
-    reference_map_box: Box | None = None
-    candidate_map_box: Box | None = None
-    timings_ms: dict[str, float] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.case not in (*BOX_DRIFT_CASES, NO_BOXES):
-            raise ValueError(f"case: unknown {self.case!r}")
-        if not 0 <= self.target_rank < self.targets_total:
-            raise ValueError(f"target_rank {self.target_rank} outside 0..{self.targets_total - 1}")
-        if (self.case == NO_BOXES) != (self.image_path is None):
-            raise ValueError(f"image_path: a {self.case} row "
-                             f"{'has no' if self.case == NO_BOXES else 'needs a'} picture")
-
-    def to_dict(self) -> dict[str, Any]:
-        return flat_columns(self, _BOXES)
-
-    @classmethod
-    def from_dict(cls, data: Any) -> "BoxDriftRow":
-        return from_columns(cls, data, _BOXES)
 
 
 DETECTION_DRIFT_FOLDER = FolderKind(
@@ -320,11 +270,6 @@ class DetectionDriftSummary:
                 "attention-moved": self.cases.get(ATTENTION_MOVED, 0) / kept if kept else 0.0}
 
 
-def read_box_drift_rows(out: Path) -> list[BoxDriftRow]:
-    """The rows of a detector's drift folder; a damaged row raises ``ValueError`` naming its line."""
-    return list(read_typed_rows(out / ROWS, BoxDriftRow.from_dict))
-
-
 def write_detection_drift_summary(out: Path, settings: dict[str, Any], resumed: int,
                                   seconds: float) -> DetectionDriftSummary:
     rows = read_box_drift_rows(out)
@@ -367,15 +312,13 @@ def run_detection_drift(samples: Sequence[BoxSample], reference: Any, candidate:
                         recipe: DetectionDriftWork | None = None, report: bool = True) -> DetectionDriftSummary:
     """Compare ``candidate`` with ``reference`` (two :class:`~ov_explain.explain.detection.DetectionExplainer`)
     on ``samples`` into ``out_dir``; resumes a previous run of the same settings."""
-    from ov_explain.runs.drift.run import _deployment
-
     out = Path(out_dir)
     if reference.method != candidate.method:
         raise FolderError(f"the two deployments explain with different methods ({reference.method} and "
                           f"{candidate.method}); ask for the same --method")
     stems = dict(zip((s.key for s in samples), unique_stems([s.key for s in samples], [s.path.stem for s in samples])))
-    settings = {"format_version": FORMAT_VERSION, "task": "detection", "reference": _deployment(reference),
-                "candidate": _deployment(candidate),
+    settings = {"format_version": FORMAT_VERSION, "task": "detection", "reference": deployment_settings(reference),
+                "candidate": deployment_settings(candidate),
                 "thresholds": {**dataclasses.asdict(thresholds), **dataclasses.asdict(boxes)},
                 "label_map": json.dumps(dict(label_map or {}), sort_keys=True)}
     if run.engine == "ray":

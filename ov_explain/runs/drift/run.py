@@ -61,7 +61,7 @@ from ov_explain.runs.drift.folder import (
 )
 from ov_explain.runs.drift.gate import GATE_METRICS, Limit, check_gate, parse_gate
 from ov_explain.runs.drift.summary import DriftSummary, correlation_plot, write_drift_summary
-from ov_explain.runs.drift.worker import DriftThresholds, DriftWork, DriftWorker, side_by_side
+from ov_explain.runs.drift.worker import DriftThresholds, DriftWork, DriftWorker, deployment_settings, side_by_side
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import parse_drift_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, import_ray
@@ -121,8 +121,8 @@ def run_drift(samples: Sequence[Sample], reference: Explainer, candidate: Explai
     classifier = reference.classifier
     resolver = resolver or LabelResolver(classifier.labels, classifier.num_classes)
     stems = dict(zip((s.key for s in samples), unique_stems([s.key for s in samples], [s.path.stem for s in samples])))
-    settings = {"format_version": FORMAT_VERSION, "reference": _deployment(reference),
-                "candidate": _deployment(candidate), "thresholds": dataclasses.asdict(options.thresholds),
+    settings = {"format_version": FORMAT_VERSION, "reference": deployment_settings(reference),
+                "candidate": deployment_settings(candidate), "thresholds": dataclasses.asdict(options.thresholds),
                 "cases": options.cases.to_dict(), "label_map": json.dumps(resolver.label_map, sort_keys=True)}
     if run.engine == "ray":
         if recipe is None:
@@ -142,19 +142,6 @@ def run_drift(samples: Sequence[Sample], reference: Explainer, candidate: Explai
     if options.report:
         build_drift_report(out)
     return summary
-
-
-def _deployment(explainer: Explainer) -> dict[str, Any]:
-    """A deployment as the settings file records it (``precision``: the one that executed)."""
-    classifier = explainer.classifier
-    custom = classifier.custom_fn
-    preprocess = None if not classifier.preprocess_given else \
-        f"custom:{getattr(custom, '__qualname__', repr(custom))}" if custom is not None else classifier.spec.to_dict()
-    return {"model": str(classifier.files.model.resolve()), "model_sha256": classifier.files.digest(),
-            "device": explainer.device, "precision": explainer.precision,
-            "requested_precision": classifier.requested_precision, "method": explainer.method,
-            "mode": explainer.mode, "target_layer": explainer.target_layer, "readout": explainer.readout,
-            "preprocess": preprocess, **({"backend": explainer.backend} if explainer.backend != "native" else {})}
 
 
 def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-drift", *,

@@ -140,6 +140,20 @@ def side_by_side(bgr: np.ndarray, reference: Any, candidate: Any, *, weight: flo
     return np.hstack(panels)
 
 
+def deployment_settings(explainer: Any) -> dict[str, Any]:
+    """A deployment as the settings file records it (``precision``: the one that executed)."""
+    classifier = explainer.classifier
+    custom = classifier.custom_fn
+    preprocess = None if not classifier.preprocess_given else \
+        f"custom:{getattr(custom, '__qualname__', repr(custom))}" if custom is not None else classifier.spec.to_dict()
+    return {"model": str(classifier.files.model.resolve()), "model_sha256": classifier.files.digest(),
+            "device": explainer.device, "precision": explainer.precision,
+            "requested_precision": classifier.requested_precision, "method": explainer.method,
+            "mode": explainer.mode, "target_layer": explainer.target_layer, "readout": explainer.readout,
+            "preprocess": preprocess, **({"backend": explainer.backend} if explainer.backend != "native" else {})}
+
+
+
 @dataclass(frozen=True)
 class DriftWork:
     """The recipe of a drift audit's per-image work, to build it in a Ray actor: both deployments' model and
