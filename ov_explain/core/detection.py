@@ -218,7 +218,6 @@ def select(proposals: Proposals, geometry: Geometry, names: Sequence[str], *, co
             for i in kept]
 
 
-
 def to_input_box(box: Sequence[float], geometry: Geometry) -> tuple[float, float, float, float]:
     """An original-image box in model-input pixels (the inverse of :func:`to_original_box`, unclipped)."""
     (sy, sx), (oy, ox) = geometry.scale, geometry.offset

@@ -18,7 +18,6 @@ are in place, which is what makes a re-run resume exactly where a killed one sto
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -59,6 +58,7 @@ from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngi
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core, import_ray
 from ov_explain.runs.report import build_report
+from ov_explain.runs.settings import digest, method_settings, model_settings, run_record, style_settings
 from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
@@ -360,28 +360,16 @@ class _ImageWorker:
 def _settings(explainer: Explainer, options: AuditOptions, resolver: LabelResolver) -> dict[str, Any]:
     classifier = explainer.classifier
     return {
-        "format_version": FORMAT_VERSION,
-        "model": str(classifier.files.model.resolve()),
-        "model_sha256": classifier.files.digest(),
-        "preprocess": (f"custom:{getattr(classifier.custom_fn, '__qualname__', repr(classifier.custom_fn))}"
-                       if classifier.custom_fn is not None else classifier.spec.to_dict()),
-        "labels_sha256": _digest(json.dumps(classifier.labels)),
-        "label_map_sha256": _digest(json.dumps(resolver.label_map, sort_keys=True)),
-        "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
-        # Asked for and executed: resuming on a machine whose 'device' precision differs would mix results.
-        "requested_precision": classifier.requested_precision, "executed_precision": explainer.precision,
-        "preset": explainer.preset if explainer.mode == "blackbox" else None,
-        "seed": explainer.seed if explainer.mode == "blackbox" else None,
-        "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
-        "thresholds": options.thresholds.to_dict(), "top_k": options.top_k, "save_raw": options.save_raw,
-        "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
-        "jpeg_quality": options.jpeg_quality,
+        "format_version": FORMAT_VERSION, **model_settings(classifier),
+        "labels_sha256": digest(json.dumps(classifier.labels)),
+        "label_map_sha256": digest(json.dumps(resolver.label_map, sort_keys=True)),
+        **method_settings(explainer), "thresholds": options.thresholds.to_dict(), "top_k": options.top_k,
+        **style_settings(options),
         # Recorded only when not the native engine, so audits written before backends existed resume.
         **({"backend": explainer.backend} if explainer.backend != "native" else {}),
         # Likewise the read-out: recorded unless it is what audits of this model read before it was a choice.
         **({"readout": explainer.readout} if explainer.readout not in (None, legacy_readout(classifier)) else {}),
     }
-
 
 
 def legacy_readout(classifier: Any) -> str:
@@ -390,16 +378,8 @@ def legacy_readout(classifier: Any) -> str:
     return "probability" if classifier.output_kind == "probabilities" else "logit"
 
 
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
             resumed: int) -> AuditSummary:
-    run = {"resumed": resumed, "model": str(explainer.classifier.files.model), "method": explainer.method,
-           "mode": explainer.mode, "device": explainer.device, "precision": explainer.precision,
-           "readout": explainer.readout, "target_layer": explainer.target_layer,
-           "thresholds": options.thresholds.to_dict(),
-           "seconds": round(seconds, 3), "images_per_second": round(ran / seconds, 3) if seconds > 0 else 0.0}
+    run = {**run_record(explainer, seconds, ran, resumed), "thresholds": options.thresholds.to_dict()}
     return write_summary(out, list(read_rows(out)), read_errors(out), run,
                          options.grid_tiles if options.grids else None)

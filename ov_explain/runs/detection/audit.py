@@ -16,7 +16,6 @@ summary (precision / recall / AP per class). Output folder::
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -65,6 +64,7 @@ from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngi
 from ov_explain.runs.naming import file_labels, format_box_name, parse_box_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core
 from ov_explain.runs.report import build_report
+from ov_explain.runs.settings import digest, method_settings, model_settings, run_record, style_settings
 from ov_explain.runs.writer import to_bgr, write_map_files
 
 logger = logging.getLogger(__name__)
@@ -237,33 +237,19 @@ class BoxWorker:
 # ----- output folder: settings, final files ------------------------------------------------------------
 def _settings(explainer: DetectionExplainer, options: Any, label_map: Mapping[str, str] | None) -> dict[str, Any]:
     detector = explainer.detector
-    digest = lambda text: hashlib.sha256(text.encode("utf-8")).hexdigest()  # noqa: E731
     return {
-        "format_version": FORMAT_VERSION, "task": "detection",
-        "model": str(detector.files.model.resolve()), "model_sha256": detector.files.digest(),
-        "preprocess": (f"custom:{getattr(detector.custom_fn, '__qualname__', repr(detector.custom_fn))}"
-                       if detector.custom_fn is not None else detector.spec.to_dict()),
+        "format_version": FORMAT_VERSION, "task": "detection", **model_settings(detector),
         "labels_sha256": digest(json.dumps(detector.names)),
         "label_map_sha256": digest(json.dumps(dict(label_map or {}), sort_keys=True)),
         "output_format": detector.output_format, "confidence": detector.confidence, "nms_iou": detector.iou,
-        "mode": explainer.mode, "method": explainer.method, "target_layer": explainer.target_layer,
-        "readout": explainer.readout,
-        "requested_precision": detector.requested_precision, "executed_precision": explainer.precision,
-        "preset": explainer.preset if explainer.mode == "blackbox" else None,
-        "seed": explainer.seed if explainer.mode == "blackbox" else None,
-        "method_options": {k: repr(v) for k, v in sorted(explainer.options.items())},
-        "thresholds": dataclasses.asdict(options.box_thresholds), "save_raw": options.save_raw,
-        "save_rgba": options.save_rgba, "colormap": options.colormap, "overlay_weight": options.overlay_weight,
-        "jpeg_quality": options.jpeg_quality,
+        **method_settings(explainer), "readout": explainer.readout,
+        "thresholds": dataclasses.asdict(options.box_thresholds), **style_settings(options),
     }
 
 
 def _finish(out: Path, explainer: DetectionExplainer, options: Any, seconds: float, ran: int,
             resumed: int) -> DetectionAuditSummary:
-    run = {"resumed": resumed, "model": str(explainer.detector.files.model), "method": explainer.method,
-           "mode": explainer.mode, "device": explainer.device, "precision": explainer.precision,
-           "readout": explainer.readout, "target_layer": explainer.target_layer,
-           "thresholds": dataclasses.asdict(options.box_thresholds), "ap_iou": options.box_thresholds.iou,
-           "seconds": round(seconds, 3), "images_per_second": round(ran / seconds, 3) if seconds > 0 else 0.0}
+    run = {**run_record(explainer, seconds, ran, resumed), "thresholds": dataclasses.asdict(options.box_thresholds),
+           "ap_iou": options.box_thresholds.iou}
     return write_detection_summary(out, list(read_box_rows(out)), read_errors(out), run,
                                    options.grid_tiles if options.grids else None)
