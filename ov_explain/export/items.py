@@ -111,6 +111,9 @@ def read_source(folder: str | Path) -> ExportSource:
         images = _detection_images(folder) if detection else _audit_images(folder)
         kind = "detection" if detection else "audit"
     elif (folder / DRIFT_SETTINGS).is_file() and (folder / DRIFT_ROWS).is_file():
+        if _settings(folder / DRIFT_SETTINGS).get("task") == "detection":
+            raise ExportError(f"{folder}: a detector's drift folder is not exported (its report.html shows it); "
+                              "export each deployment's detection audit instead (ov-explain audit --model ...)")
         images = _drift_images(folder)
         kind = "drift"
     else:

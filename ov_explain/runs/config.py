@@ -63,6 +63,9 @@ class DatasetConfig:
 
     def read(self, dataset: str | os.PathLike, exclude: str | os.PathLike | None) -> tuple[list[Sample], list[Sample]]:
         """(every sample, the chosen ones); ``exclude`` is a folder never read (the run's own output)."""
+        if self.images is not None:
+            raise DatasetError(f"{dataset}: --images names where a COCO file's images are (a detector's dataset); "
+                               "a classifier's dataset lists its own images")
         everything = read_dataset(dataset, kind=self.kind, exclude=exclude)
         return everything, select(everything, classes=self.classes, limit=self.limit, sample=self.sample,
                                   seed=self.sample_seed)

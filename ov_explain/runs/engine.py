@@ -218,6 +218,7 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
             raise FolderError(f"{out}: holds {kind.noun} with different settings ({', '.join(changed)}); "
                               "use another output folder, or restart to start over")
         if restart:
+            _refuse_other_task(out, kind, previous, settings)
             clear(out, kind, stems)
         elif previous != stored:
             atomic_write_text(settings_path, json.dumps(previous, indent=2) + "\n")
@@ -227,6 +228,15 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
                           "empty or new folder")
     if not settings_path.exists():
         atomic_write_text(settings_path, json.dumps(settings, indent=2) + "\n")
+
+
+def _refuse_other_task(out: Path, kind: FolderKind, previous: dict[str, Any], settings: dict[str, Any]) -> None:
+    """A restart clears by this kind's case folders and files; the other task's run would be left half
+    removed (its case folders, its tables), so a restart across tasks is refused instead."""
+    before, now = previous.get("task", "classification"), settings.get("task", "classification")
+    if before != now:
+        raise FolderError(f"{out}: holds a {before} run, and restart only replaces a {now} run; "
+                          "delete that run or choose another output folder")
 
 
 def _is_ours(kind: FolderKind, case: str, path: Path, listed: set[str], stems: set[str]) -> bool:

@@ -115,7 +115,7 @@ def _box_items(out: Path, size: int) -> list[ReportItem]:
                  "link": row.overlay_path,
                  "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)},)
         items.append(ReportItem(f"{row.key}#box{row.target_rank}", f"{row.stem} box {row.target_rank}", row.case,
-                                row.ground_truth_class, row.iou if row.iou is not None else 0.0,
+                                row.ground_truth_class, row.iou,
                                 row.detected_class if found else "(missed)",
                                 row.score if found else row.target_score, *originals[row.source], maps))
     return items

@@ -17,6 +17,7 @@ from ov_explain.core.detection import (
     recognise_format,
     select,
     to_original_box,
+    truth_target,
 )
 from ov_explain.core.preprocess import PreprocessSpec
 
@@ -98,3 +99,16 @@ def test_selection_thresholds_then_suppresses_per_class():
     kept = select(Proposals(boxes, scores), geometry, ["a", "b"], confidence=0.25, iou_threshold=0.45, limit=10)
     # the second box overlaps the first (same class): dropped; the third is another class; the fourth too weak
     assert [(d.label, d.anchor, d.score) for d in kept] == [("a", 0, pytest.approx(0.9)), ("b", 2, pytest.approx(0.7))]
+
+
+def test_a_truth_target_is_the_proposal_overlapping_most_and_on_a_tie_the_one_scoring_its_class_higher():
+    boxes = np.array([[0, 0, 10, 10], [30, 30, 40, 40], [30, 30, 40, 40], [31, 31, 41, 41]], np.float32)
+    scores = np.array([[0.9, 0.0], [0.1, 0.2], [0.3, 0.1], [0.8, 0.0]], np.float32)
+    _, geometry = PreprocessSpec(size=(64, 64)).__call__(np.zeros((64, 64, 3), np.uint8))
+    target = truth_target(Proposals(boxes, scores), geometry, (30.0, 30.0, 40.0, 40.0), 0, ["a", "b"])
+    # anchors 1 and 2 tie at IoU 1 with the box: 2 scores "a" higher
+    assert target.anchor == 2 and target.score == pytest.approx(0.3)
+    assert target.scores.tolist() == [1.0, 0.0] and target.box == (30.0, 30.0, 40.0, 40.0)
+    assert truth_target(Proposals(boxes, scores), geometry, (30.0, 30.0, 40.0, 40.0), 1, ["a", "b"]).anchor == 1
+    with pytest.raises(ValueError, match="class_index 2: outside the detector's 2 classes"):
+        truth_target(Proposals(boxes, scores), geometry, (0.0, 0.0, 1.0, 1.0), 2, ["a", "b"])

@@ -37,6 +37,8 @@ def test_rise_is_deterministic_for_a_seed_and_records_its_work(rise_explainer, c
     assert first.maps[0].raw.shape == (224, 224) and first.maps[0].on_image.shape == (400, 600)
     assert first.inferences == 96 // 8 + 1  # batches of 8 masks + the prediction
     assert first.images_inferred == 96 + 1  # every mask, and the prediction
+    alone = rise_explainer.explain(photos_dir / "coffee.jpg", targets=[968])
+    assert np.array_equal(alone.maps[0].raw, first.maps[1].raw)  # a map does not depend on the targets beside it
     other_seed = Explainer(classifier, method="rise", seed=2, num_masks=96, num_cells=6)
     assert not np.allclose(other_seed.explain(photos_dir / "coffee.jpg", targets=[967]).maps[0].raw,
                            first.maps[0].raw)

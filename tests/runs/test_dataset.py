@@ -10,6 +10,7 @@ import pytest
 
 from ov_explain.core.errors import LabelsError
 from ov_explain.core.resources import default_model_path
+from ov_explain.runs.config import DatasetConfig
 from ov_explain.runs.dataset import (
     DatasetError,
     LabelResolver,
@@ -140,3 +141,9 @@ def test_label_resolver_names_ids_indices_and_close_matches():
         resolve("tabbby")
     with pytest.raises(LabelsError, match="mapped from 'n0'"):
         LabelResolver(NAMES, 5, {"n0": "dog"})("n0")
+
+
+def test_images_folder_is_refused_for_a_classifiers_dataset(photos_dir):
+    with pytest.raises(DatasetError, match="--images names where a COCO file's images are"):
+        DatasetConfig(images=photos_dir).read(photos_dir, exclude=None)
+    assert len(DatasetConfig().read(photos_dir, exclude=None)[0]) == 7

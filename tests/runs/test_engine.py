@@ -107,6 +107,16 @@ def test_another_runs_folder_is_refused_and_restart_removes_only_the_runs_files(
     assert (out / "Even" / "notes.md").read_text() == "mine" and not (out / "Odd").exists()
 
 
+def test_a_restart_across_tasks_is_refused_and_leaves_the_other_run_whole(tmp_path):
+    out = tmp_path / "run"
+    run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1"})
+    before = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.name != ".ov-explain.lock")
+    with pytest.raises(FolderError, match=r"holds a classification run, and restart only replaces a detection run"):
+        run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2, "task": "detection"},
+                 {"img0", "img1"}, restart=True)
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.name != ".ov-explain.lock") == before
+
+
 def test_a_killed_runs_unlisted_files_are_removed_on_resume_but_the_users_are_kept(tmp_path):
     out = tmp_path / "run"
     run_rows(samples(2), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1"})

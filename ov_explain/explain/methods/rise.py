@@ -61,7 +61,9 @@ def masked_sum(compiled: Any, max_batch: int | None, prepared: PreparedInput, we
 
     def add(finished: list[tuple[np.ndarray, np.ndarray]]) -> None:
         for masks, found in finished:  # in submission order: the sum does not depend on timing
-            accumulator[:] += found[: len(masks)].T.astype(np.float64) @ masks.reshape(len(masks), -1)
+            flat, weights = masks.reshape(len(masks), -1).astype(np.float64), found[: len(masks)].astype(np.float64)
+            for t in range(targets):  # one product per target: a map does not depend on what it is explained with
+                accumulator[t] += weights[:, t] @ flat
 
     batch_size, jobs = mask_batches(num_masks, chunk, max_batch)
     with RequestRing(compiled, max(1, requests), weights) as ring:

@@ -96,8 +96,30 @@ def resolve_truths(dataset: Any, samples: Sequence[BoxSample], resolver: LabelRe
         shown = ", ".join(repr(n) for n in list(unknown)[:5]) + (", ..." if len(unknown) > 5 else "")
         raise FolderError(f"{dataset}: {len(unknown)} ground-truth class name(s) are none of the model's classes "
                           f"({shown}; {next(iter(unknown.values()))}); map them with --label-map FILE")
-    return {s.key: None if s.boxes is None else tuple((Truth(b.box, resolver(b.label), b.crowd), b.label)
-                                                      for b in s.boxes) for s in samples}
+    return {s.key: _truths_of(s, resolver) for s in samples}
+
+
+class FractionalTruth(tuple):
+    """An image's ground truth whose boxes are fractions of its width and height (YOLO's labels): scaled to
+    pixels by :func:`image_truths` once the worker has read the image, so setup decodes no image."""
+
+
+def _truths_of(sample: BoxSample, resolver: LabelResolver) -> GroundTruth:
+    if sample.boxes is None:
+        return None
+    found = tuple((Truth(b.box, resolver(b.label), b.crowd), b.label) for b in sample.boxes)
+    return FractionalTruth(found) if any(b.relative for b in sample.boxes) else found
+
+
+def image_truths(truths: Mapping[str, GroundTruth], key: str, pixels: np.ndarray) -> GroundTruth:
+    """One image's ground truth in its pixels (x1, y1, x2, y2), whatever units the dataset wrote."""
+    found = truths.get(key)
+    if not isinstance(found, FractionalTruth):
+        return found
+    height, width = pixels.shape[:2]
+    scale = (width, height, width, height)
+    return tuple((dataclasses.replace(t, box=tuple(float(v) * s for v, s in zip(t.box, scale))), label)
+                 for t, label in found)
 
 
 # ----- the audit ----------------------------------------------------------------------------------------
@@ -164,11 +186,11 @@ class BoxWorker:
         self.names, self.file_names = names, file_labels(names)
 
     def __call__(self, sample: Any) -> list[BoxRow]:
-        ground_truth = self.truths.get(sample.key)
-        truths = None if ground_truth is None else [t for t, _ in ground_truth]
         started = time.perf_counter()
         pixels = read_image(sample.path)
         decoded = time.perf_counter()
+        ground_truth = image_truths(self.truths, sample.key, pixels)
+        truths = None if ground_truth is None else [t for t, _ in ground_truth]
         prepared = self.explainer.prepare(pixels, source=str(sample.path))
         prep_ms = (time.perf_counter() - decoded) * 1000
         decided: list[list[BoxCase]] = []  # decided once, between the detections and the maps

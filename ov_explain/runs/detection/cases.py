@@ -1,12 +1,13 @@
 """Per-box cases of a detection audit, pure functions: detections matched to ground-truth boxes by IoU.
 
 Matching is COCO's: detections in decreasing score, each takes the unmatched ground-truth box of its class it
-overlaps most, at IoU >= ``iou``; a detection over a crowd box (``iscrowd``) is ignored, and crowd boxes are
-never missed. Then one case per box:
+overlaps most, at IoU >= ``iou``; a detection over a crowd box (``iscrowd``) is ignored by the scores (its own
+case, kept out of precision and AP), and crowd boxes are never missed. Then one case per box:
 
 | case | a detection that ... |
 |---|---|
 | ``True_positive_high_confidence`` / ``_low_confidence`` | matched a box of its class (score vs ``high_confidence``) |
+| ``Ignored_crowd`` | lies on a crowd box of its class (its share inside it >= ``iou``): neither right nor wrong |
 | ``False_positive_duplicate`` | overlaps a box of its class at IoU >= ``iou`` that a better detection took |
 | ``False_positive_wrong_class`` | overlaps a box of another class at IoU >= ``iou`` |
 | ``False_positive_mislocalized`` | overlaps a box of its class at ``mislocalized_iou`` <= IoU < ``iou`` |
@@ -35,10 +36,11 @@ FP_DUPLICATE, FP_WRONG_CLASS, FP_MISLOCALIZED = ("False_positive_duplicate", "Fa
                                                  "False_positive_mislocalized")
 FP_BACKGROUND_HIGH, FP_BACKGROUND_LOW = "False_positive_background_high_confidence", \
     "False_positive_background_low_confidence"
+IGNORED_CROWD = "Ignored_crowd"
 FALSE_NEGATIVE = "False_negative"
 NO_GT_HIGH, NO_GT_LOW = "No_ground_truth_high_confidence", "No_ground_truth_low_confidence"
-BOX_CASES = (TP_HIGH, TP_LOW, FP_DUPLICATE, FP_WRONG_CLASS, FP_MISLOCALIZED, FP_BACKGROUND_HIGH, FP_BACKGROUND_LOW,
-             FALSE_NEGATIVE, NO_GT_HIGH, NO_GT_LOW)
+BOX_CASES = (TP_HIGH, TP_LOW, IGNORED_CROWD, FP_DUPLICATE, FP_WRONG_CLASS, FP_MISLOCALIZED, FP_BACKGROUND_HIGH,
+             FP_BACKGROUND_LOW, FALSE_NEGATIVE, NO_GT_HIGH, NO_GT_LOW)
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,12 @@ def classify_boxes(found: Sequence[Found], truths: Sequence[Truth] | None,
             taken.add(j)
             cases[i] = BoxCase(TP_HIGH if high(found[i].score) else TP_LOW, i, j, float(overlap[i, j]))
             continue
-        crowd = [j for j, t in enumerate(truths) if t.crowd and t.class_index == found[i].class_index
-                 and _covered(found[i].box, t.box) >= thresholds.iou]
-        if crowd:
-            continue  # on a crowd region: neither right nor wrong (COCO)
+        covered = {j: _covered(found[i].box, t.box) for j, t in enumerate(truths)
+                   if t.crowd and t.class_index == found[i].class_index}
+        crowd = max((j for j in covered if covered[j] >= thresholds.iou), key=covered.get, default=None)
+        if crowd is not None:  # on a crowd region: neither right nor wrong (COCO), shown but not scored
+            cases[i] = BoxCase(IGNORED_CROWD, i, crowd, float(covered[crowd]))
+            continue
         cases[i] = _unmatched(i, found[i], truths, overlap[i], same, thresholds)
     missed = [BoxCase(FALSE_NEGATIVE, None, j, None) for j, t in enumerate(truths) if j not in taken and not t.crowd]
     return [cases[i] for i in range(len(found)) if i in cases] + missed

@@ -5,8 +5,9 @@ in the image's pixels (x1, y1, x2, y2) with class names as the dataset writes th
   ``iscrowd``), ``categories`` (``id``, ``name``); image files relative to the JSON's folder or under ``images``.
   An image with no annotation has no box (it is a negative image, not an unlabeled one).
 - YOLO: ``images/`` and ``labels/`` side by side (``labels/<stem>.txt``: ``class cx cy w h`` in 0..1 of the
-  image), class names from ``data.yaml`` (``names``: a list or an index map) or ``classes.txt``; an image without
-  a labels file has no ground truth.
+  image, scaled to pixels once the worker has read the image), class names from ``data.yaml`` (``names``: a list
+  or an index map) or ``classes.txt``; an image without a labels file is a background image (no boxes), as in
+  Ultralytics; without ``labels/`` at all the dataset says nothing about any image.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ov_explain.core.errors import OvExplainError
-from ov_explain.core.images import is_image_file, read_image
+from ov_explain.core.images import is_image_file
 from ov_explain.runs.dataset import DatasetError, read_dataset
 
 logger = logging.getLogger(__name__)
@@ -28,11 +28,13 @@ BOX_DATASET_KINDS = ("auto", "coco", "yolo", "unlabeled")
 
 @dataclass(frozen=True)
 class GroundTruthBox:
-    """One box as the dataset writes it: its class name, x1, y1, x2, y2 in the image's pixels, crowd flag."""
+    """One box as the dataset writes it: its class name, x1, y1, x2, y2 in the image's pixels (``relative``: in
+    fractions of its width and height, YOLO's labels, scaled once the image is read), crowd flag."""
 
     label: str
     box: tuple[float, float, float, float]
     crowd: bool = False
+    relative: bool = False
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto", images: s
                            "labels/) or a folder of images")
     if kind == "auto":
         kind = "coco" if source.suffix.lower() == ".json" else "yolo" if (source / "images").is_dir() else "unlabeled"
+    if images is not None and kind != "coco":
+        raise DatasetError(f"{source}: --images names where a COCO file's images are; a {kind} dataset holds its own")
     if kind == "unlabeled":
         return [BoxSample(s.path, s.key, None) for s in read_dataset(source, kind="unlabeled", exclude=exclude)]
     samples = read_coco(source, images) if kind == "coco" else read_yolo(source)
@@ -90,6 +94,8 @@ def read_coco(path: Path, images: str | os.PathLike | None = None) -> list[BoxSa
     for number, item in enumerate(annotations, 1):
         try:
             x, y, w, h = (float(v) for v in item["bbox"])
+            if not (w >= 0 and h >= 0):
+                raise ValueError(f"width and height must not be negative, got {w} x {h}")
             image, category = int(item["image_id"]), int(item["category_id"])
             boxes[image].append(GroundTruthBox(names[category], (x, y, x + w, y + h), bool(item.get("iscrowd", 0))))
         except (KeyError, ValueError, TypeError) as exc:
@@ -121,35 +127,36 @@ def read_yolo(root: Path) -> list[BoxSample]:
     if not (root / "images").is_dir():
         raise DatasetError(f"{root}: a YOLO folder holds images/ and labels/ (no images/ here)")
     names = yolo_names(root)
+    labelled = (root / "labels").is_dir()
     samples = []
     for image in sorted(p for p in (root / "images").rglob("*") if is_image_file(p)):
         relative = image.relative_to(root / "images")
         labels = (root / "labels" / relative).with_suffix(".txt")
-        if not labels.is_file():
-            samples.append(BoxSample(image, str(relative), None))
-            continue
-        height, width = _size(image)
-        boxes = []
-        for number, line in enumerate(labels.read_text(encoding="utf-8").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                cls, cx, cy, w, h = line.split()[:5]
-                index = int(cls)
-                label = names[index]
-            except (ValueError, IndexError):
-                raise DatasetError(f"{labels}: line {number}: expected 'class cx cy w h' with a class of "
-                                   f"0..{len(names) - 1}, got {line.strip()!r}") from None
-            cx, cy, w, h = float(cx) * width, float(cy) * height, float(w) * width, float(h) * height
-            boxes.append(GroundTruthBox(label, (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)))
-        samples.append(BoxSample(image, str(relative), tuple(boxes)))
+        boxes = _yolo_boxes(labels, names) if labels.is_file() else () if labelled else None
+        samples.append(BoxSample(image, str(relative), boxes))
     return samples
 
 
-def _size(image: Path) -> tuple[int, int]:
-    """(H, W) of an image as every command sees it (EXIF orientation applied): YOLO's boxes are fractions of it."""
+def _yolo_boxes(labels: Path, names: list[str]) -> tuple[GroundTruthBox, ...]:
+    """One labels file's boxes, in fractions of the image (the image is not read here: that is the worker's)."""
     try:
-        pixels = read_image(image)
-    except OvExplainError as exc:
-        raise DatasetError(f"{image}: cannot read the image its YOLO labels describe ({exc})") from None
-    return int(pixels.shape[0]), int(pixels.shape[1])
+        text = labels.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{labels}: cannot read the labels file ({type(exc).__name__}: {exc}); expected UTF-8 "
+                           "lines 'class cx cy w h'") from None
+    boxes = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            cls, *numbers = line.split()[:5]
+            index = int(cls)
+            cx, cy, w, h = (float(v) for v in numbers)
+            valid = 0 <= index < len(names)
+        except ValueError:
+            valid = False
+        if not valid:
+            raise DatasetError(f"{labels}: line {number}: expected 'class cx cy w h' with a class of "
+                               f"0..{len(names) - 1} and four numbers, got {line.strip()!r}")
+        boxes.append(GroundTruthBox(names[index], (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2), relative=True))
+    return tuple(boxes)

@@ -40,7 +40,7 @@ from ov_explain.explain.config import ExplainConfig
 from ov_explain.runs.audit.folder import ERROR_COLUMNS, ErrorRow
 from ov_explain.runs.audit.summary import write_csv
 from ov_explain.runs.config import RunConfig
-from ov_explain.runs.detection.audit import GroundTruth
+from ov_explain.runs.detection.audit import GroundTruth, image_truths
 from ov_explain.runs.detection.cases import BoxThresholds, Found, classify_boxes
 from ov_explain.runs.detection.dataset import BoxSample
 from ov_explain.runs.detection.drift_folder import (
@@ -118,7 +118,7 @@ class BoxDriftWorker:
     def __call__(self, sample: Any) -> list[BoxDriftRow]:
         started = time.perf_counter()
         pixels = read_image(sample.path)
-        ground_truth = self.truths.get(sample.key)
+        ground_truth = image_truths(self.truths, sample.key, pixels)
         truths = None if ground_truth is None else [t for t, _ in ground_truth]
         ref = self.reference.explain_prepared(self.reference.prepare(pixels, source=str(sample.path)))
         cand = self.candidate.explain_prepared(self.candidate.prepare(pixels, source=str(sample.path)))
@@ -261,13 +261,15 @@ class DetectionDriftSummary:
         return data
 
     def metrics(self) -> dict[str, float | None]:
-        """The values a ``--fail-on`` gate can test, by name."""
+        """The values a ``--fail-on`` gate can test, by name; a share of nothing (no box to lose, none kept) is
+        None, "not measured", which no gate passes."""
         kept = self.kept + self.class_changed
+        share = lambda part, whole: part / whole if whole else None  # noqa: E731
         return {"box-agreement": self.box_agreement, "map-correlation-median": self.map_correlation_median,
                 "map-correlation-p05": self.map_correlation_p05, "iou-median": self.iou_top10_median,
-                "boxes-lost": self.lost / self.reference_boxes if self.reference_boxes else 0.0,
-                "boxes-new": self.new / self.candidate_boxes if self.candidate_boxes else 0.0,
-                "attention-moved": self.cases.get(ATTENTION_MOVED, 0) / kept if kept else 0.0}
+                "boxes-lost": share(self.lost, self.reference_boxes),
+                "boxes-new": share(self.new, self.candidate_boxes),
+                "attention-moved": share(self.cases.get(ATTENTION_MOVED, 0), kept)}
 
 
 def write_detection_drift_summary(out: Path, settings: dict[str, Any], resumed: int,

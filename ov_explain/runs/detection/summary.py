@@ -17,6 +17,7 @@ from ov_explain.runs.audit.summary import write_csv, write_grids
 from ov_explain.runs.detection.cases import (
     BOX_CASES,
     FALSE_NEGATIVE,
+    IGNORED_CROWD,
     NO_GT_HIGH,
     NO_GT_LOW,
     TP_HIGH,
@@ -78,7 +79,7 @@ class DetectionAuditSummary:
 
 def class_scores(rows: list[BoxRow]) -> dict[str, dict[str, Any]]:
     """Per class: counts, precision, recall and AP over the images with ground truth, and boxes per case."""
-    evaluated = [r for r in rows if r.case not in (NO_BOXES, NO_GT_HIGH, NO_GT_LOW)]
+    evaluated = [r for r in rows if r.case not in (NO_BOXES, NO_GT_HIGH, NO_GT_LOW, IGNORED_CROWD)]
     names = sorted({r.detected_class for r in rows if r.detected_class is not None}
                    | {r.ground_truth_class for r in evaluated if r.ground_truth_class is not None})
     table = {}

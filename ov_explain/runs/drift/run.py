@@ -178,18 +178,26 @@ def drift(dataset: str | os.PathLike, out_dir: str | os.PathLike = "ov-explain-d
                           "or --candidate-device")
     if run.engine == "ray":
         import_ray(private_cluster=run.ray.address is None)
-    ref_classifier = ref_config.load(hint="THROUGHPUT")
-    if cand_config.path is None:  # the reference's file, as found
-        cand_config = dataclasses.replace(cand_config, path=ref_classifier.files.model)
-    if getattr(ref_classifier, "output_format", None) is not None:  # a detector: compared box by box
-        with ref_classifier:
-            return _detection_drift(dataset, out_dir, ref_classifier, ref_config, cand_config, explain, data, run,
+    reference_model = ref_config.load(hint="THROUGHPUT")
+    with reference_model:  # closed however the rest ends (a dataset that cannot be read included)
+        if cand_config.path is None:  # the reference's file, as found
+            cand_config = dataclasses.replace(cand_config, path=reference_model.files.model)
+        if getattr(reference_model, "output_format", None) is not None:  # a detector: compared box by box
+            return _detection_drift(dataset, out_dir, reference_model, ref_config, cand_config, explain, data, run,
                                     options, progress, stop)
+        return _classifier_drift(dataset, out_dir, reference_model, ref_config, cand_config, explain, data, run,
+                                 options, progress, stop)
+
+
+def _classifier_drift(dataset: Any, out_dir: Any, ref_classifier: Any, ref_config: ModelConfig,
+                      cand_config: ModelConfig, explain: ExplainConfig, data: DatasetConfig, run: RunConfig,
+                      options: DriftOptions, progress: Progress | None, stop: threading.Event | None) -> DriftSummary:
+    """Two deployments of a classifier, image by image."""
     _, samples = data.read(dataset, exclude=out_dir)
     if not samples:
         raise FolderError(f"{dataset}: no image to compare")
     purpose = "the candidate of a classifier's drift audit"
-    with ref_classifier, cand_config.load_classifier(hint="THROUGHPUT", purpose=purpose) as cand_classifier:
+    with cand_config.load_classifier(hint="THROUGHPUT", purpose=purpose) as cand_classifier:
         if cand_classifier.num_classes != ref_classifier.num_classes:
             raise FolderError(f"the deployments have {ref_classifier.num_classes} and {cand_classifier.num_classes} "
                               "classes: they are not the same classifier")

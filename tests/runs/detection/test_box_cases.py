@@ -16,6 +16,7 @@ from ov_explain.runs.detection.cases import (
     FP_DUPLICATE,
     FP_MISLOCALIZED,
     FP_WRONG_CLASS,
+    IGNORED_CROWD,
     NO_GT_HIGH,
     NO_GT_LOW,
     TP_HIGH,
@@ -51,8 +52,9 @@ def shifted(dx: float) -> tuple[float, float, float, float]:
     # one detection over two boxes of its class: it matches the one it overlaps most; the other is missed
     ([Found(shifted(10), FACE, 0.9)], [Truth(BOX, FACE), Truth(shifted(12), FACE)],
      [(TP_HIGH, 0, 1), (FALSE_NEGATIVE, None, 0)]),
-    # a crowd box: a detection on it is ignored, and it is never missed
-    ([Found((12, 12, 30, 30), FACE, 0.9)], [Truth(BOX, FACE, crowd=True)], []),
+    # a crowd box: a detection on it is its own case (kept out of the scores), and the crowd is never missed
+    ([Found((12, 12, 30, 30), FACE, 0.9)], [Truth(BOX, FACE, crowd=True)], [(IGNORED_CROWD, 0, 0)]),
+    ([Found((12, 12, 30, 30), CAT, 0.9)], [Truth(BOX, FACE, crowd=True)], [(FP_BACKGROUND_HIGH, 0, None)]),
     # a better-overlapping box of another class does not stop a match of its own class
     ([Found(BOX, FACE, 0.9)], [Truth(BOX, CAT), Truth(shifted(5), FACE)],
      [(TP_HIGH, 0, 1), (FALSE_NEGATIVE, None, 0)]),
@@ -102,7 +104,8 @@ def _ours(images: list[tuple[list[Truth], list[Found]]]) -> float:
         for truths, found in images:
             positives += sum(t.class_index == cls and not t.crowd for t in truths)
             for case in classify_boxes(found, truths):
-                if case.detection is not None and found[case.detection].class_index == cls:
+                if case.detection is not None and found[case.detection].class_index == cls \
+                        and case.case != IGNORED_CROWD:
                     scores.append(found[case.detection].score)
                     hits.append(case.case in (TP_HIGH, TP_LOW))
         per_class.append(average_precision(scores, hits, positives))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ov_explain.core.detection import truth_target
+from ov_explain.core.detection import iou, to_input_box, truth_target
 from ov_explain.explain.detection import DetectionExplainer
 from ov_explain.runs.audit.run import AuditError, audit
-from ov_explain.runs.detection.cases import FALSE_NEGATIVE, TP_HIGH
+from ov_explain.runs.detection.cases import FALSE_NEGATIVE, IGNORED_CROWD, TP_HIGH
 from ov_explain.runs.detection.folder import NO_BOXES, BoxRow, read_box_rows
 from ov_explain.runs.naming import parse_box_name
 
@@ -69,6 +69,7 @@ def test_faces_are_true_positives_and_the_missed_face_is_a_false_negative_with_i
     assert (out / "grids" / f"{FALSE_NEGATIVE}.png").is_file() and (out / "classes.csv").is_file()
     report = (out / "report.html").read_text()
     assert report.count('class="item"') == 4 and "chelsea box 0" in report and "(missed)" in report
+    assert f"IoU {by_stem['astronaut'].iou:.2f}" in report and "IoU 0.00" not in report  # a missed box has no IoU
 
 
 def test_a_missed_box_s_map_reads_the_best_overlapping_anchor(yolov8, photos_dir):
@@ -77,16 +78,18 @@ def test_a_missed_box_s_map_reads_the_best_overlapping_anchor(yolov8, photos_dir
     prepared = explainer.prepare(photos_dir / "chelsea.jpg")
     result = explainer.explain_prepared(prepared, [], truths=[(box, face)])
     assert result.detections.detections == [] and len(result.maps) == 1 and len(result.truths) == 1
-    expected = truth_target(result.detections.proposals, prepared.geometry, box, face, yolov8.names)
     target = result.truths[0]
-    assert target.anchor == expected.anchor and target.box == box and target.scores[face] == 1.0
+    assert target.box == box and target.scores[face] == 1.0
+    # Its anchor: the proposal overlapping the box most (on a tie, scoring the class higher), computed here.
+    proposals = result.detections.proposals
+    overlaps = iou(np.array(to_input_box(box, prepared.geometry), np.float32), proposals.boxes)
+    best = np.flatnonzero(overlaps == overlaps.max())
+    assert target.anchor == best[np.argmax(proposals.scores[best, face])]
+    assert target.score == pytest.approx(float(proposals.scores[target.anchor, face]))
     # The same map as a detection at that anchor would have: the mosaic's class logit there, cell by cell.
+    expected = truth_target(proposals, prepared.geometry, box, face, yolov8.names)
     again = explainer.raw_maps(prepared, [expected])
     assert np.array_equal(result.maps[0].raw, again[0])
-    from ov_explain.core.detection import iou, to_input_box
-
-    overlaps = iou(np.array(to_input_box(box, prepared.geometry), np.float32), result.detections.proposals.boxes)
-    assert overlaps[target.anchor] == overlaps.max()
 
 
 def test_ap_agrees_with_pycocotools_on_the_same_boxes(faces_audit, faces_coco):
@@ -140,6 +143,10 @@ def test_different_box_thresholds_or_a_classifier_audit_folder_are_refused(faces
         audit(faces_coco, out, model=yolov8_path, device="CPU", cache_dir=None, match_iou=0.7)
     with pytest.raises(AuditError, match=r"different settings \(.*task"):
         audit(photos_dir / "ground_truth.csv", out, device="CPU", cache_dir=None, limit=1)
+    before = files_under(out)
+    with pytest.raises(AuditError, match="holds a detection run, and restart only replaces a classification run"):
+        audit(photos_dir / "ground_truth.csv", out, device="CPU", cache_dir=None, limit=1, restart=True)
+    assert files_under(out) == before  # the detector's run is left whole, not half cleared
     stricter = audit(faces_coco, out, model=yolov8_path, device="CPU", cache_dir=None, match_iou=0.9, restart=True)
     assert stricter.resumed == 0 and stricter.cases.get(TP_HIGH, 0) == 1  # only grace_hopper's box fits at 0.9
 
@@ -211,3 +218,49 @@ def test_a_blackbox_audit_explains_a_missed_box_with_drise_against_it(faces_coco
     expected = drise(yolov8, prepared, np.array([to_input_box(missed.truth_box, prepared.geometry)], np.float32),
                      one_hot, seed=0, chunk=8, **options)
     np.testing.assert_allclose(np.load(tmp_path / "audit" / missed.raw_path), expected[0], rtol=1e-6, atol=1e-7)
+
+
+def test_a_yolo_folder_audits_like_the_same_boxes_in_coco(faces_audit, faces_coco, yolov8_path, photos_dir, tmp_path):
+    """YOLO's fractions become the same pixel boxes once each image is read; an image without a labels file is a
+    background image: its detections would be false positives, and it counts as an image with nothing to find."""
+    reference, _ = faces_audit
+    data = json.loads(faces_coco.read_text())
+    names = [c["name"] for c in sorted(data["categories"], key=lambda c: c["id"])]
+    root = tmp_path / "yolo"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    (root / "classes.txt").write_text("\n".join(names) + "\n")
+    for image in data["images"]:
+        if image["file_name"] not in ("astronaut.jpg", "camera.jpg", "coffee.jpg"):
+            continue
+        shutil.copy(photos_dir / image["file_name"], root / "images" / image["file_name"])
+        lines = [f"{a['category_id'] - 1} {(a['bbox'][0] + a['bbox'][2] / 2) / image['width']} "
+                 f"{(a['bbox'][1] + a['bbox'][3] / 2) / image['height']} {a['bbox'][2] / image['width']} "
+                 f"{a['bbox'][3] / image['height']}" for a in data["annotations"] if a["image_id"] == image["id"]]
+        if lines:
+            (root / "labels" / image["file_name"]).with_suffix(".txt").write_text("\n".join(lines) + "\n")
+    summary = audit(root, tmp_path / "audit", model=yolov8_path, device="CPU", cache_dir=None)
+    rows, coco = ({r.stem: r for r in read_box_rows(folder)} for folder in (tmp_path / "audit", reference))
+    assert summary.cases == {TP_HIGH: 2} and summary.images_without_boxes == 1
+    for stem in ("astronaut", "camera"):
+        assert rows[stem].truth_box == pytest.approx(coco[stem].truth_box, abs=1e-3)
+        assert (rows[stem].iou, rows[stem].case) == (pytest.approx(coco[stem].iou, abs=1e-4), coco[stem].case)
+    assert rows["coffee"].case == NO_BOXES and rows["coffee"].truths == 0  # background: nothing to find
+
+
+def test_a_detection_on_a_crowd_box_is_shown_but_not_scored(faces_coco, yolov8_path, photos_dir, tmp_path):
+    data = json.loads(faces_coco.read_text())
+    astronaut = next(i["id"] for i in data["images"] if i["file_name"] == "astronaut.jpg")
+    for annotation in data["annotations"]:
+        annotation["iscrowd"] = int(annotation["image_id"] == astronaut)
+    crowd = tmp_path / "crowd.json"
+    crowd.write_text(json.dumps(data))
+    summary = audit(crowd, tmp_path / "audit", model=yolov8_path, images=photos_dir, device="CPU", cache_dir=None,
+                    limit=3)  # astronaut (its face a crowd box), camera, chelsea
+    rows = {r.stem: r for r in read_box_rows(tmp_path / "audit")}
+    assert rows["astronaut"].case == IGNORED_CROWD and rows["astronaut"].ground_truth_class == "FACE_FEMALE"
+    assert (tmp_path / "audit" / rows["astronaut"].overlay_path).is_file()
+    assert summary.cases == {TP_HIGH: 1, IGNORED_CROWD: 1, FALSE_NEGATIVE: 1}
+    female = summary.per_class["FACE_FEMALE"]
+    # the crowd detection is neither a true nor a false positive, and the crowd box is no positive to find
+    assert (female["true_positives"], female["false_positives"], female["ground_truth"], female["ap"]) == (0, 0, 1, 0.0)

@@ -218,3 +218,17 @@ def test_drift_configs_reach_both_deployments_and_an_earlier_folder_resumes(tiny
         drift(tiny["data"], out, reference=tiny["reference"], candidate_colour="red")
     with pytest.raises(Exception, match="the candidate deployment is the reference"):
         drift(tiny["data"], out, reference=tiny["reference"], reference_device="CPU")
+
+
+def test_the_reference_model_is_closed_when_the_dataset_cannot_be_read(tmp_path, monkeypatch):
+    from ov_explain.core.runtime import ImageModel
+    from ov_explain.runs.dataset import DatasetError
+    from ov_explain.runs.drift.run import drift
+
+    closed = []
+    original = ImageModel.close
+    monkeypatch.setattr(ImageModel, "close", lambda self: (closed.append(self), original(self)))
+    with pytest.raises(DatasetError, match="dataset not found"):
+        drift(tmp_path / "no-such-dataset", tmp_path / "out", candidate={"precision": "device"},
+              reference_device="CPU", cache_dir=None)
+    assert len(closed) == 1 and not (tmp_path / "out").exists()
