@@ -1,8 +1,7 @@
-"""Per-case picture grids (like the seed's ``show_use_case_image``), drawn with matplotlib off-screen."""
+"""Per-case picture grids (like the seed's ``show_use_case_image``), drawn with OpenCV into one image."""
 
 from __future__ import annotations
 
-import io
 import logging
 import math
 from dataclasses import dataclass
@@ -32,22 +31,56 @@ def thumbnail(picture: np.ndarray, longest_side: int = 320) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def grid_png(tiles: Sequence[Tile], title: str, *, columns: int = 4, tile_inches: float = 3.0) -> bytes:
-    """A PNG of the tiles in a grid with their titles and a figure title."""
-    from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state between threads
+#: A grid's cell: the picture fitted in a square of this many pixels, its title lines below.
+CELL = 240
+_FONT, _LINE = cv2.FONT_HERSHEY_SIMPLEX, 15
 
+
+def grid_png(tiles: Sequence[Tile], title: str, *, columns: int = 4, cell: int = CELL) -> bytes:
+    """A PNG of the tiles in a grid, each with its title lines, under the grid's title: drawn with OpenCV into
+    one array (a 24-tile grid in milliseconds; matplotlib's figure took about a second). Titles are drawn in
+    OpenCV's Hershey font: characters outside ASCII show as ``?``."""
     if not tiles:
         raise ValueError("grid_png: no tiles")
     columns = max(1, min(columns, len(tiles)))
     rows = math.ceil(len(tiles) / columns)
-    figure = Figure(figsize=(columns * tile_inches, rows * (tile_inches + 0.5) + 0.6), layout="constrained")
-    figure.suptitle(title, fontsize=13)
-    axes = np.atleast_1d(figure.subplots(rows, columns, squeeze=False)).ravel()
-    for axis, tile in zip(axes, tiles):
-        axis.imshow(tile.picture)
-        axis.set_title(tile.title, fontsize=8, wrap=True)
-    for axis in axes:
-        axis.axis("off")
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=80)
-    return buffer.getvalue()
+    lines = max(len(t.title.splitlines()) for t in tiles)
+    pad, head = 8, 34
+    height_of = cell + lines * _LINE + pad
+    canvas = np.full((head + rows * (height_of + pad), columns * (cell + pad) + pad, 3), 255, np.uint8)
+    _text(canvas, title, (pad, 22), 0.6, 1)
+    for n, tile in enumerate(tiles):
+        top, left = head + (n // columns) * (height_of + pad), pad + (n % columns) * (cell + pad)
+        picture = _fit(tile.picture, cell)
+        y, x = top + cell - picture.shape[0], left + (cell - picture.shape[1]) // 2  # its foot on the titles
+        canvas[y:y + picture.shape[0], x:x + picture.shape[1]] = picture
+        for k, line in enumerate(tile.title.splitlines()):
+            _text(canvas, _clip(line, cell), (left, top + cell + (k + 1) * _LINE - 3), 0.4, 1)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ValueError("grid_png: the PNG could not be encoded")
+    return png.tobytes()
+
+
+def _fit(picture: np.ndarray, side: int) -> np.ndarray:
+    """The picture scaled so its longest side is ``side`` (enlarged too, so that small tiles stay visible)."""
+    height, width = picture.shape[:2]
+    scale = side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return cv2.resize(picture, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+def _ascii(text: str) -> str:
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _clip(text: str, width: int, scale: float = 0.4) -> str:
+    """The line shortened with an ellipsis to fit ``width`` pixels."""
+    text = _ascii(text)
+    while len(text) > 4 and cv2.getTextSize(text, _FONT, scale, 1)[0][0] > width:
+        text = text[:-4] + "..."
+    return text
+
+
+def _text(canvas: np.ndarray, text: str, origin: tuple[int, int], scale: float, thickness: int) -> None:
+    cv2.putText(canvas, _ascii(text), origin, _FONT, scale, (20, 20, 20), thickness, cv2.LINE_AA)

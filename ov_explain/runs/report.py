@@ -11,7 +11,6 @@ import base64
 import json
 import logging
 import os
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,12 @@ from ov_explain.core.errors import OvExplainError
 from ov_explain.core.images import read_image
 from ov_explain.core.storage import atomic_write_text
 from ov_explain.render.grids import thumbnail
-from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_rows
+from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_row_columns
 from ov_explain.runs.cases import CASES
 from ov_explain.runs.detection.cases import BOX_CASES
 from ov_explain.runs.detection.drift_folder import BOX_DRIFT_CASES, read_box_drift_rows
 from ov_explain.runs.detection.folder import read_box_rows
+from ov_explain.runs.gallery import Gallery
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,16 @@ class ReportItem:
     maps: tuple[dict[str, Any], ...]  # {"label", "role", "probability", "thumbnail", "link"}
 
 
-def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> Path:
-    """Write ``report.html`` into an audit folder and return its path."""
+#: Images (boxes, for a detector) shown per case: the page stays one file that opens at once for 100,000 images.
+REPORT_ITEMS = 24
+
+
+def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224, per_case: int = REPORT_ITEMS,
+                 chosen: Gallery | None = None) -> Path:
+    """Write ``report.html`` into an audit folder and return its path: every case's count, and a gallery of
+    its ``per_case`` most telling images (the most confident of a high-confidence case, the least confident of
+    a low-confidence one, the closest calls of a two-predictions one), chosen in one pass over the rows —
+    or ``chosen`` already (an :class:`ImageGallery` fed by the pass that wrote the summary)."""
     out = Path(audit_dir)
     summary_path = out / SUMMARY
     if not (out / MANIFEST).exists() or not summary_path.exists():
@@ -65,22 +73,80 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224) -> 
     if not isinstance(summary, dict):
         raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
     detection = summary.get("task") == "detection"
+    case_names = BOX_CASES if detection else CASES
     try:
-        items = _box_items(out, thumbnail_size) if detection else _image_items(out, thumbnail_size)
+        if chosen is not None:
+            gallery = chosen
+        elif detection:
+            gallery = _box_gallery(out, per_case)
+        else:
+            images = ImageGallery(per_case)
+            for row in read_row_columns(out):
+                images.add(row)
+            gallery = images.finish()
+        originals: dict[str, tuple[str | None, str | None]] = {}  # an image's thumbnail, once for all its boxes
+        by_case = {case: [_box_item(out, r, thumbnail_size, originals) if detection else
+                          _item(out, r, thumbnail_size) for r in gallery.members(case)] for case in case_names}
     except ValueError as exc:
         raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
-    items.sort(key=lambda i: (-i.confidence, i.key))
-    case_names = BOX_CASES if detection else CASES
-    by_case = {case: [i for i in items if i.case == case] for case in case_names}
+    items = [i for case in case_names for i in by_case[case]]
     errors = read_errors(out)
     classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
     html = _environment().get_template("report.html.j2").render(
-        summary=summary, cases=[(c, by_case[c]) for c in case_names if by_case[c]], items=items, errors=errors,
-        classes=classes, per_class=summary.get("per_class", {}), case_names=list(case_names), detection=detection)
+        summary=summary, cases=[(c, by_case[c], gallery.counts[c]) for c in case_names if gallery.counts[c]],
+        items=items, errors=errors, classes=classes, per_class=summary.get("per_class", {}),
+        case_names=list(case_names), detection=detection, total=sum(gallery.counts.values()))
     path = out / REPORT
     atomic_write_text(path, html)
-    logger.info("%s: report of %d images", path, len(items))
+    logger.info("%s: report of %d images, %d shown", path, sum(gallery.counts.values()), len(items))
     return path
+
+
+def telling(case: str, confidence: float, runner_up: float | None, key: str) -> tuple[float, str]:
+    """The order in which a case's members are worth a look (smallest first): the most confident of a
+    high-confidence case, the least confident of a low-confidence one, the closest calls of a two-predictions
+    one; the key breaks ties."""
+    if case.endswith("_two_predictions"):
+        return confidence - (runner_up or 0.0), key
+    if case.endswith("_low_confidence") or case == "False_negative":
+        return confidence, key
+    return -confidence, key
+
+
+class ImageGallery:
+    """A classifier audit's images as their rows stream past (an image's rows are appended together), the
+    most telling ``per_case`` of each case kept (:func:`telling`)."""
+
+    def __init__(self, per_case: int) -> None:
+        self.gallery = Gallery(per_case, key=lambda rows: telling(rows[0]["case"], rows[0]["top1_probability"],
+                                                                   rows[0].get("top2_probability"), rows[0]["key"]))
+        self._current: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self._current and row["key"] != self._current[0]["key"]:
+            self.gallery.add(self._current[0]["case"], self._current)
+            self._current = []
+        self._current.append(row)
+
+    def finish(self) -> Gallery:
+        if self._current:
+            self.gallery.add(self._current[0]["case"], self._current)
+            self._current = []
+        return self.gallery
+
+
+def _box_gallery(out: Path, per_case: int) -> Gallery:
+    """A detection audit's boxes with a picture, the most telling ``per_case`` of each case kept."""
+    gallery = Gallery(per_case, key=lambda row: telling(row.case, _box_confidence(row), None,
+                                                         f"{row.key}#{row.target_rank:06d}"))
+    for row in read_box_rows(out):
+        if row.overlay_path is not None:
+            gallery.add(row.case, row)
+    return gallery
+
+
+def _box_confidence(row: Any) -> float:
+    return row.score if row.detection is not None else row.target_score
 
 
 def _environment() -> Any:
@@ -91,34 +157,18 @@ def _environment() -> Any:
                               trim_blocks=True, lstrip_blocks=True)
 
 
-def _image_items(out: Path, size: int) -> list[ReportItem]:
-    """A classifier audit's gallery: one item per image, with its maps."""
-    rows_by_key: dict[str, list[AuditRow]] = defaultdict(list)
-    for row in read_rows(out):
-        rows_by_key[row.key].append(row)
-    return [_item(out, sorted(rows, key=lambda r: r.target_rank), size) for rows in rows_by_key.values()]
-
-
-def _box_items(out: Path, size: int) -> list[ReportItem]:
-    """A detection audit's gallery: one item per box (its overlay has the boxes drawn), beside its image."""
-    originals: dict[str, tuple[str | None, str | None]] = {}
-    items = []
-    for row in read_box_rows(out):
-        if row.overlay_path is None:
-            continue
-        if row.source not in originals:
-            originals[row.source] = _original(out, Path(row.source), size)
-        picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
-        found = row.detection is not None
-        label = f"box {row.target_rank}" + ("" if found else " (missed)")
-        maps = ({"label": row.target_class, "role": label, "probability": row.target_score,
-                 "link": row.overlay_path,
-                 "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)},)
-        items.append(ReportItem(f"{row.key}#box{row.target_rank}", f"{row.stem} box {row.target_rank}", row.case,
-                                row.ground_truth_class, row.iou,
-                                row.detected_class if found else "(missed)",
-                                row.score if found else row.target_score, *originals[row.source], maps))
-    return items
+def _box_item(out: Path, row: Any, size: int, originals: dict[str, tuple[str | None, str | None]]) -> ReportItem:
+    """One box of a detection audit: its overlay (the boxes drawn) beside its image."""
+    if row.source not in originals:
+        originals[row.source] = _original(out, Path(row.source), size)
+    picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+    found = row.detection is not None
+    label = f"box {row.target_rank}" + ("" if found else " (missed)")
+    maps = ({"label": row.target_class, "role": label, "probability": row.target_score, "link": row.overlay_path,
+             "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)},)
+    return ReportItem(f"{row.key}#box{row.target_rank}", f"{row.stem} box {row.target_rank}", row.case,
+                      row.ground_truth_class, row.iou, row.detected_class if found else "(missed)",
+                      _box_confidence(row), *originals[row.source], maps)
 
 
 def _original(out: Path, source: Path, size: int) -> tuple[str | None, str | None]:
@@ -132,7 +182,9 @@ def _original(out: Path, source: Path, size: int) -> tuple[str | None, str | Non
     return original, None if link is None else Path(link).as_posix()
 
 
-def _item(out: Path, rows: list[AuditRow], size: int) -> ReportItem:
+def _item(out: Path, columns: list[dict[str, Any]], size: int) -> ReportItem:
+    """One image of a classifier audit (its rows' columns, as kept while streaming) with its maps."""
+    rows = sorted((AuditRow.from_dict(c) for c in columns), key=lambda r: r.target_rank)
     first = rows[0]
     maps = []
     for row in rows:

@@ -111,3 +111,51 @@ def test_unknown_aise_weighting_is_a_clear_error_before_any_image(classifier):
 
     with pytest.raises(ExplainError, match=r"aise: weighting must be one of \['relative', 'raw'\], got 'softmax'"):
         Explainer(classifier, method="aise", preset="speed", weighting="softmax")
+
+
+@pytest.mark.slow
+def test_rise_with_a_baseline_is_its_definition_over_the_same_masks(classifier, photos_dir):
+    """sum((w - mean w) * mask) / (N p) + mean w over the seed's masks, scored here one batch at a time."""
+    explainer = Explainer(classifier, method="rise", seed=5, num_masks=64, num_cells=4, converged=1)
+    found = explainer.explain(photos_dir / "coffee.jpg", targets=[967]).maps[0].raw
+    prepared = explainer.prepare(photos_dir / "coffee.jpg")
+    masks = rise_masks(np.random.default_rng(5), 64, prepared.spatial_size, 4, 0.5)
+    request = explainer._runner.compiled.create_infer_request()
+    weights = []
+    for start in range(0, 64, 8):
+        request.infer({0: prepared.masked(masks[start:start + 8])})
+        raw = np.array(request.get_output_tensor(classifier.output_index).data).reshape(8, -1)
+        weights.append(classifier.to_probabilities(raw)[0][:, 967])
+    w = np.concatenate(weights).astype(np.float64)
+    expected = np.tensordot(w - w.mean(), masks.astype(np.float64), 1) / (64 * 0.5) + w.mean()
+    np.testing.assert_allclose(found, expected, atol=1e-5)
+    classic = Explainer(classifier, method="rise", seed=5, num_masks=64, num_cells=4, converged=1, baseline=False)
+    np.testing.assert_allclose(classic.explain(photos_dir / "coffee.jpg", targets=[967]).maps[0].raw,
+                               np.tensordot(w, masks.astype(np.float64), 1) / (64 * 0.5), atol=1e-5)
+
+
+@pytest.mark.slow
+def test_rise_stops_once_converged_the_same_way_whatever_the_timing(classifier, photos_dir):
+    explainer = Explainer(classifier, method="rise", preset="speed", seed=0)
+    prepared = explainer.prepare(photos_dir / "coffee.jpg")
+    one = explainer.explain_prepared(prepared, targets=[967], parallel=1)
+    many = explainer.explain_prepared(prepared, targets=[967], parallel=6)
+    assert one.images_inferred == many.images_inferred < 1000 + 1  # stopped at a checkpoint, before the preset's masks
+    assert (one.images_inferred - 1) % 128 == 0
+    assert np.array_equal(one.maps[0].raw, many.maps[0].raw)
+    every = Explainer(classifier, method="rise", preset="speed", seed=0, converged=1).explain_prepared(
+        prepared, targets=[967])
+    assert every.images_inferred == 1000 + 1
+    assert np.corrcoef(every.maps[0].raw.ravel(), one.maps[0].raw.ravel())[0, 1] > 0.95
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"converged": 0}, r"converged must be a number in \(0, 1\]"),
+    ({"converged": 1.5}, r"converged must be a number in \(0, 1\]"),
+    ({"baseline": "yes"}, "baseline must be true or false"),
+])
+def test_rise_refuses_bad_convergence_options(classifier, options, message):
+    from ov_explain.explain.base import ExplainError
+
+    with pytest.raises(ExplainError, match=message):
+        Explainer(classifier, method="rise", **options)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,22 @@ def test_report_rebuilds_and_survives_a_moved_dataset(audit_dir, tmp_path):
     assert html.count("original not found") == 7 and len(re.findall(r'class="item"', html)) == 7
     with pytest.raises(ReportError, match="not a finished audit"):
         build_report(tmp_path)
+
+
+@pytest.mark.slow
+def test_a_large_audit_s_report_shows_every_count_and_the_most_telling_images(audit_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(audit_dir, copy)
+    html = build_report(copy, per_case=1).read_text()
+    for case, count in EXPECTED.items():
+        assert f'data-case-count="{case}">{count}<' in html  # the counts are of every image
+    assert len(re.findall(r'class="item"', html)) == len(EXPECTED)  # one image per case shown
+    assert "1</span> shown of 2: the most telling" in html
+    low = html[html.index('id="True_positive_low_confidence"'):]
+    shown = re.search(r'data-conf="([0-9.]+)"', low)[1]
+    confidences = [json.loads(line)["top1_probability"] for line in (copy / "manifest.jsonl").read_text().splitlines()
+                   if json.loads(line)["case"] == "True_positive_low_confidence"]
+    assert float(shown) == min(confidences)  # a low-confidence case shows its least confident image first
 
 
 def _chromium() -> str:

@@ -76,6 +76,7 @@ class DRISE(RISE):
     xai_name = None
     xai_options: Mapping[str, str] = {}
     xai_seed = False
+    options = {"num_masks": None, "num_cells": None, "probability": 0.5, "chunk": 8}  # the classic sum, every mask
     presets = {"speed": {"num_masks": 500, "num_cells": 8}, "balance": {"num_masks": 2000, "num_cells": 12},
                "quality": {"num_masks": 5000, "num_cells": 16}}
 

@@ -231,6 +231,25 @@ def read_rows(out: Path) -> Iterator[AuditRow]:
     return read_typed_rows(out / MANIFEST, AuditRow.from_dict)
 
 
+#: What the end of a run reads of each manifest row without building the row (counts, tiles, the report).
+SUMMARY_COLUMNS = ("key", "case", "target_rank", "ground_truth_class", "ground_truth_index", "correct", "in_top_k",
+                   "top1_class", "top1_probability", "overlay_path")
+
+
+def read_row_columns(out: Path) -> Iterator[dict[str, Any]]:
+    """The manifest's rows as their columns (a million of them read in seconds, not as :class:`AuditRow`);
+    a row missing a column the end of a run reads, or of an unknown case, raises ``ValueError`` naming its line."""
+    path, required, cases = out / MANIFEST, frozenset(SUMMARY_COLUMNS), frozenset(CASES)
+    for number, data in enumerate(read_jsonl(path), 1):
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: line {number}: expected a JSON object, got {type(data).__name__}")
+        if not required <= data.keys() or data["case"] not in cases:  # set operations: a million rows a second
+            missing = [k for k in SUMMARY_COLUMNS if k not in data]
+            problem = f"missing column {missing[0]!r}" if missing else f"case: unknown {data['case']!r}"
+            raise ValueError(f"{path}: line {number}: {problem}")
+        yield data
+
+
 def read_errors(out: Path) -> list[ErrorRow]:
     """The error rows that can be read (a damaged one is skipped with a warning)."""
     rows = []

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -47,7 +47,6 @@ from ov_explain.runs.audit.folder import (
     ErrorRow,
     RankedClass,
     read_errors,
-    read_rows,
 )
 from ov_explain.runs.audit.summary import AuditSummary, write_summary
 from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
@@ -57,7 +56,7 @@ from ov_explain.runs.detection.cases import BoxThresholds
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core, import_ray
-from ov_explain.runs.report import build_report
+from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 from ov_explain.runs.settings import digest, method_settings, model_settings, run_record, style_settings
 from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
@@ -161,9 +160,11 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
         engine = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
     stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=run.restart,
                      progress=progress, stop=stop)
-    summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed)
-    if options.report:
-        build_report(out)
+    chosen = ImageGallery(REPORT_ITEMS) if options.report else None  # the report's images, in the same pass
+    summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed,
+                      None if chosen is None else chosen.add)
+    if chosen is not None:
+        build_report(out, chosen=chosen.finish())
     logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", stats.ran, stats.seconds,
                 summary.images_per_second, summary.errors)
     return summary
@@ -379,7 +380,6 @@ def legacy_readout(classifier: Any) -> str:
 
 
 def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
-            resumed: int) -> AuditSummary:
+            resumed: int, also: Callable[[dict[str, Any]], None] | None = None) -> AuditSummary:
     run = {**run_record(explainer, seconds, ran, resumed), "thresholds": options.thresholds.to_dict()}
-    return write_summary(out, list(read_rows(out)), read_errors(out), run,
-                         options.grid_tiles if options.grids else None)
+    return write_summary(out, read_errors(out), run, options.grid_tiles if options.grids else None, also)

@@ -6,14 +6,15 @@ import csv
 import io
 import json
 import logging
+import operator
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 
-from ov_explain.core.storage import atomic_write_bytes, atomic_write_text
+from ov_explain.core.storage import atomic_text_file, atomic_write_bytes, atomic_write_text
 from ov_explain.render.grids import Tile, grid_png, thumbnail
 from ov_explain.runs.audit.folder import (
     CONFUSION,
@@ -24,8 +25,10 @@ from ov_explain.runs.audit.folder import (
     SUMMARY,
     AuditRow,
     ErrorRow,
+    read_row_columns,
 )
 from ov_explain.runs.cases import CASES
+from ov_explain.runs.gallery import Gallery
 
 logger = logging.getLogger(__name__)
 
@@ -67,40 +70,103 @@ class AuditSummary:
         return data
 
 
-def write_summary(out: Path, rows: list[AuditRow], errors: list[ErrorRow], run: dict[str, Any],
-                  grid_tiles: int | None) -> AuditSummary:
-    """Write the CSVs, summary.json, confusion.csv and (``grid_tiles`` not None) the case grids.
+def write_summary(out: Path, errors: list[ErrorRow], run: dict[str, Any], grid_tiles: int | None,
+                  also: Callable[[dict[str, Any]], None] | None = None) -> AuditSummary:
+    """Write manifest.csv, errors.csv, summary.json, confusion.csv and (``grid_tiles`` not None) the case grids
+    in one pass over the folder's manifest: memory holds the counts and each case's grid tiles, not the rows,
+    whatever their number. ``also`` sees every row of that pass too (the report's choice of images).
 
     ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer,
     thresholds, seconds, images_per_second, resumed.
     """
-    write_csv(out / MANIFEST_CSV, [r.to_dict() for r in rows])
+    tally = _Tally()
+    gallery = Gallery(grid_tiles or 0, key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
+
+    def count(row: dict[str, Any]) -> None:
+        tally.add(row)
+        if row["overlay_path"] is not None:
+            gallery.add(row["case"], row)
+        if also is not None:
+            also(row)
+
+    write_csv_stream(out / MANIFEST_CSV, lambda: read_row_columns(out), count)
     write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
-    images = [r for r in rows if r.target_rank == 0]
-    cases = Counter(r.case for r in images)
-    per_class: dict[str, Counter] = defaultdict(Counter)
-    confusion: dict[str, Counter] = defaultdict(Counter)
-    for row in images:
-        truth = row.ground_truth_class or "(no ground truth)"
-        per_class[truth]["images"] += 1
-        per_class[truth][row.case] += 1
-        if row.correct:
-            per_class[truth]["correct"] += 1
-        confusion[truth][row.top1.name] += 1
-    labelled = [r for r in images if r.ground_truth_index is not None]
-    grids = write_grids(out, rows, grid_tiles) if grid_tiles is not None else {}
-    summary = AuditSummary(
-        out_dir=out, images=len(images), errors=len(errors), cases={c: cases[c] for c in CASES if cases[c]},
-        per_class={k: dict(v) for k, v in sorted(per_class.items())},
-        confusion={k: dict(v.most_common()) for k, v in sorted(confusion.items())},
-        top1_accuracy=round(sum(bool(r.correct) for r in labelled) / len(labelled), 4) if labelled else None,
-        top5_accuracy=round(sum(bool(r.in_top_k) for r in labelled) / len(labelled), 4) if labelled else None,
-        grids=grids, **run)
+    grids = {}
+    if grid_tiles is not None:
+        kept = [AuditRow.from_dict(row) for case in CASES for row in gallery.members(case)]
+        grids = write_grids(out, kept, grid_tiles, totals={c: (gallery.counts[c], tally.cases[c]) for c in CASES})
+    summary = tally.summary(out, len(errors), grids, run)
     atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
     write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
                                 for t, row in summary.confusion.items() for p, n in row.items()],
               ["ground_truth", "predicted", "images"])
     return summary
+
+
+def write_csv_stream(path: Path, rows: Callable[[], Iterable[dict[str, Any]]],
+                     each: Callable[[dict[str, Any]], None] | None = None) -> None:
+    """A CSV of ``rows()`` written as they come and put in place in one step, ``each`` called on every row.
+    Its columns are the first row's; when a later row has others (a folder resumed from an earlier version),
+    the file is written once more with every column in the order they first appeared, as :func:`write_csv`."""
+    columns: list[str] | None = None
+    seen: dict[str, None] = {}
+    with atomic_text_file(path) as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        for row in rows():
+            if columns is None:
+                columns = list(row)
+                seen = dict.fromkeys(columns)
+                writer.writerow(columns)
+                values = operator.itemgetter(*columns)  # the common case: every row has the first one's columns
+            if row.keys() == seen.keys():
+                writer.writerow(values(row) if len(columns) > 1 else [values(row)])
+            else:
+                seen.update(dict.fromkeys(row))
+                writer.writerow([row.get(k) for k in columns])
+            if each is not None:
+                each(row)
+        if columns is None:
+            writer.writerow([])
+    if columns is not None and len(seen) != len(columns):
+        with atomic_text_file(path) as handle:
+            writer = csv.writer(handle, lineterminator="\n")
+            writer.writerow(list(seen))
+            writer.writerows([row.get(k) for k in seen] for row in rows())
+
+
+class _Tally:
+    """The audit's counts, one image (its first row) at a time."""
+
+    def __init__(self) -> None:
+        self.cases: Counter[str] = Counter()
+        self.per_class: dict[str, Counter] = defaultdict(Counter)
+        self.confusion: dict[str, Counter] = defaultdict(Counter)
+        self.labelled = self.correct = self.in_top_k = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        if row["target_rank"] != 0:
+            return
+        truth = row["ground_truth_class"] or "(no ground truth)"
+        self.cases[row["case"]] += 1
+        counts = self.per_class[truth]
+        counts["images"] += 1
+        counts[row["case"]] += 1
+        if row["correct"]:
+            counts["correct"] += 1
+        self.confusion[truth][row["top1_class"]] += 1
+        if row["ground_truth_index"] is not None:
+            self.labelled += 1
+            self.correct += bool(row["correct"])
+            self.in_top_k += bool(row["in_top_k"])
+
+    def summary(self, out: Path, errors: int, grids: dict[str, str], run: dict[str, Any]) -> AuditSummary:
+        share = lambda count: round(count / self.labelled, 4) if self.labelled else None  # noqa: E731
+        return AuditSummary(
+            out_dir=out, images=sum(self.cases.values()), errors=errors,
+            cases={c: self.cases[c] for c in CASES if self.cases[c]},
+            per_class={k: dict(v) for k, v in sorted(self.per_class.items())},
+            confusion={k: dict(v.most_common()) for k, v in sorted(self.confusion.items())},
+            top1_accuracy=share(self.correct), top5_accuracy=share(self.in_top_k), grids=grids, **run)
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | None = None) -> None:
@@ -114,10 +180,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | N
 
 
 def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: Sequence[str] = CASES,
-                order: Callable[[Any], Any] | None = None, title: Callable[[Any], str] | None = None) -> dict[str, str]:
+                order: Callable[[Any], Any] | None = None, title: Callable[[Any], str] | None = None,
+                totals: dict[str, tuple[int, int]] | None = None) -> dict[str, str]:
     """One picture grid per case of the rows' overlays, in ``order`` (default: most confident images first,
     an image's maps together), titled by ``title``; returns case -> relative path. Detection audits pass
-    their own cases, order and titles."""
+    their own cases, order and titles. ``totals``: each case's (maps, images) when ``rows`` are only the ones
+    to show (chosen while streaming); by default counted from ``rows``."""
     order = order or (lambda r: (-r.top1.probability, r.key, r.target_rank))
     title = title or tile_title
     (out / GRIDS).mkdir(exist_ok=True)
@@ -140,8 +208,8 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
             tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), title(row)))
         if not tiles:
             continue
-        images = len({r.key for r in by_case[case]})
-        shown = f"{len(tiles)} of {len(by_case[case])} maps, {images} images"
+        maps, images = totals[case] if totals is not None else (len(by_case[case]), len({r.key for r in by_case[case]}))
+        shown = f"{len(tiles)} of {maps} maps, {images} images"
         atomic_write_bytes(path, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
         written[case] = f"{GRIDS}/{case}.png"
     return written
