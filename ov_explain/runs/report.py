@@ -95,7 +95,7 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224, per
     html = _environment().get_template("report.html.j2").render(
         summary=summary, cases=[(c, by_case[c], gallery.counts[c]) for c in case_names if gallery.counts[c]],
         items=items, errors=errors, classes=classes, per_class=summary.get("per_class", {}),
-        case_names=list(case_names), detection=detection, total=sum(gallery.counts.values()))
+        case_names=list(case_names), detection=detection)
     path = out / REPORT
     atomic_write_text(path, html)
     logger.info("%s: report of %d images, %d shown", path, sum(gallery.counts.values()), len(items))
