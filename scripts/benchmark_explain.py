@@ -7,7 +7,8 @@ Prints, with white-box and ov_explain's black-box runs in f32 and in the CPU's d
 (bf16 on CPUs with AMX / AVX512-BF16, where it is the same as f32 elsewhere) side by side:
   * ReciproCAM explain latency / plain inference latency (one image, LATENCY hint; target <= 1.2);
   * maps for the top classes only, selected in the graph: ReciproCAM and CAM infer time over plain
-    inference with every class's maps, the top 3 and the top 1 (target <= 1.03);
+    inference with every class's maps, the top 3 and the top 1 (target <= 1.03), beside the floor of the
+    probability read-out (plain inference + the one product every class's weights take part in);
   * a batch of 8 images explained in one call vs 8 single calls;
   * RISE and AISE, ov_explain vs openvino-xai at the same preset, when openvino-xai is importable
     (the `xai` extra environment; target: ov_explain >= 1.5x faster) — otherwise ov_explain alone;
@@ -101,6 +102,22 @@ def device_floor(classifier: Classifier, tensor: np.ndarray, images: int, batch:
 SELECTED_MAPS_METHODS = (("reciprocam", "logit"), ("cam", "probability"), ("cam", "logit"))
 
 
+def probability_floor(classifier: Classifier):
+    """The classifier plus one output, Σ_j p_j W_j (the softmax-weighted mean of the head's weights): what
+    Grad-CAM of a probability must compute beyond the prediction whatever the class, reading every class's
+    weights once more. Its time over plain inference is the floor of CAM's probability read-out."""
+    from ov_explain.core._compat import opset
+    from ov_explain.explain.branches import copied_class_weights
+    from ov_explain.explain.graph import find_target_layer, match_linear_head
+
+    model = classifier.model.clone()
+    head = match_linear_head(find_target_layer(model, None), model.outputs[0])
+    logits = head.result_node.input_value(0) if head.softmax else head.result_node.output(0)
+    probabilities = opset.softmax(opset.reshape(logits, np.array([0, -1], np.int64), special_zero=True), 1)
+    model.add_outputs([opset.matmul(probabilities, copied_class_weights(head), False, False).output(0)])
+    return model
+
+
 def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds: int) -> None:
     """Infer time of the XAI graphs over plain inference: every class's maps vs the top k selected in the graph."""
     from ov_explain.explain.runners import compile_like
@@ -114,10 +131,13 @@ def selected_maps(classifiers: dict[str, Classifier], tensor: np.ndarray, rounds
                 xai = build_xai_model(classifier.model, classifier.output_port, method, maps=maps, readout=readout)
                 compiled = compile_like(classifier, xai.model, "LATENCY").compiled
                 contenders[f"{method} {readout} {maps} {precision}"] = lambda c=compiled: c(tensor)
+        floor = compile_like(classifier, probability_floor(classifier), "LATENCY").compiled
+        contenders[f"floor {precision}"] = lambda c=floor: c(tensor)
     times = interleave(contenders, rounds)
     for precision in classifiers:
         plain = times[f"plain {precision}"]
-        print(f"  {precision}: plain inference {plain * 1000:.2f} ms")
+        print(f"  {precision}: plain inference {plain * 1000:.2f} ms; the probability read-out's floor (plain + "
+              f"Σ_j p_j W_j, every class's head weights read once more) x{times[f'floor {precision}'] / plain:.3f}")
         for method, readout in SELECTED_MAPS_METHODS:
             ratios = ", ".join(f"{maps} x{times[f'{method} {readout} {maps} {precision}'] / plain:.3f}"
                                for maps in ("all", "top-3", "top-1"))

@@ -77,6 +77,23 @@ def class_weights(head: Any, classes: Any | None) -> Any:
     return weights if classes is None else opset.gather(weights, classes, np.int64(0))
 
 
+def copied_class_weights(head: Any) -> Any | None:
+    """A linear head's weights as (K, C) from a copy of their constant, or None when they are not a constant
+    (through Converts: f16-compressed IRs), e.g. dequantized INT8. A product with the copy is compiled as a
+    fully-connected layer of its own, at the speed of the head's; with the head's own constant OpenVINO
+    2024.4's CPU plugin fuses the two and cannot compile the graph ("Can not clone with new dims")."""
+    node, converts = head.weights.get_node(), []
+    while node.get_type_name() == "Convert":
+        converts.append(node.get_output_element_type(0))
+        node = node.input_value(0).get_node()
+    if node.get_type_name() != "Constant":
+        return None
+    copy = opset.constant(node.get_data().copy()).output(0)
+    for element_type in reversed(converts):
+        copy = opset.convert(copy, element_type).output(0)
+    return copy if head.transpose_b else opset.transpose(copy, np.array([1, 0], np.int64))
+
+
 def class_bias(head: Any, classes: Any | None) -> Any | None:
     """A linear head's bias as (K, 1), or (N, k, 1) for (N, k) class indices (to add to (N, K or k, cells))."""
     if head.bias is None:
