@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
@@ -95,6 +96,7 @@ class WhiteboxRunner:
         self._options = dict(options)
         self._lock = threading.Lock()
         self._selected: OrderedDict[MapSelection, _XaiGraph] = OrderedDict()
+        self._threads: ThreadPoolExecutor | None = None  # for batches on several streams, made on first use
         info = read_xai_info(classifier.model)
         if info is not None:  # an exported XAI IR: the classifier's compiled model already has the maps
             carried = info.get("method")
@@ -139,6 +141,10 @@ class WhiteboxRunner:
         self._all.requests.close()
         for graph in list(self._selected.values()):
             graph.requests.close()
+        with self._lock:
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown()
 
     def _graph_for(self, selection: MapSelection) -> _XaiGraph:
         """The graph computing ``selection``'s maps: compiled on first use where selecting saves work.
@@ -185,12 +191,21 @@ class WhiteboxRunner:
         (each image's top k, or given classes), so only their maps need computing."""
         graph = self._graph_for(selection)
         given = np.array([selection.classes], np.int32) if graph.selection.kind == "given" else None
-        shapes = {p.tensor.shape for p in prepared}
-        chunk = len(prepared) if len(shapes) == 1 and batch_capacity(graph.compiled) is None else 1
-        results: list[Explanation] = []
-        for start in range(0, len(prepared), chunk):
-            results += self._group(graph, prepared[start:start + chunk], choose, top_k, given)
-        return results
+        groups = split_batches(prepared, self.parallel_requests,
+                               batched=len({p.tensor.shape for p in prepared}) == 1
+                               and batch_capacity(graph.compiled) is None)
+        if len(groups) == 1 or self.parallel_requests == 1:
+            return [result for group in groups for result in self._group(graph, group, choose, top_k, given)]
+        # Several streams (a THROUGHPUT compile, a GPU's queues): one batch each, in flight at once
+        # through the pool threads' own requests (one batch on one stream leaves the others idle).
+        done = self._pool().map(lambda group: self._group(graph, group, choose, top_k, given), groups)
+        return [result for results in done for result in results]
+
+    def _pool(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._threads is None:
+                self._threads = ThreadPoolExecutor(self.parallel_requests, thread_name_prefix="ov-explain-batch")
+            return self._threads
 
     def _group(self, graph: _XaiGraph, group: Sequence[PreparedInput], choose: Chooser, top_k: int,
                given: np.ndarray | None = None) -> list[Explanation]:
@@ -309,6 +324,16 @@ class BlackboxRunner:
         return Explanation(prepared.source, prepared.geometry.original_size, prediction, saliency, self.method.name,
                            self.mode, self.device, None, "native", score.calls, timings, prepared.geometry,
                            self.precision, images_inferred=score.images)
+
+
+def split_batches(items: Sequence[Any], streams: int, *, batched: bool) -> list[Sequence[Any]]:
+    """``items`` as the inferences that keep ``streams`` busy: ``batched`` (one shape, a dynamic batch), one
+    contiguous batch per stream, the sizes differing by one at most; otherwise one item per inference."""
+    if not batched:
+        return [items[i:i + 1] for i in range(len(items))]
+    ways = max(1, min(streams, len(items)))
+    bounds = [len(items) * k // ways for k in range(ways + 1)]
+    return [items[bounds[k]:bounds[k + 1]] for k in range(ways)]
 
 
 def _probe(compiled: Any, method: str) -> None:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 import numpy as np
 import pytest
 from support import compile_f32, save_model, tiny_classifier_model, tiny_cnn
 
 from ov_explain import Classifier, PreprocessSpec
+from ov_explain.core.devices import ThreadRequests
 from ov_explain.core.errors import LabelsError
 from ov_explain.explain import Explainer, WhiteboxUnsupportedError, build_xai_model, find_target_layer
 from ov_explain.explain.base import ExplainError
+from ov_explain.explain.runners import split_batches
 
 LAST_LAYER = "__module._swish/aten::hardtanh/Clamp_1"
 
@@ -139,6 +142,45 @@ def test_real_model_batch_equals_single_and_records_provenance(classifier, photo
         assert result.inferences == result.images_inferred == 1 and result.maps[0].raw.shape == (7, 7)
         assert result.maps[0].on_image.shape == result.image_size
     assert batch[0].image_size == (400, 600) and batch[0].maps[0].name == "espresso"
+
+
+def test_split_batches_keeps_order_and_evens_sizes():
+    items = list(range(7))
+    assert split_batches(items, 2, batched=True) == [[0, 1, 2], [3, 4, 5, 6]]
+    assert split_batches(items, 3, batched=True) == [[0, 1], [2, 3], [4, 5, 6]]
+    assert split_batches(items[:2], 4, batched=True) == [[0], [1]]  # never an empty batch
+    assert split_batches(items[:3], 1, batched=True) == [[0, 1, 2]]
+    assert split_batches(items[:3], 2, batched=False) == [[0], [1], [2]]  # a static batch: one at a time
+
+
+@pytest.mark.slow
+def test_batch_on_several_streams_is_split_and_equals_single(photos_dir, monkeypatch):
+    """A THROUGHPUT compile (2 streams here): one call of many images runs a batch per stream at once,
+    in the pool's threads, and gives each image the maps it gets alone, in the order given."""
+    streams = Classifier(device="CPU", cache_dir=None, hint="THROUGHPUT")
+    names = ["coffee.jpg", "chelsea.jpg", "camera.jpg", "rocket.jpg", "astronaut.jpg"]
+    with Explainer(streams) as explainer:
+        if explainer.parallel_requests < 2:
+            pytest.skip(f"the CPU plugin gives this machine {explainer.parallel_requests} stream(s)")
+        inferred: list[tuple[str, int]] = []
+        original = ThreadRequests.infer
+
+        def infer(self, batch, *more):
+            inferred.append((threading.current_thread().name, len(batch)))
+            return original(self, batch, *more)
+
+        monkeypatch.setattr(ThreadRequests, "infer", infer)
+        batch = explainer.explain([photos_dir / n for n in names], targets=[967])
+        sizes = [size for _, size in inferred]
+        assert sorted(sizes) == sorted(len(g) for g in split_batches(names, explainer.parallel_requests,
+                                                                      batched=True))
+        assert all(thread.startswith("ov-explain-batch") for thread, _ in inferred)
+        for name, result in zip(names, batch):
+            single = explainer.explain(photos_dir / name, targets=[967])
+            assert result.image_size == single.image_size
+            np.testing.assert_allclose(result.maps[0].raw, single.maps[0].raw, atol=1e-4)
+            assert result.prediction.top[0].index == single.prediction.top[0].index
+    assert explainer._runner._threads is None  # closed with the explainer
 
 
 @pytest.mark.slow
