@@ -13,9 +13,10 @@ Needs the distributed extra (Ray Data). Prints:
     per-image work (2 actors on these 2 cores);
   * the driver at ``--rows`` simulated rows: the rows/s its appending sustains (the manifest, in dataset
     order, with a progress bar, as in a run), its peak memory holding the dataset, the file names and the
-    list handed to Ray Data, and the end of that run (summary, CSVs, grids, report) in a process of its own,
-    its time and peak memory — and from these, the cluster sizes at which the engine and the appending would
-    saturate.
+    list handed to Ray Data, the summary and CSV built while appending, as an audit does, and the end of that
+    run (summary.json, grids, report); then the same end rebuilt from the manifest in one pass (a run resuming
+    every image) in a process of its own, its time and peak memory — and from these, the cluster sizes at
+    which the engine and the appending would saturate.
 """
 
 from __future__ import annotations
@@ -68,10 +69,13 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
     from tqdm import tqdm
 
     from ov_explain.core.storage import json_line
+    from ov_explain.runs.audit.folder import read_errors
     from ov_explain.runs.audit.run import AUDIT_FOLDER
+    from ov_explain.runs.audit.summary import SummaryBuilder
     from ov_explain.runs.dataset import Sample
     from ov_explain.runs.engine import SampleResult, _record
     from ov_explain.runs.naming import unique_stems
+    from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 
     started = time.perf_counter()
     samples = [Sample(Path(f"/data/imagenet/val/n{i % 1000:08d}/ILSVRC2012_val_{i:08d}.JPEG"), f"n{i % 1000:08d}",
@@ -101,29 +105,41 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
         bar.total = total
         bar.update(done - bar.n)
 
+    # As an audit does: the summary, the CSV and the grids' and report's choices built while appending.
+    chosen = ImageGallery(REPORT_ITEMS)
+    builder = SummaryBuilder(out, 24, chosen.add)
     started = time.perf_counter()
-    appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0)
+    with builder.building():
+        appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0, builder)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    started = time.perf_counter()
+    builder.finish(read_errors(out), FINISH_RUN)
+    build_report(out, chosen=chosen.finish())
+    end_s = time.perf_counter() - started
     del items
-    return {"rows": appended, "append_rows_per_s": appended / seconds, "append_s": seconds,
+    return {"rows": appended, "append_rows_per_s": appended / seconds, "append_s": seconds, "end_s": end_s,
             "hold_s": held_s, "peak_rss_mb": peak, "manifest_mb": (out / "manifest.jsonl").stat().st_size / 1e6}
 
 
+#: What the rows do not say, for the summary of the simulated run.
+FINISH_RUN = {"model": "m.xml", "method": "cam", "mode": "whitebox", "device": "CPU", "precision": "f32",
+              "target_layer": None, "thresholds": {"high_confidence": 0.5, "two_predictions": 0.2}, "seconds": 1.0,
+              "images_per_second": 1.0, "resumed": 0}
+
+
 def child_finish(out: Path) -> dict:
-    """The end of a run on the driver's simulated rows, in a process of its own (its own peak memory):
-    summary.json, manifest.csv, confusion.csv, the grids and report.html, as ``audit`` ends."""
+    """The end of a run on the driver's simulated rows rebuilt from its manifest in one pass, as a run that
+    resumes every image does, in a process of its own (its own peak memory): summary.json, manifest.csv,
+    confusion.csv, the grids and report.html."""
     from ov_explain.runs.audit.folder import read_errors
     from ov_explain.runs.audit.summary import write_summary
     from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    run = {"model": "m.xml", "method": "cam", "mode": "whitebox", "device": "CPU", "precision": "f32",
-           "target_layer": None, "thresholds": {"high_confidence": 0.5, "two_predictions": 0.2}, "seconds": 1.0,
-           "images_per_second": 1.0, "resumed": 0}
     chosen = ImageGallery(REPORT_ITEMS)  # the report's images picked in the summary's pass, as an audit does
-    summary = write_summary(out, read_errors(out), run, grid_tiles=24, also=chosen.add)
+    summary = write_summary(out, read_errors(out), FINISH_RUN, grid_tiles=24, also=chosen.add)
     summarised = time.perf_counter() - started
     build_report(out, chosen=chosen.finish())
     return {"images": summary.images, "summary_s": summarised, "finish_s": time.perf_counter() - started,
@@ -237,14 +253,16 @@ def main() -> None:
         driver = _run_child("driver", str(args.rows), str(work), template)
         images_per_s = driver["append_rows_per_s"] / rows_per_image
         print(f"driver, {driver['rows']:,} simulated rows: appends {driver['append_rows_per_s']:,.0f} rows/s "
-              f"({driver['manifest_mb']:.0f} MB manifest in {driver['append_s']:.1f} s), peak memory "
-              f"{driver['peak_rss_mb']:.0f} MB holding the dataset, file names and Ray's item list "
-              f"(built in {driver['hold_s']:.1f} s)")
+              f"({driver['manifest_mb']:.0f} MB manifest in {driver['append_s']:.1f} s, the summary and CSV built "
+              f"as it goes), peak memory {driver['peak_rss_mb']:.0f} MB holding the dataset, file names and Ray's "
+              f"item list (built in {driver['hold_s']:.1f} s); the end of that run (summary.json, grids, "
+              f"report.html from what was built) {driver['end_s']:.1f} s")
         finish = _run_child("finish", str(work / "driver"))
-        print(f"  end of that run ({finish['images']:,} images: summary, manifest.csv, grids, report.html) in its "
-              f"own process: {finish['finish_s']:.1f} s ({finish['summary_s']:.1f} s of them the summary and "
-              f"CSVs), peak memory {finish['peak_rss_mb']:.0f} MB ({finish['start_rss_mb']:.0f} MB after "
-              f"imports), report {finish['report_mb']:.1f} MB")
+        print(f"  the same end rebuilt from the manifest in one pass, as a run resuming every image does "
+              f"({finish['images']:,} images) in its own process: {finish['finish_s']:.1f} s "
+              f"({finish['summary_s']:.1f} s of them the summary and CSVs), peak memory "
+              f"{finish['peak_rss_mb']:.0f} MB ({finish['start_rss_mb']:.0f} MB after imports), report "
+              f"{finish['report_mb']:.1f} MB")
         print(f"  at {rows_per_image:.2f} rows per image, appending keeps up with {images_per_s:,.0f} images/s "
               f"(~{images_per_s / per_core:,.0f} single-thread actors at {per_core:.1f} images/s each); the engine's "
               f"ceiling here, {pipeline['images_per_s']:,.0f} images/s, is "

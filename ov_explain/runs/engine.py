@@ -8,6 +8,7 @@ at a time, a different run refused, restart and recovery removing only files the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from collections import defaultdict, deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.storage import (
@@ -122,6 +123,18 @@ class RowEngine(Protocol):
         ...
 
 
+class RowSink(Protocol):
+    """What is built from the rows while they are appended (an audit's summary and CSV): ``building()`` is
+    entered once the folder is recovered (it reads the rows already there) and ended when the run's rows are
+    all in; ``add_text`` sees each image's rows as they are appended."""
+
+    def building(self) -> ContextManager[Any]:
+        ...
+
+    def add_text(self, rows: str) -> None:
+        ...
+
+
 class ThreadEngine:
     """The local engine: ``work`` on ``threads`` worker threads of this process, a bounded window ahead.
 
@@ -156,11 +169,12 @@ class ThreadEngine:
 
 def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: FolderKind, settings: dict[str, Any],
              stems: set[str], *, restart: bool = False, progress: Progress | None = None,
-             stop: threading.Event | None = None) -> RunStats:
+             stop: threading.Event | None = None, sink: RowSink | None = None) -> RunStats:
     """Run the engine's work on every sample not already done in ``out`` and record the rows.
 
     Whatever the engine (threads here, or actors on a cluster), this process alone appends the rows, in
     dataset order, after each image's files are in place: that is what makes a killed run resume exactly.
+    ``sink`` is fed every row of the folder, the resumed ones and then each new image's as it is appended.
     """
     try:
         ensure_writable_folder(out)
@@ -172,7 +186,8 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
                         len(todo))
             started = time.perf_counter()
             try:
-                finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo))
+                with sink.building() if sink is not None else contextlib.nullcontext():
+                    finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo), sink)
             finally:
                 remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
             return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
@@ -181,7 +196,7 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
 
 
 def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, progress: Progress | None,
-            stop: threading.Event | None, resumed: int) -> int:
+            stop: threading.Event | None, resumed: int, sink: RowSink | None = None) -> int:
     """Append each result as it comes (in dataset order); a stop ends with :class:`RunInterrupted`."""
     finished = 0
     if progress is not None:
@@ -194,6 +209,8 @@ def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, 
                 errors.append_text(result.error)
             else:
                 rows.append_text(result.rows)
+                if sink is not None:
+                    sink.add_text(result.rows)
             finished += 1
             if progress is not None:
                 progress(finished, len(todo))

@@ -4,6 +4,7 @@ folder refused, restart and recovery that remove only the run's files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -90,6 +91,45 @@ def test_a_stop_records_what_is_in_flight_and_a_rerun_resumes_exactly(tmp_path):
     assert 3 <= saved < 8 and len(set(keys(out))) == saved
     stats = run_rows(samples(8), ThreadEngine(work_in(out), 2), out, KIND, {"size": 8}, set())
     assert (stats.ran, stats.resumed) == (8 - saved, saved) and len(keys(out)) == 16
+
+
+class RecordingSink:
+    """A sink that notes what it is given and when."""
+
+    def __init__(self, out: Path) -> None:
+        self.out, self.events = out, []
+
+    @contextlib.contextmanager
+    def building(self):
+        self.events.append(("start", keys(self.out) if (self.out / "rows.jsonl").exists() else []))
+        try:
+            yield self
+        except BaseException as exc:
+            self.events.append(("failed", type(exc).__name__))
+            raise
+        self.events.append(("end", keys(self.out)))
+
+    def add_text(self, rows: str) -> None:
+        appended = keys(self.out)
+        added = [json.loads(line)["key"] for line in rows.splitlines()]
+        assert appended[-len(added):] == added  # fed after the rows are in the file
+        self.events.append(("rows", added))
+
+
+def test_a_sink_sees_the_folder_recovered_then_each_images_rows_as_appended(tmp_path):
+    out, stop = tmp_path / "run", threading.Event()
+    first = RecordingSink(out)
+    with pytest.raises(RunInterrupted):
+        run_rows(samples(6), ThreadEngine(work_in(out, broken={1}), 1), out, KIND, {"size": 6}, set(), sink=first,
+                 progress=lambda done, total: stop.set() if done >= 3 else None, stop=stop)
+    assert first.events[0] == ("start", []) and first.events[-1] == ("failed", "RunInterrupted")
+    fed = [key for event, added in first.events if event == "rows" for key in added]
+    assert fed == keys(out) and "img1" not in fed  # an error row is not a row
+    second = RecordingSink(out)
+    run_rows(samples(6), ThreadEngine(work_in(out), 2), out, KIND, {"size": 6}, set(), sink=second)
+    assert second.events[0] == ("start", fed)  # the resumed rows are the folder's, recovered
+    new = [key for event, added in second.events if event == "rows" for key in added]
+    assert fed + new == keys(out) == second.events[-1][1] and sorted(set(keys(out))) == [f"img{i}" for i in range(6)]
 
 
 def test_another_runs_folder_is_refused_and_restart_removes_only_the_runs_files(tmp_path):

@@ -25,7 +25,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -48,7 +48,7 @@ from ov_explain.runs.audit.folder import (
     RankedClass,
     read_errors,
 )
-from ov_explain.runs.audit.summary import AuditSummary, write_summary
+from ov_explain.runs.audit.summary import AuditSummary, SummaryBuilder
 from ov_explain.runs.cases import CASES, CaseDecision, CaseThresholds, classify_case
 from ov_explain.runs.config import DatasetConfig, RunConfig
 from ov_explain.runs.dataset import LabelResolver, Sample
@@ -158,11 +158,15 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
     else:  # one budget of inferences in flight for the whole audit, shared by the images at once
         threads, per_image = explainer.plan(run.workers)
         engine = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
+    chosen = ImageGallery(REPORT_ITEMS) if options.report else None  # the report's images, chosen alike
+    # The summary, the CSV, the grids' and the report's choices built as the rows are appended.
+    builder = SummaryBuilder(out, options.grid_tiles if options.grids else None,
+                             None if chosen is None else chosen.add)
     stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=run.restart,
-                     progress=progress, stop=stop)
-    chosen = ImageGallery(REPORT_ITEMS) if options.report else None  # the report's images, in the same pass
-    summary = _finish(out, explainer, options, stats.seconds, stats.ran, stats.resumed,
-                      None if chosen is None else chosen.add)
+                     progress=progress, stop=stop, sink=builder)
+    run_summary = {**run_record(explainer, stats.seconds, stats.ran, stats.resumed),
+                   "thresholds": options.thresholds.to_dict()}
+    summary = builder.finish(read_errors(out), run_summary)
     if chosen is not None:
         build_report(out, chosen=chosen.finish())
     logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", stats.ran, stats.seconds,
@@ -377,9 +381,3 @@ def legacy_readout(classifier: Any) -> str:
     """What white-box maps read before the read-out was a choice: the classification output as it is —
     probabilities where the graph (or the user) says so, logits otherwise."""
     return "probability" if classifier.output_kind == "probabilities" else "logit"
-
-
-def _finish(out: Path, explainer: Explainer, options: AuditOptions, seconds: float, ran: int,
-            resumed: int, also: Callable[[dict[str, Any]], None] | None = None) -> AuditSummary:
-    run = {**run_record(explainer, seconds, ran, resumed), "thresholds": options.thresholds.to_dict()}
-    return write_summary(out, read_errors(out), run, options.grid_tiles if options.grids else None, also)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -10,7 +11,7 @@ import operator
 from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 
@@ -73,34 +74,121 @@ class AuditSummary:
 def write_summary(out: Path, errors: list[ErrorRow], run: dict[str, Any], grid_tiles: int | None,
                   also: Callable[[dict[str, Any]], None] | None = None) -> AuditSummary:
     """Write manifest.csv, errors.csv, summary.json, confusion.csv and (``grid_tiles`` not None) the case grids
-    in one pass over the folder's manifest: memory holds the counts and each case's grid tiles, not the rows,
-    whatever their number. ``also`` sees every row of that pass too (the report's choice of images).
+    in one pass over the folder's manifest (see :class:`SummaryBuilder`, which an audit feeds as it appends)."""
+    builder = SummaryBuilder(out, grid_tiles, also)
+    with builder.building():
+        pass
+    return builder.finish(errors, run)
 
-    ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer,
-    thresholds, seconds, images_per_second, resumed.
-    """
-    tally = _Tally()
-    gallery = Gallery(grid_tiles or 0, key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
 
-    def count(row: dict[str, Any]) -> None:
-        tally.add(row)
+class SummaryBuilder:
+    """An audit's closing files built while its rows are appended: the manifest's rows already in the folder
+    (resumed ones) in one pass when :meth:`building` starts, then each new image's rows (:meth:`add_text`) as
+    the run appends them, so the end of the run writes counts it holds instead of reading every row again.
+    Memory holds the counts and each case's grid tiles (and whatever ``also`` keeps), not the rows.
+
+    manifest.csv is written as rows come and put in place when :meth:`building` ends without an error (the
+    columns of the first row; an older folder whose rows differ is written again with every column)."""
+
+    def __init__(self, out: Path, grid_tiles: int | None, also: Callable[[dict[str, Any]], None] | None = None):
+        self.out, self.grid_tiles, self.also = out, grid_tiles, also
+        self.tally = _Tally()
+        self.gallery = Gallery(grid_tiles or 0,
+                               key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
+        self._csv: CsvStream | None = None
+        self._complete = False  # every column written (False: written again at the end)
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator["SummaryBuilder"]:
+        """Rows are added inside; the manifest's own are read first (a resumed run's)."""
+        self._csv = CsvStream(self.out / MANIFEST_CSV)
+        try:
+            for row in read_row_columns(self.out):
+                self.add(row)
+            yield self
+        except BaseException:
+            self._csv.abandon()
+            raise
+        self._complete = self._csv.close()
+
+    def add_text(self, rows: str) -> None:
+        """An image's rows as the run appends them: JSON lines."""
+        for line in rows.splitlines():
+            self.add(json.loads(line))
+
+    def add(self, row: dict[str, Any]) -> None:
+        assert self._csv is not None, "rows are added inside building()"
+        self._csv.add(row)
+        self.tally.add(row)
         if row["overlay_path"] is not None:
-            gallery.add(row["case"], row)
-        if also is not None:
-            also(row)
+            self.gallery.add(row["case"], row)
+        if self.also is not None:
+            self.also(row)
 
-    write_csv_stream(out / MANIFEST_CSV, lambda: read_row_columns(out), count)
-    write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
-    grids = {}
-    if grid_tiles is not None:
-        kept = [AuditRow.from_dict(row) for case in CASES for row in gallery.members(case)]
-        grids = write_grids(out, kept, grid_tiles, totals={c: (gallery.counts[c], tally.cases[c]) for c in CASES})
-    summary = tally.summary(out, len(errors), grids, run)
-    atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
-    write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
-                                for t, row in summary.confusion.items() for p, n in row.items()],
-              ["ground_truth", "predicted", "images"])
-    return summary
+    def finish(self, errors: list[ErrorRow], run: dict[str, Any]) -> AuditSummary:
+        """errors.csv, the grids, summary.json and confusion.csv from what was counted.
+
+        ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer,
+        thresholds, seconds, images_per_second, resumed."""
+        out, tally = self.out, self.tally
+        if not self._complete:
+            write_csv_stream(out / MANIFEST_CSV, lambda: read_row_columns(out))
+        write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
+        grids = {}
+        if self.grid_tiles is not None:
+            kept = [AuditRow.from_dict(row) for case in CASES for row in self.gallery.members(case)]
+            grids = write_grids(out, kept, self.grid_tiles,
+                                totals={c: (self.gallery.counts[c], tally.cases[c]) for c in CASES})
+        summary = tally.summary(out, len(errors), grids, run)
+        atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
+        write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
+                                    for t, row in summary.confusion.items() for p, n in row.items()],
+                  ["ground_truth", "predicted", "images"])
+        return summary
+
+
+class CsvStream:
+    """A CSV written a row at a time and put in place in one step (:meth:`close`), or removed (:meth:`abandon`).
+    Its columns are the first row's: the common case (every row has them) is one C-level pick per row."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = atomic_text_file(path)
+        self._writer = csv.writer(self._file.__enter__(), lineterminator="\n")
+        self.columns: list[str] | None = None
+        self._seen: dict[str, None] = {}
+        self._values: Callable[[dict[str, Any]], Any] = lambda row: ()
+
+    def add(self, row: dict[str, Any]) -> None:
+        if self.columns is None:
+            self.columns = list(row)
+            self._seen = dict.fromkeys(self.columns)
+            self._writer.writerow(self.columns)
+            pick = operator.itemgetter(*self.columns)
+            self._values = pick if len(self.columns) > 1 else lambda row: [pick(row)]
+        if row.keys() == self._seen.keys():
+            self._writer.writerow(self._values(row))
+        else:
+            self._seen.update(dict.fromkeys(row))
+            self._writer.writerow([row.get(k) for k in self.columns])
+
+    def close(self) -> bool:
+        """Put the file in place; False when some row had columns the first one lacked (write it again)."""
+        if self.columns is None:
+            self._writer.writerow([])
+        self._file.__exit__(None, None, None)
+        return self.columns is None or len(self._seen) == len(self.columns)
+
+    def abandon(self) -> None:
+        """Remove the file being written (the run failed or stopped: it is rebuilt next time)."""
+        error = RuntimeError("abandoned")
+        try:
+            self._file.__exit__(RuntimeError, error, None)
+        except RuntimeError:
+            pass
+
+    @property
+    def every_column(self) -> list[str]:
+        return list(self._seen)
 
 
 def write_csv_stream(path: Path, rows: Callable[[], Iterable[dict[str, Any]]],
@@ -108,30 +196,21 @@ def write_csv_stream(path: Path, rows: Callable[[], Iterable[dict[str, Any]]],
     """A CSV of ``rows()`` written as they come and put in place in one step, ``each`` called on every row.
     Its columns are the first row's; when a later row has others (a folder resumed from an earlier version),
     the file is written once more with every column in the order they first appeared, as :func:`write_csv`."""
-    columns: list[str] | None = None
-    seen: dict[str, None] = {}
-    with atomic_text_file(path) as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+    stream = CsvStream(path)
+    try:
         for row in rows():
-            if columns is None:
-                columns = list(row)
-                seen = dict.fromkeys(columns)
-                writer.writerow(columns)
-                values = operator.itemgetter(*columns)  # the common case: every row has the first one's columns
-            if row.keys() == seen.keys():
-                writer.writerow(values(row) if len(columns) > 1 else [values(row)])
-            else:
-                seen.update(dict.fromkeys(row))
-                writer.writerow([row.get(k) for k in columns])
+            stream.add(row)
             if each is not None:
                 each(row)
-        if columns is None:
-            writer.writerow([])
-    if columns is not None and len(seen) != len(columns):
+    except BaseException:
+        stream.abandon()
+        raise
+    if not stream.close():
         with atomic_text_file(path) as handle:
             writer = csv.writer(handle, lineterminator="\n")
-            writer.writerow(list(seen))
-            writer.writerows([row.get(k) for k in seen] for row in rows())
+            columns = stream.every_column
+            writer.writerow(columns)
+            writer.writerows([row.get(k) for k in columns] for row in rows())
 
 
 class _Tally:

@@ -11,7 +11,7 @@ import cv2
 import pytest
 
 from ov_explain.runs.audit.folder import read_errors, read_rows
-from ov_explain.runs.audit.summary import AuditSummary, write_csv, write_grids, write_summary
+from ov_explain.runs.audit.summary import AuditSummary, SummaryBuilder, write_csv, write_grids, write_summary
 
 RUN = {"model": "efficientnet_lite0.xml", "method": "cam", "mode": "whitebox", "device": "CPU", "precision": "f32",
        "target_layer": "Clamp_1", "thresholds": {"high_confidence": 0.5, "two_predictions": 0.2}, "seconds": 1.0,
@@ -83,3 +83,38 @@ def test_a_damaged_row_is_one_error_naming_its_line(folder):
     with pytest.raises(ValueError, match=r"manifest.jsonl: line 2: missing column 'case'"):
         write_summary(folder, read_errors(folder), RUN, grid_tiles=None)
     assert not (folder / "manifest.csv").exists()  # nothing half-written left in its place
+
+
+def test_rows_fed_as_they_are_appended_give_the_files_of_one_pass_over_the_manifest(folder, monkeypatch):
+    """An audit feeds the builder each image's rows as it appends them (the first two here already in the
+    folder, as a resumed run's): the same summary and byte-equal CSVs, and the end reads no row again."""
+    lines = (folder / "manifest.jsonl").read_text().splitlines(keepends=True)
+    write_summary(folder, read_errors(folder), RUN, grid_tiles=2)
+    expected = {name: (folder / name).read_bytes() for name in ("manifest.csv", "summary.json", "confusion.csv")}
+    for name in expected:
+        (folder / name).unlink()
+    (folder / "manifest.jsonl").write_text("".join(lines[:2]))
+    import ov_explain.runs.audit.summary as summary_module
+
+    read = []
+    original = summary_module.read_row_columns
+    monkeypatch.setattr(summary_module, "read_row_columns", lambda out: (read.append(r) or r for r in original(out)))
+    builder = SummaryBuilder(folder, 2)
+    with builder.building():
+        assert len(read) == 2  # the resumed rows, read once as the run starts
+        for line in lines[2:]:  # the run appends the others, and feeds them
+            with open(folder / "manifest.jsonl", "a") as handle:
+                handle.write(line)
+            builder.add_text(line)
+    builder.finish(read_errors(folder), RUN)
+    assert len(read) == 2  # the end of the run read nothing more
+    assert {name: (folder / name).read_bytes() for name in expected} == expected
+
+
+def test_a_run_that_fails_while_building_leaves_no_csv_behind(folder):
+    builder = SummaryBuilder(folder, None)
+    with pytest.raises(KeyboardInterrupt):
+        with builder.building():
+            raise KeyboardInterrupt
+    assert not (folder / "manifest.csv").exists()
+    assert not [p for p in folder.iterdir() if p.name.startswith(".manifest.csv")]  # no temp file either
