@@ -19,7 +19,7 @@ import cv2
 
 from ov_explain import render
 from ov_explain.core.errors import OvExplainError
-from ov_explain.core.images import read_image
+from ov_explain.core.images import read_bgr_at_least, read_image
 from ov_explain.core.storage import atomic_write_text
 from ov_explain.render.grids import thumbnail
 from ov_explain.runs.audit.folder import MANIFEST, REPORT, SUMMARY, AuditRow, read_errors, read_row_columns
@@ -160,8 +160,8 @@ def _environment() -> Any:
 def _box_item(out: Path, row: Any, size: int, originals: dict[str, tuple[str | None, str | None]]) -> ReportItem:
     """One box of a detection audit: its overlay (the boxes drawn) beside its image."""
     if row.source not in originals:
-        originals[row.source] = _original(out, Path(row.source), size)
-    picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+        originals[row.source] = _original(out, Path(row.source), size, (row.height, row.width))
+    picture = read_bgr_at_least(out / row.overlay_path, size, (row.height, row.width))
     found = row.detection is not None
     label = f"box {row.target_rank}" + ("" if found else " (missed)")
     maps = ({"label": row.target_class, "role": label, "probability": row.target_score, "link": row.overlay_path,
@@ -171,11 +171,16 @@ def _box_item(out: Path, row: Any, size: int, originals: dict[str, tuple[str | N
                       _box_confidence(row), *originals[row.source], maps)
 
 
-def _original(out: Path, source: Path, size: int) -> tuple[str | None, str | None]:
-    """The original's thumbnail (None if it is gone) and its link relative to the report."""
+def _original(out: Path, source: Path, size: int, image_size: tuple[int, int]) -> tuple[str | None, str | None]:
+    """The original's thumbnail (None if it is gone) and its link relative to the report. A JPEG is decoded
+    at a reduced scale where its ``image_size`` (height, width, as audited) allows (the thumbnail alone needs it)."""
     original = None
     try:
-        original = _data_uri(thumbnail(read_image(source), size))
+        reduced = None
+        if source.suffix.lower() in (".jpg", ".jpeg"):
+            reduced = read_bgr_at_least(source, size, image_size)
+        original = _data_uri(thumbnail(reduced, size), bgr=True) if reduced is not None else \
+            _data_uri(thumbnail(read_image(source), size))
     except OvExplainError as exc:
         logger.warning("report: original not shown (%s)", exc)
     link = os.path.relpath(source.resolve(), out.resolve()) if source.exists() else None
@@ -188,13 +193,13 @@ def _item(out: Path, columns: list[dict[str, Any]], size: int) -> ReportItem:
     first = rows[0]
     maps = []
     for row in rows:
-        picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+        picture = read_bgr_at_least(out / row.overlay_path, size, (row.height, row.width))
         maps.append({"label": row.target_class, "role": row.target_role.replace("_", " "),
                      "probability": row.target_probability, "link": row.overlay_path,
                      "thumbnail": None if picture is None else _data_uri(thumbnail(picture, size), bgr=True)})
     return ReportItem(first.key, first.stem, first.case, first.ground_truth_class,
                       first.ground_truth_probability, first.top1.name, first.top1.probability,
-                      *_original(out, Path(first.source), size), tuple(maps))
+                      *_original(out, Path(first.source), size, (first.height, first.width)), tuple(maps))
 
 
 def _data_uri(picture: Any, *, bgr: bool = False) -> str:

@@ -15,8 +15,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import cv2
 
+from ov_explain.core.images import read_bgr_at_least
 from ov_explain.core.storage import atomic_text_file, atomic_write_bytes, atomic_write_text
-from ov_explain.render.grids import Tile, grid_png, thumbnail
+from ov_explain.render.grids import CELL, Tile, grid_png
 from ov_explain.runs.audit.folder import (
     CONFUSION,
     ERROR_COLUMNS,
@@ -281,10 +282,10 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
         chosen = sorted(by_case[case], key=order)
         tiles = []
         for row in chosen[:tiles_per_grid]:
-            picture = cv2.imread(str(out / row.overlay_path), cv2.IMREAD_COLOR)
+            picture = read_bgr_at_least(out / row.overlay_path, CELL, (row.height, row.width))  # the grid fits it
             if picture is None:
                 continue
-            tiles.append(Tile(thumbnail(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB)), title(row)))
+            tiles.append(Tile(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), title(row)))
         if not tiles:
             continue
         maps, images = totals[case] if totals is not None else (len(by_case[case]), len({r.key for r in by_case[case]}))
