@@ -92,7 +92,7 @@ def throughput(images: int, rounds: int, work: Path) -> None:
     ceiling = 1000 / (1000 / p + maps_per_image * map_ms / cores)
     print(f"\n{images} images, {rounds} interleaved rounds, median images/s")
     print(f"  plain prediction (predict_many, async queue)   {p:7.1f} images/s")
-    print(f"  audit, {explainer.method} (overlays + manifest) {a:11.1f} images/s")
+    print(f"  audit, {explainer.method:<8s} (overlays + manifest)    {a:7.1f} images/s")
     print(f"  ratio audit / prediction                       {a / p:7.2f}   (target >= 0.9)")
     print(f"  the files of one map (projection, colour map, blend, JPEG, .npy, atomic writes): {map_ms:.2f} core-ms, "
           f"{maps_per_image:.2f} maps per image")
