@@ -11,6 +11,7 @@ import base64
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,15 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224, per
                 images.add(row)
             gallery = images.finish()
         originals: dict[str, tuple[str | None, str | None]] = {}  # an image's thumbnail, once for all its boxes
-        by_case = {case: [_box_item(out, r, thumbnail_size, originals) if detection else
-                          _item(out, r, thumbnail_size) for r in gallery.members(case)] for case in case_names}
+        members = [(case, r) for case in case_names for r in gallery.members(case)]
+        if detection:  # boxes of one image share its original's thumbnail: made in order
+            made = [_box_item(out, r, thumbnail_size, originals) for _, r in members]
+        else:  # decoding and encoding release the GIL: the thumbnails on every core
+            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+                made = list(pool.map(lambda member: _item(out, member[1], thumbnail_size), members))
+        by_case: dict[str, list[ReportItem]] = {case: [] for case in case_names}
+        for (case, _), item in zip(members, made):
+            by_case[case].append(item)
     except ValueError as exc:
         raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
     items = [i for case in case_names for i in by_case[case]]

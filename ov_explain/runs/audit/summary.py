@@ -8,7 +8,9 @@ import io
 import json
 import logging
 import operator
+import os
 from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -269,30 +271,32 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
     order = order or (lambda r: (-r.top1.probability, r.key, r.target_rank))
     title = title or tile_title
     (out / GRIDS).mkdir(exist_ok=True)
-    written = {}
     by_case: dict[str, list[Any]] = defaultdict(list)
     for row in rows:
         if row.overlay_path is not None:
             by_case[row.case].append(row)
-    for case in cases:
+    def draw(case: str) -> str | None:
+        """The case's grid written (decoding, drawing and encoding release the GIL: cases on every core)."""
         path = out / GRIDS / f"{case}.png"
         if case not in by_case:
             path.unlink(missing_ok=True)
-            continue
-        chosen = sorted(by_case[case], key=order)
+            return None
+        chosen = sorted(by_case[case], key=order)[:tiles_per_grid]
         tiles = []
-        for row in chosen[:tiles_per_grid]:
-            picture = read_bgr_at_least(out / row.overlay_path, CELL, (row.height, row.width))  # the grid fits it
-            if picture is None:
-                continue
-            tiles.append(Tile(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), title(row)))
+        for row in chosen:  # the grid fits each picture in its cell
+            picture = read_bgr_at_least(out / row.overlay_path, CELL, (row.height, row.width))
+            if picture is not None:
+                tiles.append(Tile(cv2.cvtColor(picture, cv2.COLOR_BGR2RGB), title(row)))
         if not tiles:
-            continue
+            return None
         maps, images = totals[case] if totals is not None else (len(by_case[case]), len({r.key for r in by_case[case]}))
         shown = f"{len(tiles)} of {maps} maps, {images} images"
         atomic_write_bytes(path, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
-        written[case] = f"{GRIDS}/{case}.png"
-    return written
+        return f"{GRIDS}/{case}.png"
+
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        drawn = list(pool.map(draw, cases))
+    return {case: relative for case, relative in zip(cases, drawn) if relative is not None}
 
 
 def tile_title(row: AuditRow) -> str:
