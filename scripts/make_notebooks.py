@@ -36,7 +36,7 @@ prediction = clf.predict(photo)
 print("ran on", prediction.device)
 for score in prediction.top:
     print(f"{score.name:20s} {score.probability:.3f}")'''),
-    md("## White-box: CAM\n\nOne inference gives the prediction and the maps. For this head (global average pooling + linear) the default is CAM with the probability read-out: Grad-CAM of the probability, without a backward pass, the most faithful one-inference map in the README's table; `method=\"reciprocam\"` is the other white-box CNN method. We ask for the top classes."),
+    md("## White-box: CAM\n\nOne inference gives the prediction and the maps. For this head (global average pooling + linear) the default is CAM with the probability read-out: Grad-CAM of the probability, without a backward pass, the most faithful one-inference map in the faithfulness table (docs/explaining.md); `method=\"reciprocam\"` is the other white-box CNN method. We ask for the top classes."),
     code('''from ov_explain.explain import Explainer
 
 whitebox = Explainer(clf, mode="whitebox")

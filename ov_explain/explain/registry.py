@@ -1,5 +1,5 @@
 """The one list of explanation methods: the explainer, the CLI, the explorer, the openvino-xai
-backend and the README's method table all read it.
+backend and the documentation's method table (docs/explaining.md) all read it.
 
 Adding a method is one module in :mod:`ov_explain.explain.methods` that defines ``METHOD`` (a
 :class:`~ov_explain.explain.method.WhiteboxMethod` or

