@@ -11,7 +11,7 @@ import base64
 import json
 import logging
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,17 +64,7 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224, per
     a low-confidence one, the closest calls of a two-predictions one), chosen in one pass over the rows —
     or ``chosen`` already (an :class:`ImageGallery` fed by the pass that wrote the summary)."""
     out = Path(audit_dir)
-    summary_path = out / SUMMARY
-    if not (out / MANIFEST).exists() or not summary_path.exists():
-        raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
-    try:
-        summary = json.loads(summary_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
-    if not isinstance(summary, dict):
-        raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
-    detection = summary.get("task") == "detection"
-    case_names = BOX_CASES if detection else CASES
+    detection = _finished_summary(out).get("task") == "detection"
     try:
         if chosen is not None:
             gallery = chosen
@@ -85,29 +75,68 @@ def build_report(audit_dir: str | os.PathLike, *, thumbnail_size: int = 224, per
             for row in read_row_columns(out):
                 images.add(row)
             gallery = images.finish()
-        originals: dict[str, tuple[str | None, str | None]] = {}  # an image's thumbnail, once for all its boxes
-        members = [(case, r) for case in case_names for r in gallery.members(case)]
-        if detection:  # boxes of one image share its original's thumbnail: made in order
-            made = [_box_item(out, r, thumbnail_size, originals) for _, r in members]
-        else:  # decoding and encoding release the GIL: the thumbnails on every core
-            with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
-                made = list(pool.map(lambda member: _item(out, member[1], thumbnail_size), members))
-        by_case: dict[str, list[ReportItem]] = {case: [] for case in case_names}
-        for (case, _), item in zip(members, made):
-            by_case[case].append(item)
     except ValueError as exc:
         raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
-    items = [i for case in case_names for i in by_case[case]]
-    errors = read_errors(out)
-    classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
-    html = _environment().get_template("report.html.j2").render(
-        summary=summary, cases=[(c, by_case[c], gallery.counts[c]) for c in case_names if gallery.counts[c]],
-        items=items, errors=errors, classes=classes, per_class=summary.get("per_class", {}),
-        case_names=list(case_names), detection=detection)
-    path = out / REPORT
-    atomic_write_text(path, html)
-    logger.info("%s: report of %d images, %d shown", path, sum(gallery.counts.values()), len(items))
-    return path
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        return ReportPictures(out, gallery, detection=detection, thumbnail_size=thumbnail_size, pool=pool).write()
+
+
+class ReportPictures:
+    """A report's gallery with its thumbnails being made on ``pool`` (a classifier audit's: decoding and encoding
+    release the GIL, so they share the cores with whatever else the end of a run draws, such as the grids);
+    :meth:`write` renders the page once the folder's summary.json is written."""
+
+    def __init__(self, out: Path, gallery: Gallery, *, detection: bool = False, thumbnail_size: int = 224,
+                 pool: Executor) -> None:
+        self.out, self.gallery, self.detection = out, gallery, detection
+        self.case_names = BOX_CASES if detection else CASES
+        self.members = [(case, r) for case in self.case_names for r in gallery.members(case)]
+        if detection:  # boxes of one image share its original's thumbnail: made in order, when written
+            originals: dict[str, tuple[str | None, str | None]] = {}
+            self._made = [pool.submit(lambda: [_box_item(out, r, thumbnail_size, originals) for _, r in self.members])]
+        else:
+            self._made = [pool.submit(_item, out, r, thumbnail_size) for _, r in self.members]
+
+    def _items(self) -> list[ReportItem]:
+        if self.detection:
+            return self._made[0].result()
+        return [made.result() for made in self._made]
+
+    def write(self) -> Path:
+        out, gallery, case_names = self.out, self.gallery, self.case_names
+        summary = _finished_summary(out)
+        try:
+            made = self._items()
+        except ValueError as exc:
+            raise ReportError(f"{exc}; run the audit again (it repairs the manifest) or restart it") from None
+        by_case: dict[str, list[ReportItem]] = {case: [] for case in case_names}
+        for (case, _), item in zip(self.members, made):
+            by_case[case].append(item)
+        items = [i for case in case_names for i in by_case[case]]
+        errors = read_errors(out)
+        classes = sorted({i.ground_truth for i in items if i.ground_truth} | {i.prediction for i in items})
+        html = _environment().get_template("report.html.j2").render(
+            summary=summary, cases=[(c, by_case[c], gallery.counts[c]) for c in case_names if gallery.counts[c]],
+            items=items, errors=errors, classes=classes, per_class=summary.get("per_class", {}),
+            case_names=list(case_names), detection=self.detection)
+        path = out / REPORT
+        atomic_write_text(path, html)
+        logger.info("%s: report of %d images, %d shown", path, sum(gallery.counts.values()), len(items))
+        return path
+
+
+def _finished_summary(out: Path) -> dict[str, Any]:
+    """The folder's summary.json, or one line saying why the folder is not a finished audit."""
+    summary_path = out / SUMMARY
+    if not (out / MANIFEST).exists() or not summary_path.exists():
+        raise ReportError(f"{out}: not a finished audit (expected manifest.jsonl and summary.json)")
+    try:
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ReportError(f"{summary_path}: damaged ({exc}); run the audit again to rewrite it") from None
+    if not isinstance(summary, dict):
+        raise ReportError(f"{summary_path}: damaged (expected a JSON object); run the audit again to rewrite it")
+    return summary
 
 
 def telling(case: str, confidence: float, runner_up: float | None, key: str) -> tuple[float, str]:

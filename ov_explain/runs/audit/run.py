@@ -23,6 +23,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -56,7 +57,7 @@ from ov_explain.runs.detection.cases import BoxThresholds
 from ov_explain.runs.engine import FolderError, FolderKind, Progress, ThreadEngine, run_rows
 from ov_explain.runs.naming import file_labels, format_name, parse_name, unique_stems
 from ov_explain.runs.ray_engine import RayEngine, actor_core, import_ray
-from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
+from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, ReportPictures
 from ov_explain.runs.settings import digest, method_settings, model_settings, run_record, style_settings
 from ov_explain.runs.writer import MapStyle, to_bgr, write_map_files
 
@@ -166,9 +167,13 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
                      progress=progress, stop=stop, sink=builder)
     run_summary = {**run_record(explainer, stats.seconds, stats.ran, stats.resumed),
                    "thresholds": options.thresholds.to_dict()}
-    summary = builder.finish(read_errors(out), run_summary)
-    if chosen is not None:
-        build_report(out, chosen=chosen.finish())
+    # The end's pictures on one pool: the report's thumbnails are made while the grids are drawn and
+    # summary.json written (the page itself is rendered once the summary is in place).
+    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+        pictures = None if chosen is None else ReportPictures(out, chosen.finish(), pool=pool)
+        summary = builder.finish(read_errors(out), run_summary, pool=pool)
+        if pictures is not None:
+            pictures.write()
     logger.info("audit: %d images in %.1f s (%.1f images/s), %d errors", stats.ran, stats.seconds,
                 summary.images_per_second, summary.errors)
     return summary

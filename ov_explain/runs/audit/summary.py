@@ -10,7 +10,7 @@ import logging
 import operator
 import os
 from collections import Counter, defaultdict
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -128,11 +128,12 @@ class SummaryBuilder:
         if self.also is not None:
             self.also(row)
 
-    def finish(self, errors: list[ErrorRow], run: dict[str, Any]) -> AuditSummary:
+    def finish(self, errors: list[ErrorRow], run: dict[str, Any], *, pool: Executor | None = None) -> AuditSummary:
         """errors.csv, the grids, summary.json and confusion.csv from what was counted.
 
         ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer,
-        thresholds, seconds, images_per_second, resumed."""
+        thresholds, seconds, images_per_second, resumed. ``pool``: where the grids are drawn (one of the
+        run's end, shared with the report's thumbnails); by default a pool of their own."""
         out, tally = self.out, self.tally
         if not self._complete:
             write_csv_stream(out / MANIFEST_CSV, lambda: read_row_columns(out))
@@ -141,7 +142,7 @@ class SummaryBuilder:
         if self.grid_tiles is not None:
             kept = [AuditRow.from_dict(row) for case in CASES for row in self.gallery.members(case)]
             grids = write_grids(out, kept, self.grid_tiles,
-                                totals={c: (self.gallery.counts[c], tally.cases[c]) for c in CASES})
+                                totals={c: (self.gallery.counts[c], tally.cases[c]) for c in CASES}, pool=pool)
         summary = tally.summary(out, len(errors), grids, run)
         atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
         write_csv(out / CONFUSION, [{"ground_truth": t, "predicted": p, "images": n}
@@ -263,11 +264,12 @@ def write_csv(path: Path, rows: list[dict[str, Any]], columns: Sequence[str] | N
 
 def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: Sequence[str] = CASES,
                 order: Callable[[Any], Any] | None = None, title: Callable[[Any], str] | None = None,
-                totals: dict[str, tuple[int, int]] | None = None) -> dict[str, str]:
+                totals: dict[str, tuple[int, int]] | None = None, pool: Executor | None = None) -> dict[str, str]:
     """One picture grid per case of the rows' overlays, in ``order`` (default: most confident images first,
     an image's maps together), titled by ``title``; returns case -> relative path. Detection audits pass
     their own cases, order and titles. ``totals``: each case's (maps, images) when ``rows`` are only the ones
-    to show (chosen while streaming); by default counted from ``rows``."""
+    to show (chosen while streaming); by default counted from ``rows``. The cases are drawn on ``pool``
+    (decoding, drawing and encoding release the GIL), by default one of their own with a thread per core."""
     order = order or (lambda r: (-r.top1.probability, r.key, r.target_rank))
     title = title or tile_title
     (out / GRIDS).mkdir(exist_ok=True)
@@ -276,7 +278,7 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
         if row.overlay_path is not None:
             by_case[row.case].append(row)
     def draw(case: str) -> str | None:
-        """The case's grid written (decoding, drawing and encoding release the GIL: cases on every core)."""
+        """The case's grid written."""
         path = out / GRIDS / f"{case}.png"
         if case not in by_case:
             path.unlink(missing_ok=True)
@@ -294,7 +296,10 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
         atomic_write_bytes(path, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
         return f"{GRIDS}/{case}.png"
 
-    with ThreadPoolExecutor(os.cpu_count() or 1) as pool:
+    if pool is None:
+        with ThreadPoolExecutor(os.cpu_count() or 1) as own:
+            drawn = list(own.map(draw, cases))
+    else:
         drawn = list(pool.map(draw, cases))
     return {case: relative for case, relative in zip(cases, drawn) if relative is not None}
 
