@@ -98,7 +98,7 @@ def bundled_audit(out: Path) -> Path:
 
 
 def grid_figure(audit_dir: Path) -> Path:
-    grid = read_image(audit_dir / "grids" / "True_positive_high_confidence.png")
+    grid = read_image(audit_dir / "grids" / "True_positive_high_confidence.jpg")
     return save_png(grid, "grid.png", width=900)
 
 

@@ -111,7 +111,7 @@ for row in rows:
 import matplotlib.image as mpimg
 
 for case in summary.cases:
-    grid = mpimg.imread(OUT / "audit" / "grids" / f"{case}.png")
+    grid = mpimg.imread(OUT / "audit" / "grids" / f"{case}.jpg")
     plt.figure(figsize=(12, 12 * grid.shape[0] / grid.shape[1]))
     plt.imshow(grid); plt.axis("off"); plt.title(case)
     plt.show()'''),

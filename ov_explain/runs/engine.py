@@ -9,6 +9,7 @@ at a time, a different run refused, restart and recovery removing only files the
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -32,6 +33,7 @@ from ov_explain.core.storage import (
     remove_temp_files,
     write_jsonl,
 )
+from ov_explain.render.grids import FORMER_GRID_SUFFIXES, GRID_SUFFIX
 from ov_explain.runs.dataset import Sample
 
 logger = logging.getLogger(__name__)
@@ -70,7 +72,7 @@ class FolderKind:
     errors_file: str
     top_files: tuple[str, ...]
     cases: tuple[str, ...]  # the case folders, of per-row files
-    picture_folders: tuple[str, ...]  # sub-folders of one picture per case ({case}.png)
+    picture_folders: tuple[str, ...]  # sub-folders of one picture per case ({case}.jpg, {case}.png before 0.3)
     file_extensions: tuple[str, ...]
     path_columns: tuple[str, ...]  # row columns that name the row's files
     stem_of: Callable[[str], str]  # a structured file name -> its dataset stem; ValueError if not one
@@ -306,8 +308,8 @@ def clear(out: Path, kind: FolderKind, stems: set[str]) -> None:
     remove_temp_files(out)
     _, foreign = _remove_ours(out, kind, set(), listed_files(kind, read_jsonl(out / kind.rows_file)), stems)
     for pictures in kind.picture_folders:
-        for case in kind.cases:
-            (out / pictures / f"{case}.png").unlink(missing_ok=True)
+        for case, suffix in itertools.product(kind.cases, (GRID_SUFFIX, *FORMER_GRID_SUFFIXES)):
+            (out / pictures / f"{case}{suffix}").unlink(missing_ok=True)
         if (out / pictures).is_dir():
             foreign += sorted(f"{pictures}/{p.name}" for p in (out / pictures).iterdir())
     for folder in [out / c for c in kind.cases] + [out / p for p in kind.picture_folders]:

@@ -59,6 +59,25 @@ def test_report_rebuilds_and_survives_a_moved_dataset(audit_dir, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_page_is_the_same_whether_its_compiled_template_is_cached_or_cannot_be(audit_dir, tmp_path,
+                                                                                   monkeypatch):
+    import tempfile
+
+    from ov_explain.runs import report
+
+    pages = []
+    for temp in (tmp_path / "temp", tmp_path / "a_file"):  # a temp folder; one that cannot be made
+        temp.mkdir() if temp.name == "temp" else temp.write_text("not a folder")
+        monkeypatch.setattr(tempfile, "tempdir", str(temp))
+        for _ in range(2):  # compiled (and cached where it can be), then from the cache
+            report._environment.cache_clear()
+            pages.append(build_report(audit_dir).read_text())
+    report._environment.cache_clear()
+    assert len(set(pages)) == 1 and pages[0].count('class="item"') == 7
+    assert [p.name for p in (tmp_path / "temp").iterdir()][0].startswith("_jinja2-cache")
+
+
+@pytest.mark.slow
 def test_a_large_audit_s_report_shows_every_count_and_the_most_telling_images(audit_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(audit_dir, copy)

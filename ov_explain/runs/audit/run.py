@@ -7,7 +7,7 @@ Output folder::
     manifest.jsonl, manifest.csv        one row per image and explained class
     errors.jsonl, errors.csv            one row per image that could not be audited, and why
     summary.json, confusion.csv         counts per case and class, confusion table
-    grids/<Case_name>.png               picture grid per case
+    grids/<Case_name>.jpg               picture grid per case
     report.html                         self-contained gallery with filters (ov_explain.runs.report)
 
 Images are decoded, inferred and written by worker threads (each with its own infer request), so

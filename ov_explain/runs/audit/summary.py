@@ -19,7 +19,7 @@ import cv2
 
 from ov_explain.core.images import read_bgr_at_least
 from ov_explain.core.storage import atomic_text_file, atomic_write_bytes, atomic_write_text
-from ov_explain.render.grids import CELL, Tile, grid_png
+from ov_explain.render.grids import CELL, FORMER_GRID_SUFFIXES, GRID_SUFFIX, Tile, grid_jpeg
 from ov_explain.runs.audit.folder import (
     CONFUSION,
     ERROR_COLUMNS,
@@ -279,7 +279,9 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
             by_case[row.case].append(row)
     def draw(case: str) -> str | None:
         """The case's grid written."""
-        path = out / GRIDS / f"{case}.png"
+        path = out / GRIDS / f"{case}{GRID_SUFFIX}"
+        for former in FORMER_GRID_SUFFIXES:  # an earlier version's grid of the case, replaced
+            (out / GRIDS / f"{case}{former}").unlink(missing_ok=True)
         if case not in by_case:
             path.unlink(missing_ok=True)
             return None
@@ -293,8 +295,8 @@ def write_grids(out: Path, rows: Sequence[Any], tiles_per_grid: int, *, cases: S
             return None
         maps, images = totals[case] if totals is not None else (len(by_case[case]), len({r.key for r in by_case[case]}))
         shown = f"{len(tiles)} of {maps} maps, {images} images"
-        atomic_write_bytes(path, grid_png(tiles, f"{case.replace('_', ' ')} ({shown})"))
-        return f"{GRIDS}/{case}.png"
+        atomic_write_bytes(path, grid_jpeg(tiles, f"{case.replace('_', ' ')} ({shown})"))
+        return f"{GRIDS}/{case}{GRID_SUFFIX}"
 
     if pool is None:
         with ThreadPoolExecutor(os.cpu_count() or 1) as own:

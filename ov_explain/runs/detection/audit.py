@@ -10,7 +10,7 @@ summary (precision / recall / AP per class). Output folder::
     manifest.jsonl, manifest.csv    one row per box (an image with none: one No_boxes row)
     errors.jsonl, errors.csv        images that could not be audited, and why
     summary.json, classes.csv       counts per case and class, precision / recall / AP per class
-    grids/<Case_name>.png, report.html
+    grids/<Case_name>.jpg, report.html
 """
 
 from __future__ import annotations

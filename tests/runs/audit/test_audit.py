@@ -126,7 +126,7 @@ def test_audit_of_the_bundled_photos(explainer, photos_dir, tmp_path):
     assert summary_file["cases"] == summary.cases and summary_file["confusion"]["tabby"] == {"tiger cat": 1}
     assert summary_file["per_class"]["espresso"] == {"images": 1, "True_positive_high_confidence": 1, "correct": 1}
     for case in summary.cases:
-        assert (out / "grids" / f"{case}.png").read_bytes()[:4] == b"\x89PNG"
+        assert (out / "grids" / f"{case}.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
     assert set(summary.cases) <= set(CASES)
 
 

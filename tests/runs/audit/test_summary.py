@@ -118,3 +118,15 @@ def test_a_run_that_fails_while_building_leaves_no_csv_behind(folder):
             raise KeyboardInterrupt
     assert not (folder / "manifest.csv").exists()
     assert not [p for p in folder.iterdir() if p.name.startswith(".manifest.csv")]  # no temp file either
+
+
+def test_a_grid_of_an_earlier_version_is_replaced_and_the_users_pictures_stay(folder):
+    grids = folder / "grids"
+    grids.mkdir(exist_ok=True)
+    former = grids / "True_positive_high_confidence.png"  # what 0.1-0.2 wrote
+    theirs = [grids / "my_grid.png", grids / "True_positive_high_confidence_notes.png"]
+    for path in [former, *theirs]:
+        path.write_bytes(b"\x89PNG older")
+    summary = write_summary(folder, read_errors(folder), RUN, grid_tiles=4)
+    assert summary.grids["True_positive_high_confidence"] == "grids/True_positive_high_confidence.jpg"
+    assert not former.exists() and all(p.read_bytes() == b"\x89PNG older" for p in theirs)

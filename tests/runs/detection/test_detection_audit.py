@@ -66,7 +66,7 @@ def test_faces_are_true_positives_and_the_missed_face_is_a_false_negative_with_i
         assert parts.name.ground_truth == row.ground_truth_class
         assert Path(row.overlay_path).parent.name == row.case and (out / row.overlay_path).is_file()
     assert json.loads((out / "audit.json").read_text())["task"] == "detection"
-    assert (out / "grids" / f"{FALSE_NEGATIVE}.png").is_file() and (out / "classes.csv").is_file()
+    assert (out / "grids" / f"{FALSE_NEGATIVE}.jpg").is_file() and (out / "classes.csv").is_file()
     report = (out / "report.html").read_text()
     assert report.count('class="item"') == 4 and "chelsea box 0" in report and "(missed)" in report
     assert f"IoU {by_stem['astronaut'].iou:.2f}" in report and "IoU 0.00" not in report  # a missed box has no IoU
