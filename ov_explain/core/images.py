@@ -78,6 +78,8 @@ def read_bgr_at_least(path: str | os.PathLike, longest_side: int, size: tuple[in
     """A picture of ours (an overlay: BGR, never rotated) for a thumbnail, or None if it cannot be read; decoded
     at 1/8, 1/4 or 1/2 scale where its ``size`` (height, width) says that still leaves ``longest_side`` pixels:
     libjpeg scales while decoding, in a fraction of the time of a whole decode and a bigger shrink."""
+    if not os.path.isfile(path):  # OpenCV would print its own warning on stderr for a file that is gone
+        return None
     flag = cv2.IMREAD_COLOR
     if size is not None:
         flag = next((f for factor, f in _REDUCED if max(size) // factor >= longest_side), cv2.IMREAD_COLOR)

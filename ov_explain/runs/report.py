@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
-
 from ov_explain import render
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.images import read_bgr_at_least, read_image
@@ -278,7 +276,7 @@ def build_drift_report(drift_dir: str | os.PathLike, *, thumbnail_size: int = 54
     except (ValueError, UnicodeDecodeError) as exc:
         raise ReportError(f"{exc}; run the drift audit again (it repairs its rows) or restart it") from None
     for item in items:
-        picture = cv2.imread(str(out / item["link"]), cv2.IMREAD_COLOR)
+        picture = read_bgr_at_least(out / item["link"], thumbnail_size, None)
         item["thumbnail"] = None if picture is None else _data_uri(thumbnail(picture, thumbnail_size), bgr=True)
     plot = None
     if (out / PLOT).is_file():

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from ov_explain.core.errors import ImageReadError
-from ov_explain.core.images import decode_image, read_image
+from ov_explain.core.images import decode_image, read_bgr_at_least, read_image
 
 
 def write(path, array: np.ndarray, ext: str = ".png"):
@@ -203,3 +203,14 @@ def test_bundled_greyscale_photo_reads_as_rgb(photos_dir):
     image = read_image(photos_dir / "camera.jpg")
     assert image.shape == (512, 512, 3)
     assert np.array_equal(image[..., 0], image[..., 1])
+
+
+def test_an_overlay_read_for_a_thumbnail_is_reduced_or_none_and_silent_when_gone(tmp_path, photos_dir, capfd):
+    photo = photos_dir / "coffee.jpg"
+    height, width = cv2.imread(str(photo)).shape[:2]
+    reduced = read_bgr_at_least(photo, 224, (height, width))
+    assert reduced.shape[1] == width // 2 and max(reduced.shape[:2]) >= 224  # decoded at 1/2, still big enough
+    assert read_bgr_at_least(photo, 224, None).shape[:2] == (height, width)
+    capfd.readouterr()
+    assert read_bgr_at_least(tmp_path / "deleted.jpg", 224, (height, width)) is None
+    assert capfd.readouterr().err == ""  # no OpenCV warning reaches the user's terminal
