@@ -175,5 +175,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
-    """Rewrite a JSON-lines file atomically."""
-    atomic_write_text(path, "".join(json_line(row) for row in rows))
+    """Rewrite a JSON-lines file atomically, a row at a time (``rows`` may stream from the file itself: the
+    old file stays readable until the new one replaces it)."""
+    with atomic_text_file(path) as handle:
+        for row in rows:
+            handle.write(json_line(row))

@@ -15,11 +15,14 @@ import logging
 import os
 import threading
 import time
-from collections import defaultdict, deque
+from array import array
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Container, ContextManager, Iterable, Iterator, Protocol, Sequence
+
+import numpy as np
 
 from ov_explain.core.errors import OvExplainError
 from ov_explain.core.storage import (
@@ -258,7 +261,7 @@ def _refuse_other_task(out: Path, kind: FolderKind, previous: dict[str, Any], se
                           "delete that run or choose another output folder")
 
 
-def _is_ours(kind: FolderKind, case: str, path: Path, listed: set[str], stems: set[str]) -> bool:
+def _is_ours(kind: FolderKind, case: str, path: Path, listed: Container[str], stems: set[str]) -> bool:
     """Listed in the rows, or (a killed run's file whose row never made it) a structured name of one of
     the dataset's stems. Anything else is the user's and is left alone."""
     if f"{case}/{path.name}" in listed:
@@ -271,7 +274,7 @@ def _is_ours(kind: FolderKind, case: str, path: Path, listed: set[str], stems: s
         return False
 
 
-def _remove_ours(out: Path, kind: FolderKind, keep: set[str], listed: set[str],
+def _remove_ours(out: Path, kind: FolderKind, keep: Container[str], listed: set[str],
                  stems: set[str]) -> tuple[int, list[str]]:
     """Delete the run's files in case folders except ``keep``; returns (removed, foreign files)."""
     removed, foreign = 0, []
@@ -325,27 +328,28 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str]) ->
     """Keys already done; repairs what a killed run left: torn rows, half-written files, temp files.
 
     Errors of selected images are dropped so they are tried again. Files in the folder that the
-    run did not write are left alone.
+    run did not write are left alone. The rows are streamed, not held: one pass counts each image's rows
+    and hashes the files they name; a second, only when some rows are dropped, rewrites the file without
+    them. Memory holds the keys (as the dataset's listing does) and 16 bytes per named file.
     """
     removed = remove_temp_files(out)
     rows_path, errors_path = out / kind.rows_file, out / kind.errors_file
-    by_key: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    lines = 0
-    damaged: list[Any] = []
+    tally = _RowTally(kind)
     for row in read_jsonl(rows_path):
-        lines += 1
-        try:
-            by_key[kind.parse_row(row).key].append(row)
-        except (ValueError, TypeError):  # a damaged row is dropped, and its image redone
-            damaged.append(row)
-    complete = {k: rows for k, rows in by_key.items() if len(rows) == rows[0]["targets_total"]}
-    kept_lines = sum(len(rows) for rows in complete.values())
-    if rows_path.exists() and (kept_lines != lines or _has_torn_tail(rows_path)):
-        write_jsonl(rows_path, (row for rows in complete.values() for row in rows))
+        tally.add(row)
+    complete = tally.complete()
+    dropped: set[str] = set()  # the files named by the rows dropped (a damaged row's files are ours too)
+    if rows_path.exists() and (tally.kept_lines != tally.lines or _has_torn_tail(rows_path)):
+        def kept() -> Iterator[dict[str, Any]]:
+            for row in read_jsonl(rows_path):
+                if tally.key_of(row) in complete:
+                    yield row
+                else:
+                    dropped.update(listed_files(kind, [row]))
+
+        write_jsonl(rows_path, kept())
         logger.warning("%s: repaired the rows of an interrupted run", rows_path)
-    orphans, foreign = _remove_ours(out, kind, listed_files(kind, (r for rows in complete.values() for r in rows)),
-                                    listed_files(kind, [r for rows in by_key.values() for r in rows] + damaged),
-                                    stems)
+    orphans, foreign = _remove_ours(out, kind, tally.kept_files(), dropped, stems)
     _mention_foreign(out, kind, foreign)
     errors = list(read_jsonl(errors_path))
     kept_errors = [e for e in errors if isinstance(e, dict) and e.get("key") not in selected
@@ -354,7 +358,73 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str]) ->
         write_jsonl(errors_path, kept_errors)
     if removed or orphans:
         logger.info("%s: removed %d temp and %d unlisted files of an interrupted run", out, removed, orphans)
-    return set(complete)
+    return complete
+
+
+class _RowTally:
+    """Each image's rows counted as a rows file streams by (an image is complete when it has its
+    ``targets_total`` rows, no more, no fewer), and the files its rows name as 64-bit hashes beside its number."""
+
+    def __init__(self, kind: FolderKind) -> None:
+        self.kind = kind
+        self.images: dict[str, list[int]] = {}  # key -> [number, rows expected, rows seen]
+        self._hashes, self._owners = array("q"), array("q")
+        self.lines = 0
+
+    def parsed(self, row: Any) -> Row | None:
+        """The row read, or None for a damaged row (dropped, and its image redone)."""
+        try:
+            return self.kind.parse_row(row)
+        except (ValueError, TypeError):
+            return None
+
+    def key_of(self, row: Any) -> str | None:
+        parsed = self.parsed(row)
+        return None if parsed is None else parsed.key
+
+    def add(self, row: Any) -> None:
+        self.lines += 1
+        parsed = self.parsed(row)
+        if parsed is None:
+            return
+        image = self.images.get(parsed.key)
+        if image is None:
+            image = self.images[parsed.key] = [len(self.images), parsed.targets_total, 0]
+        image[2] += 1
+        for name in listed_files(self.kind, [row]):
+            self._hashes.append(hash(name))
+            self._owners.append(image[0])
+
+    def complete(self) -> set[str]:
+        return {key for key, (_, expected, seen) in self.images.items() if seen == expected}
+
+    @property
+    def kept_lines(self) -> int:
+        return sum(seen for _, expected, seen in self.images.values() if seen == expected)
+
+    def kept_files(self) -> "FileHashes":
+        done = np.zeros(len(self.images), bool)
+        for number, expected, seen in self.images.values():
+            done[number] = seen == expected
+        hashes = np.frombuffer(self._hashes, np.int64) if len(self._hashes) else np.zeros(0, np.int64)
+        owners = np.frombuffer(self._owners, np.int64) if len(self._owners) else np.zeros(0, np.int64)
+        return FileHashes(hashes[done[owners]])
+
+
+class FileHashes:
+    """A set of relative file names held as their sorted 64-bit hashes (8 bytes a name where a set of strings
+    takes ~120). Only ever asked which files to keep: a collision can keep a stray file, never remove one."""
+
+    def __init__(self, hashes: np.ndarray) -> None:
+        self._sorted = np.unique(hashes)
+
+    def __contains__(self, name: object) -> bool:
+        value = hash(name)
+        at = int(np.searchsorted(self._sorted, value))
+        return at < len(self._sorted) and int(self._sorted[at]) == value
+
+    def __len__(self) -> int:
+        return len(self._sorted)
 
 
 def _has_torn_tail(path: Path) -> bool:

@@ -16,7 +16,7 @@ import pytest
 from ov_explain.core.errors import ImageReadError
 from ov_explain.runs.audit.folder import ErrorRow
 from ov_explain.runs.dataset import Sample
-from ov_explain.runs.engine import FolderError, FolderKind, RunInterrupted, ThreadEngine, run_rows
+from ov_explain.runs.engine import FolderError, FolderKind, RunInterrupted, ThreadEngine, recover, run_rows
 
 
 @dataclass(frozen=True)
@@ -169,3 +169,27 @@ def test_a_killed_runs_unlisted_files_are_removed_on_resume_but_the_users_are_ke
     assert (stats.ran, stats.resumed) == (2, 2)  # img2's half-recorded rows are redone
     assert keys(out) == ["img0", "img0", "img1", "img1", "img2", "img2", "img3", "img3"]
     assert (out / "Odd" / "holiday.txt").read_text() == "mine"
+
+
+def test_recovery_keeps_whole_images_and_drops_half_recorded_damaged_and_torn_rows_with_their_files(tmp_path):
+    out = tmp_path / "run"
+    run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1", "img2"})
+    whole = (out / "rows.jsonl").read_text()
+    (out / "Even" / "img4.0.txt").write_text("img4's file, its rows never written")
+    (out / "Odd" / "img5.1.txt").write_text("a damaged row's file")
+    (out / "Even" / "img0.9.txt").write_text("a lookalike of a whole image's file, not listed")
+    (out / "Odd" / "holiday.txt").write_text("mine")
+    with open(out / "rows.jsonl", "a") as handle:
+        handle.write('{"key": "img3", "targets_total": 2, "target_rank": 0, "file": "Odd/img3.0.txt"}\n'
+                     '{"key": "img5", "targets_total": 2, "file": "Odd/img5.1.txt"}\n'  # no target_rank
+                     '{"key": "img1", "targets_total": 2, "target_rank": 1, "file": "Odd/img1.1.txt"}\n'
+                     '{"key": "img6", "targ')  # torn by a kill
+    (out / "Odd" / "img3.0.txt").write_text("img3's first file")
+
+    done = recover(out, KIND, {f"img{i}" for i in range(7)}, {f"img{i}" for i in range(7)})
+
+    assert done == {"img0", "img2"}  # img1 has three rows now: redone; img3 one of two
+    assert (out / "rows.jsonl").read_text() == "".join(
+        line + "\n" for line in whole.splitlines() if not line.startswith('{"key": "img1"'))
+    files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.txt"))
+    assert files == ["Even/img0.0.txt", "Even/img0.1.txt", "Even/img2.0.txt", "Even/img2.1.txt", "Odd/holiday.txt"]
