@@ -32,7 +32,7 @@ from ov_explain.core.model import Classifier, ClassScore, Prediction
 from ov_explain.core.preprocess import Geometry, PreprocessSpec
 from ov_explain.core.resources import default_model_path, sample_images
 
-__version__ = "0.1.0"
+__version__ = "0.3.0.dev0"
 
 __all__ = [
     "DEFAULT_PRECISION", "PRECISIONS", "Classifier", "ClassScore", "DeviceError", "DeviceInfo", "DeviceRequest",

@@ -57,7 +57,7 @@ audit_options = config_options("options", _audit_options, [
 ])
 
 
-@main.command()
+@main.command(short_help="Audit a dataset: maps sorted into case folders, manifest, summary, report.")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @model_options
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("ov-explain-audit"),
@@ -71,7 +71,7 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
           options: Any, run: RunConfig, as_json: bool) -> None:
     """Predict and explain every image of DATASET and sort the maps into case folders.
 
-    DATASET: a folder of class folders (DATASET/<class>/<image>), a .csv or .jsonl list with
+    DATASET: a folder of class folders (DATASET/CLASS/IMAGE), a .csv or .jsonl list with
     path,label, or a folder of unlabeled images. A detector audits a COCO instances .json, a YOLO folder
     (images/, labels/, data.yaml) or a folder of images, with a case and a map per box.
     """
@@ -92,7 +92,7 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
         layer = f", layer {summary.target_layer}" if summary.target_layer else ""
         click.echo(f"{summary.images} images audited into {summary.out_dir} with {summary.method} "
                    f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
-                   f"{summary.images_per_second:.1f} images/s")
+                   f"{_speed(summary)}")
         for case, count in summary.cases.items():
             click.echo(f"  {case:34s} {count}")
         if summary.top1_accuracy is not None:
@@ -108,7 +108,7 @@ def _print_detection_summary(summary: Any, options: Any) -> None:
     layer = f", cut at {summary.target_layer}" if summary.target_layer else ""
     click.echo(f"{summary.images} images, {summary.boxes} boxes audited into {summary.out_dir} with {summary.method} "
                f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
-               f"{summary.images_per_second:.1f} images/s")
+               f"{_speed(summary)}")
     for case, count in summary.cases.items():
         click.echo(f"  {case:42s} {count}")
     if summary.images_without_boxes:
@@ -126,7 +126,7 @@ def _print_detection_summary(summary: Any, options: Any) -> None:
                + (f", report: {summary.out_dir / 'report.html'}" if options.report else ""))
 
 
-@main.command()
+@main.command(short_help="Rebuild an audit's report.html from its files.")
 @click.argument("audit_dir", type=click.Path(path_type=Path))
 def report(audit_dir: Path) -> None:
     """Rebuild AUDIT_DIR/report.html from the audit's files."""
@@ -137,3 +137,10 @@ def report(audit_dir: Path) -> None:
     except OvExplainError as exc:
         fail(str(exc))
     click.echo(f"wrote {path}")
+
+
+def _speed(summary: Any) -> str:
+    """The run's images/s, or that every image was already done (a rerun of a finished audit)."""
+    if summary.resumed >= summary.images:
+        return "nothing left to do"
+    return f"{summary.images_per_second:.1f} images/s"

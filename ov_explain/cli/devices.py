@@ -17,7 +17,7 @@ from ov_explain.core.errors import OvExplainError
 
 
 # ----- devices --------------------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="List the devices, their precisions, and what AUTO would pick.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--priority", default=",".join(DEFAULT_PRIORITY), show_default=True,
               help="AUTO policy order to evaluate.")

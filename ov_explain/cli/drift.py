@@ -29,7 +29,7 @@ from ov_explain.core.errors import OvExplainError
 
 
 # ----- deployment drift -------------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Quantize a model to INT8 with NNCF (the quantize extra).")
 @click.argument("model_path", required=False, type=click.Path(path_type=Path))
 @click.option("--calibration", required=True, type=click.Path(path_type=Path),
               help="Calibration images: a class-folder dataset, a .csv / .jsonl list or a folder of images.")
@@ -106,7 +106,7 @@ drift_options = config_options("options", _drift_options, [
 ])
 
 
-@main.command()
+@main.command(short_help="Compare two deployments image by image: INT8, bf16, another device.")
 @click.argument("dataset", type=click.Path(path_type=Path))
 @deployment_options
 @explain_options()

@@ -24,7 +24,7 @@ from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.config import ExplainConfig
 
 
-@main.command()
+@main.command(short_help="Saliency overlays per image and class, and what ran where.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
 @explain_options()

@@ -39,7 +39,7 @@ def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
     return options
 
 
-@main.command()
+@main.command(short_help="Export an audit's maps to object storage or a FiftyOne dataset.")
 @click.argument("audit_dir", type=click.Path(path_type=Path))
 @click.option("--to", "destination", required=True, metavar="DESTINATION",
               help="s3://bucket/prefix (or any fsspec URL: gs://, az://, file://) for RGBA maps + locators, or "
@@ -50,7 +50,7 @@ def _storage_options(values: tuple[str, ...]) -> dict[str, Any]:
 @click.option("--uploads", "--workers", "uploads", default=8, show_default=True, type=click.IntRange(min=1),
               help="Uploads at once (--workers: its earlier name).")
 @click.option("--include-images", is_flag=True, help="Object storage: upload the original images too "
-                                                     "(images/<stem>.<ext>, in the locators as image_locator).")
+                                                     "(images/STEM.EXT, in the locators as image_locator).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was exported as JSON.")
 def export(audit_dir: Path, destination: str, storage_options: tuple[str, ...], uploads: int, include_images: bool,
            as_json: bool) -> None:

@@ -13,7 +13,7 @@ from ov_explain.core.errors import OvExplainError
 from ov_explain.explain.registry import method_names
 
 
-@main.command("export-xai")
+@main.command("export-xai", short_help="Save an IR that gives predictions and maps in one inference.")
 @model_options
 @click.option("--method", type=click.Choice(method_names("whitebox")),
               help="Default: vitreciprocam for transformers; cam where the head is global average pooling + linear, "

@@ -15,7 +15,7 @@ from ov_explain.explain.registry import method_names
 
 
 # ----- inspect ----------------------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="What ov-explain sees in a model, and whether white-box works.")
 @click.argument("model_path", required=False, type=click.Path(path_type=Path))
 @model_fields("preprocess", "labels", "output", "task", "output_format")
 @click.option("--method", type=click.Choice(method_names("whitebox")),

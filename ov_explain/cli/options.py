@@ -106,7 +106,9 @@ readout_option = click.option("--readout", type=click.Choice(list(READOUTS)),
 def explain_options(*, backend: bool = True, blackbox: bool = True) -> Any:
     """--mode, --method, --target-layer, --readout (and --preset, --seed, --backend) as ``explain: ExplainConfig``."""
     options = [
-        click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True),
+        click.option("--mode", type=click.Choice(list(MODES)), default="auto", show_default=True,
+                     help="whitebox: maps from the model's own graph in its one inference; blackbox: masked images "
+                          "only (any model); auto: white-box where the graph allows."),
         click.option("--method", type=click.Choice(method_names()),
                      help="Default: vitreciprocam for transformers; cam where the head is global average pooling "
                           "+ linear, else reciprocam (white-box); aise (black-box)."),

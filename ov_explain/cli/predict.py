@@ -16,7 +16,7 @@ from ov_explain.core.errors import OvExplainError
 
 
 # ----- predict ------------------------------------------------------------------------------------
-@main.command()
+@main.command(short_help="Top-k classes per image, with the device and precision that ran.")
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @model_options
 @click.option("-k", "--top-k", default=5, show_default=True, type=click.IntRange(min=1), help="Classes per image.")

@@ -238,7 +238,7 @@ def prepare_folder(out: Path, kind: FolderKind, settings: dict[str, Any], restar
                          if k != "model" and previous.get(k) != settings.get(k))
         if changed and not restart:
             raise FolderError(f"{out}: holds {kind.noun} with different settings ({', '.join(changed)}); "
-                              "use another output folder, or restart to start over")
+                              "use another output folder, or restart it to start over (--restart)")
         if restart:
             _refuse_other_task(out, kind, previous, settings)
             clear(out, kind, stems)
