@@ -273,5 +273,5 @@ def _finish(out: Path, explainer: DetectionExplainer, options: Any, seconds: flo
             resumed: int) -> DetectionAuditSummary:
     run = {**run_record(explainer, seconds, ran, resumed), "thresholds": dataclasses.asdict(options.box_thresholds),
            "ap_iou": options.box_thresholds.iou}
-    return write_detection_summary(out, list(read_box_rows(out)), read_errors(out), run,
+    return write_detection_summary(out, lambda: read_box_rows(out), read_errors(out), run,
                                    options.grid_tiles if options.grids else None)

@@ -1,19 +1,20 @@
-"""A detection audit's closing files, rebuilt from its manifest: summary.json (counts per case and class,
-precision / recall / AP per class and their mean), classes.csv, the CSVs and a picture grid per case."""
+"""A detection audit's closing files, from its manifest in one streaming pass: summary.json (counts per case and
+class, precision / recall / AP per class and their mean), classes.csv, the CSVs and a picture grid per case."""
 
 from __future__ import annotations
 
 import json
 import logging
 import math
-from collections import Counter
+from array import array
+from collections import Counter, defaultdict
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from ov_explain.core.storage import atomic_write_text
 from ov_explain.runs.audit.folder import ERROR_COLUMNS, ERRORS_CSV, MANIFEST_CSV, SUMMARY, ErrorRow
-from ov_explain.runs.audit.summary import write_csv, write_grids
+from ov_explain.runs.audit.summary import CsvStream, write_csv, write_csv_stream, write_grids
 from ov_explain.runs.detection.cases import (
     BOX_CASES,
     FALSE_NEGATIVE,
@@ -25,6 +26,7 @@ from ov_explain.runs.detection.cases import (
     average_precision,
 )
 from ov_explain.runs.detection.folder import NO_BOXES, BoxRow
+from ov_explain.runs.gallery import Gallery
 
 logger = logging.getLogger(__name__)
 
@@ -77,51 +79,110 @@ class DetectionAuditSummary:
         return data
 
 
-def class_scores(rows: list[BoxRow]) -> dict[str, dict[str, Any]]:
-    """Per class: counts, precision, recall and AP over the images with ground truth, and boxes per case."""
-    evaluated = [r for r in rows if r.case not in (NO_BOXES, NO_GT_HIGH, NO_GT_LOW, IGNORED_CROWD)]
-    names = sorted({r.detected_class for r in rows if r.detected_class is not None}
-                   | {r.ground_truth_class for r in evaluated if r.ground_truth_class is not None})
-    table = {}
-    for name in names:
-        found = [r for r in evaluated if r.detection is not None and r.detected_class == name]
-        hits = [r.case in (TP_HIGH, TP_LOW) for r in found]
-        missed = sum(r.case == FALSE_NEGATIVE and r.ground_truth_class == name for r in evaluated)
-        positives = sum(hits) + missed
-        ap = average_precision([r.score for r in found], hits, positives)
-        cases = Counter(r.case for r in rows if (r.detected_class if r.detection is not None
-                                                 else r.ground_truth_class) == name)
-        table[name] = {
-            "ground_truth": positives, "detections": sum(r.detected_class == name for r in rows),
-            "true_positives": sum(hits), "false_positives": len(found) - sum(hits), "false_negatives": missed,
-            "precision": round(sum(hits) / len(found), 4) if found else None,
-            "recall": round(sum(hits) / positives, 4) if positives else None,
-            "ap": None if math.isnan(ap) else round(ap, 4),
-            "cases": {c: cases[c] for c in BOX_CASES if cases[c]}}
-    return table
+#: Cases whose boxes do not count in precision, recall and AP (no ground truth to compare with, or a crowd).
+NOT_EVALUATED = frozenset({NO_BOXES, NO_GT_HIGH, NO_GT_LOW, IGNORED_CROWD})
 
 
-def write_detection_summary(out: Path, rows: list[BoxRow], errors: list[ErrorRow], run: dict[str, Any],
-                            grid_tiles: int | None) -> DetectionAuditSummary:
-    """Write the CSVs, summary.json, classes.csv and (``grid_tiles`` not None) the case grids.
+class _ClassTally:
+    """One class's boxes as they stream by: each evaluated detection's score and whether it hit (for AP: 9 bytes
+    a detection), its missed ground-truth boxes, its detections, its boxes per case."""
+
+    def __init__(self) -> None:
+        self.scores, self.hits = array("d"), array("b")
+        self.missed = self.detections = 0
+        self.cases: Counter[str] = Counter()
+
+    def scores_row(self) -> dict[str, Any]:
+        hits = sum(self.hits)
+        positives = hits + self.missed
+        ap = average_precision(self.scores, self.hits, positives)
+        found = len(self.scores)
+        return {"ground_truth": positives, "detections": self.detections, "true_positives": hits,
+                "false_positives": found - hits, "false_negatives": self.missed,
+                "precision": round(hits / found, 4) if found else None,
+                "recall": round(hits / positives, 4) if positives else None,
+                "ap": None if math.isnan(ap) else round(ap, 4),
+                "cases": {c: self.cases[c] for c in BOX_CASES if self.cases[c]}}
+
+
+class BoxTally:
+    """A detection audit's counts from its rows in one pass, holding per class what AP needs and per case the
+    few boxes its grid shows, not the rows. An image's rows come together (the engine appends them at once)."""
+
+    def __init__(self, grid_tiles: int | None) -> None:
+        self.classes: dict[str, _ClassTally] = defaultdict(_ClassTally)
+        self.named: set[str] = set()  # the classes detected, or in the ground truth of an evaluated box
+        self.cases: Counter[str] = Counter()
+        self.images = self.images_without_boxes = 0
+        self.gallery = Gallery(grid_tiles or 0, key=lambda r: (-(r.target_score or 0.0), r.key, r.target_rank))
+        self.case_images: Counter[str] = Counter()  # images with a map in each case
+        self._last_in_case: dict[str, str] = {}
+
+    def add(self, row: BoxRow) -> None:
+        if row.target_rank == 0:
+            self.images += 1
+        if row.case == NO_BOXES:
+            self.images_without_boxes += 1
+            return
+        self.cases[row.case] += 1
+        evaluated = row.case not in NOT_EVALUATED
+        if row.detected_class is not None:
+            self.named.add(row.detected_class)
+            self.classes[row.detected_class].detections += 1
+        if evaluated and row.ground_truth_class is not None:
+            self.named.add(row.ground_truth_class)
+        if evaluated and row.detection is not None:
+            tally = self.classes[row.detected_class]
+            tally.scores.append(row.score)
+            tally.hits.append(row.case in (TP_HIGH, TP_LOW))
+        if evaluated and row.case == FALSE_NEGATIVE and row.ground_truth_class is not None:
+            self.classes[row.ground_truth_class].missed += 1
+        owner = row.detected_class if row.detection is not None else row.ground_truth_class
+        if owner is not None:
+            self.classes[owner].cases[row.case] += 1
+        if row.overlay_path is not None:
+            self.gallery.add(row.case, row)
+            if self._last_in_case.get(row.case) != row.key:
+                self.case_images[row.case] += 1
+                self._last_in_case[row.case] = row.key
+
+    def per_class(self) -> dict[str, dict[str, Any]]:
+        """Per class: counts, precision, recall and AP over the images with ground truth, and boxes per case."""
+        return {name: self.classes[name].scores_row() for name in sorted(self.named)}
+
+
+def write_detection_summary(out: Path, rows: Callable[[], Iterable[BoxRow]], errors: list[ErrorRow],
+                            run: dict[str, Any], grid_tiles: int | None) -> DetectionAuditSummary:
+    """Write the CSVs, summary.json, classes.csv and (``grid_tiles`` not None) the case grids, in one pass over
+    ``rows()`` (a second for manifest.csv only if later rows have columns the first lacks).
 
     ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer, readout,
     thresholds, ap_iou, seconds, images_per_second, resumed."""
-    write_csv(out / MANIFEST_CSV, [r.to_dict() for r in rows])
+    tally = BoxTally(grid_tiles)
+    stream = CsvStream(out / MANIFEST_CSV)
+    try:
+        for row in rows():
+            stream.add(row.to_dict())
+            tally.add(row)
+    except BaseException:
+        stream.abandon()
+        raise
+    if not stream.close():
+        write_csv_stream(out / MANIFEST_CSV, lambda: (r.to_dict() for r in rows()))
     write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
-    boxes = [r for r in rows if r.case != NO_BOXES]
-    cases = Counter(r.case for r in boxes)
-    per_class = class_scores(rows)
+    per_class = tally.per_class()
     aps = [v["ap"] for v in per_class.values() if v["ap"] is not None]
     grids = {}
     if grid_tiles is not None:
-        grids = write_grids(out, boxes, grid_tiles, cases=BOX_CASES, title=tile_title,
-                            order=lambda r: (-(r.target_score or 0.0), r.key, r.target_rank))
+        kept = [r for case in BOX_CASES for r in tally.gallery.members(case)]
+        grids = write_grids(out, kept, grid_tiles, cases=BOX_CASES, title=tile_title,
+                            order=lambda r: (-(r.target_score or 0.0), r.key, r.target_rank),
+                            totals={c: (tally.gallery.counts[c], tally.case_images[c]) for c in BOX_CASES})
     summary = DetectionAuditSummary(
-        out_dir=out, images=len({r.key for r in rows}), errors=len(errors), boxes=len(boxes),
-        cases={c: cases[c] for c in BOX_CASES if cases[c]}, per_class=per_class,
+        out_dir=out, images=tally.images, errors=len(errors), boxes=sum(tally.cases.values()),
+        cases={c: tally.cases[c] for c in BOX_CASES if tally.cases[c]}, per_class=per_class,
         mean_ap=round(sum(aps) / len(aps), 4) if aps else None,
-        images_without_boxes=sum(r.case == NO_BOXES for r in rows), grids=grids, **run)
+        images_without_boxes=tally.images_without_boxes, grids=grids, **run)
     atomic_write_text(out / SUMMARY, json.dumps(summary.to_dict(), indent=2) + "\n")
     write_csv(out / CLASSES_CSV, [{"class": name, **{k: v for k, v in values.items() if k != "cases"}}
                                   for name, values in per_class.items()], CLASS_COLUMNS)

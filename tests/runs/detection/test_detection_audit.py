@@ -15,8 +15,9 @@ import pytest
 from ov_explain.core.detection import iou, to_input_box, truth_target
 from ov_explain.explain.detection import DetectionExplainer
 from ov_explain.runs.audit.run import AuditError, audit
-from ov_explain.runs.detection.cases import FALSE_NEGATIVE, IGNORED_CROWD, TP_HIGH
+from ov_explain.runs.detection.cases import FALSE_NEGATIVE, IGNORED_CROWD, TP_HIGH, TP_LOW, average_precision
 from ov_explain.runs.detection.folder import NO_BOXES, BoxRow, read_box_rows
+from ov_explain.runs.detection.summary import NOT_EVALUATED, write_detection_summary
 from ov_explain.runs.naming import parse_box_name
 
 pytestmark = pytest.mark.slow
@@ -264,3 +265,35 @@ def test_a_detection_on_a_crowd_box_is_shown_but_not_scored(faces_coco, yolov8_p
     female = summary.per_class["FACE_FEMALE"]
     # the crowd detection is neither a true nor a false positive, and the crowd box is no positive to find
     assert (female["true_positives"], female["false_positives"], female["ground_truth"], female["ap"]) == (0, 0, 1, 0.0)
+
+
+def test_the_summary_is_one_pass_over_the_rows_and_counts_what_the_rows_held_at_once_say(faces_audit, tmp_path):
+    out, summary = faces_audit
+    copy = tmp_path / "audit"
+    shutil.copytree(out, copy)
+    passes = []
+
+    def rows():
+        passes.append(1)
+        return read_box_rows(copy)
+
+    run = {k: getattr(summary, k) for k in ("model", "method", "mode", "device", "precision", "target_layer",
+                                            "readout", "thresholds", "ap_iou", "seconds", "images_per_second",
+                                            "resumed")}
+    again = write_detection_summary(copy, rows, [], run, grid_tiles=24)
+    assert len(passes) == 1 and (copy / "manifest.csv").read_bytes() == (out / "manifest.csv").read_bytes()
+    held = list(read_box_rows(copy))
+    evaluated = [r for r in held if r.case not in NOT_EVALUATED]
+    assert again.images == len({r.key for r in held}) == 7 and again.boxes == sum(r.case != NO_BOXES for r in held)
+    assert set(again.per_class) == {r.detected_class for r in held if r.detected_class} | {
+        r.ground_truth_class for r in evaluated if r.ground_truth_class}
+    for name, values in again.per_class.items():
+        found = [r for r in evaluated if r.detection is not None and r.detected_class == name]
+        hits = [r.case in (TP_HIGH, TP_LOW) for r in found]
+        missed = sum(r.case == FALSE_NEGATIVE and r.ground_truth_class == name for r in evaluated)
+        ap = average_precision([r.score for r in found], hits, sum(hits) + missed)
+        assert (values["true_positives"], values["false_positives"], values["false_negatives"]) == (
+            sum(hits), len(found) - sum(hits), missed)
+        assert values["ap"] == (None if np.isnan(ap) else round(ap, 4))
+    assert again.per_class == summary.per_class and again.grids == summary.grids
+    assert all((copy / p).read_bytes() == (out / p).read_bytes() for p in summary.grids.values())
