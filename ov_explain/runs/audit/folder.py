@@ -8,6 +8,8 @@ Rows are typed: :class:`AuditRow` is one image and explained class of ``manifest
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,17 +75,38 @@ def from_columns(cls: type, data: Any, boxes: dict[str, str], values: dict[str, 
         raise ValueError(f"expected a JSON object, got {type(data).__name__}")
     values = {"timings_ms": {k: float(data[k]) for k in TIMING_COLUMNS if k in data},
               **{name: read_box(data, prefix) for name, prefix in boxes.items()}, **(values or {})}
-    for item in dataclasses.fields(cls):
-        if item.name in values:
+    for name, required in _columns_of(cls):
+        if name in values:
             continue
-        if item.name in data:
-            values[item.name] = data[item.name]
-        elif item.default is dataclasses.MISSING:
-            raise ValueError(f"missing column {item.name!r}")
+        if name in data:
+            values[name] = data[name]
+        elif required:
+            raise ValueError(f"missing column {name!r}")
     try:
         return cls(**values)
     except TypeError as exc:
         raise ValueError(str(exc)) from None
+
+
+def _top_names(rank: int) -> tuple[str, str, str]:
+    return f"top{rank}_index", f"top{rank}_class", f"top{rank}_probability"
+
+
+#: The top-k column names of the first ranks, made once rather than for each of a million rows.
+_FIRST_TOP_COLUMNS = tuple(_top_names(r) for r in range(1, 21))
+
+
+def _top_columns() -> Iterator[tuple[str, str, str]]:
+    """The manifest's top-k column names, rank by rank (a row has as many as its --top-k)."""
+    yield from _FIRST_TOP_COLUMNS
+    for rank in itertools.count(len(_FIRST_TOP_COLUMNS) + 1):
+        yield _top_names(rank)
+
+
+@functools.cache
+def _columns_of(cls: type) -> tuple[tuple[str, bool], ...]:
+    """A row class's fields as (name, required): looked up once, not for each of a million rows."""
+    return tuple((item.name, item.default is dataclasses.MISSING) for item in dataclasses.fields(cls))
 
 
 def read_typed_rows(path: Path, parse: Callable[[Any], Any]) -> Iterator[Any]:
@@ -177,12 +200,13 @@ class AuditRow:
         if not isinstance(data, dict):
             raise ValueError(f"expected a JSON object, got {type(data).__name__}")
         top = []
-        while f"top{len(top) + 1}_index" in data:
-            rank = len(top) + 1
-            name = data[f"top{rank}_class"]
+        for index, name_column, probability in _top_columns():
+            if index not in data:
+                break
+            name = data[name_column]
             if not isinstance(name, str):
-                raise ValueError(f"top{rank}_class: expected a class name, got {name!r}")
-            top.append(RankedClass(int(data[f"top{rank}_index"]), name, float(data[f"top{rank}_probability"])))
+                raise ValueError(f"{name_column}: expected a class name, got {name!r}")
+            top.append(RankedClass(int(data[index]), name, float(data[probability])))
         return from_columns(cls, data, {"map_box": "map"}, {"top": tuple(top)})
 
 
