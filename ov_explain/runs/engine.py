@@ -104,6 +104,11 @@ class SampleResult:
     rows: str = ""  # JSON lines for the rows file (each ending in a newline)
     error: str = ""  # one JSON line for the errors file
     message: str = ""  # the error's one line, for the log
+    columns: list[dict[str, Any]] | None = None  # the rows as written, where the work ran in this process
+
+    def row_columns(self) -> list[dict[str, Any]]:
+        """The rows as dicts: as the work made them, or (from an actor) read back from their text."""
+        return self.columns if self.columns is not None else [json.loads(line) for line in self.rows.splitlines()]
 
 
 def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> SampleResult:
@@ -114,7 +119,8 @@ def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKin
     except Exception as exc:
         error = kind.error_type.from_exception(sample.key, str(sample.path), sample.label, exc)
         return SampleResult(sample.key, error=json_line(error.to_dict()), message=error.error)
-    return SampleResult(sample.key, rows="".join(json_line(row.to_dict()) for row in rows))
+    columns = [row.to_dict() for row in rows]
+    return SampleResult(sample.key, rows="".join(json_line(c) for c in columns), columns=columns)
 
 
 class RowEngine(Protocol):
@@ -131,12 +137,12 @@ class RowEngine(Protocol):
 class RowSink(Protocol):
     """What is built from the rows while they are appended (an audit's summary and CSV): ``building()`` is
     entered once the folder is recovered (it reads the rows already there) and ended when the run's rows are
-    all in; ``add_text`` sees each image's rows as they are appended."""
+    all in; ``add_rows`` sees each image's rows (as their columns) once they are appended."""
 
     def building(self) -> ContextManager[Any]:
         ...
 
-    def add_text(self, rows: str) -> None:
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
         ...
 
 
@@ -215,7 +221,7 @@ def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, 
             else:
                 rows.append_text(result.rows)
                 if sink is not None:
-                    sink.add_text(result.rows)
+                    sink.add_rows(result.row_columns())
             finished += 1
             if progress is not None:
                 progress(finished, len(todo))

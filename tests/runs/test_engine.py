@@ -109,9 +109,9 @@ class RecordingSink:
             raise
         self.events.append(("end", keys(self.out)))
 
-    def add_text(self, rows: str) -> None:
+    def add_rows(self, rows: list[dict]) -> None:
         appended = keys(self.out)
-        added = [json.loads(line)["key"] for line in rows.splitlines()]
+        added = [row["key"] for row in rows]
         assert appended[-len(added):] == added  # fed after the rows are in the file
         self.events.append(("rows", added))
 

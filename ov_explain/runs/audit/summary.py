@@ -86,7 +86,7 @@ def write_summary(out: Path, errors: list[ErrorRow], run: dict[str, Any], grid_t
 
 class SummaryBuilder:
     """An audit's closing files built while its rows are appended: the manifest's rows already in the folder
-    (resumed ones) in one pass when :meth:`building` starts, then each new image's rows (:meth:`add_text`) as
+    (resumed ones) in one pass when :meth:`building` starts, then each new image's rows (:meth:`add_rows`) as
     the run appends them, so the end of the run writes counts it holds instead of reading every row again.
     Memory holds the counts and each case's grid tiles (and whatever ``also`` keeps), not the rows.
 
@@ -114,10 +114,10 @@ class SummaryBuilder:
             raise
         self._complete = self._csv.close()
 
-    def add_text(self, rows: str) -> None:
-        """An image's rows as the run appends them: JSON lines."""
-        for line in rows.splitlines():
-            self.add(json.loads(line))
+    def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        """An image's rows as the run appends them (their columns, as the work made them: not decoded again)."""
+        for row in rows:
+            self.add(row)
 
     def add(self, row: dict[str, Any]) -> None:
         assert self._csv is not None, "rows are added inside building()"

@@ -105,7 +105,7 @@ def test_rows_fed_as_they_are_appended_give_the_files_of_one_pass_over_the_manif
         for line in lines[2:]:  # the run appends the others, and feeds them
             with open(folder / "manifest.jsonl", "a") as handle:
                 handle.write(line)
-            builder.add_text(line)
+            builder.add_rows([json.loads(line)])
     builder.finish(read_errors(folder), RUN)
     assert len(read) == 2  # the end of the run read nothing more
     assert {name: (folder / name).read_bytes() for name in expected} == expected
