@@ -429,9 +429,6 @@ class FileHashes:
         at = int(np.searchsorted(self._sorted, value))
         return at < len(self._sorted) and int(self._sorted[at]) == value
 
-    def __len__(self) -> int:
-        return len(self._sorted)
-
 
 def _has_torn_tail(path: Path) -> bool:
     if not path.exists() or path.stat().st_size == 0:

@@ -195,15 +195,17 @@ class CsvStream:
         return list(self._seen)
 
 
-def write_csv_stream(path: Path, rows: Callable[[], Iterable[dict[str, Any]]],
-                     each: Callable[[dict[str, Any]], None] | None = None) -> None:
-    """A CSV of ``rows()`` written as they come and put in place in one step, ``each`` called on every row.
-    Its columns are the first row's; when a later row has others (a folder resumed from an earlier version),
-    the file is written once more with every column in the order they first appeared, as :func:`write_csv`."""
+def write_csv_stream(path: Path, rows: Callable[[], Iterable[Any]], each: Callable[[Any], None] | None = None,
+                     as_columns: Callable[[Any], dict[str, Any]] | None = None) -> None:
+    """A CSV of ``rows()`` (dicts, or what ``as_columns`` makes of each) written as they come and put in place in
+    one step, ``each`` called on every row of that first pass. Its columns are the first row's; when a later row
+    has others (a folder resumed from an earlier version), the file is written once more with every column in
+    the order they first appeared, as :func:`write_csv`."""
+    columns_of = as_columns or (lambda row: row)
     stream = CsvStream(path)
     try:
         for row in rows():
-            stream.add(row)
+            stream.add(columns_of(row))
             if each is not None:
                 each(row)
     except BaseException:
@@ -214,7 +216,7 @@ def write_csv_stream(path: Path, rows: Callable[[], Iterable[dict[str, Any]]],
             writer = csv.writer(handle, lineterminator="\n")
             columns = stream.every_column
             writer.writerow(columns)
-            writer.writerows([row.get(k) for k in columns] for row in rows())
+            writer.writerows([data.get(k) for k in columns] for data in map(columns_of, rows()))
 
 
 class _Tally:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable
 
 from ov_explain.core.storage import atomic_write_text
 from ov_explain.runs.audit.folder import ERROR_COLUMNS, ERRORS_CSV, MANIFEST_CSV, SUMMARY, ErrorRow
-from ov_explain.runs.audit.summary import CsvStream, write_csv, write_csv_stream, write_grids
+from ov_explain.runs.audit.summary import write_csv, write_csv_stream, write_grids
 from ov_explain.runs.detection.cases import (
     BOX_CASES,
     FALSE_NEGATIVE,
@@ -105,6 +105,11 @@ class _ClassTally:
                 "cases": {c: self.cases[c] for c in BOX_CASES if self.cases[c]}}
 
 
+def _most_confident_first(row: BoxRow) -> tuple[float, str, int]:
+    """A grid's order of boxes: the highest score first, then by image and box."""
+    return -(row.target_score or 0.0), row.key, row.target_rank
+
+
 class BoxTally:
     """A detection audit's counts from its rows in one pass, holding per class what AP needs and per case the
     few boxes its grid shows, not the rows. An image's rows come together (the engine appends them at once)."""
@@ -114,7 +119,7 @@ class BoxTally:
         self.named: set[str] = set()  # the classes detected, or in the ground truth of an evaluated box
         self.cases: Counter[str] = Counter()
         self.images = self.images_without_boxes = 0
-        self.gallery = Gallery(grid_tiles or 0, key=lambda r: (-(r.target_score or 0.0), r.key, r.target_rank))
+        self.gallery = Gallery(grid_tiles or 0, key=_most_confident_first)
         self.case_images: Counter[str] = Counter()  # images with a map in each case
         self._last_in_case: dict[str, str] = {}
 
@@ -154,21 +159,13 @@ class BoxTally:
 def write_detection_summary(out: Path, rows: Callable[[], Iterable[BoxRow]], errors: list[ErrorRow],
                             run: dict[str, Any], grid_tiles: int | None) -> DetectionAuditSummary:
     """Write the CSVs, summary.json, classes.csv and (``grid_tiles`` not None) the case grids, in one pass over
-    ``rows()`` (a second for manifest.csv only if later rows have columns the first lacks).
+    ``rows()`` (a second for manifest.csv only if later rows have columns the first lacks, see
+    :func:`~ov_explain.runs.audit.summary.write_csv_stream`).
 
     ``run`` holds what the rows do not: model, method, mode, device, precision, target_layer, readout,
     thresholds, ap_iou, seconds, images_per_second, resumed."""
     tally = BoxTally(grid_tiles)
-    stream = CsvStream(out / MANIFEST_CSV)
-    try:
-        for row in rows():
-            stream.add(row.to_dict())
-            tally.add(row)
-    except BaseException:
-        stream.abandon()
-        raise
-    if not stream.close():
-        write_csv_stream(out / MANIFEST_CSV, lambda: (r.to_dict() for r in rows()))
+    write_csv_stream(out / MANIFEST_CSV, rows, each=tally.add, as_columns=BoxRow.to_dict)
     write_csv(out / ERRORS_CSV, [e.to_dict() for e in errors], ERROR_COLUMNS)
     per_class = tally.per_class()
     aps = [v["ap"] for v in per_class.values() if v["ap"] is not None]
@@ -176,7 +173,7 @@ def write_detection_summary(out: Path, rows: Callable[[], Iterable[BoxRow]], err
     if grid_tiles is not None:
         kept = [r for case in BOX_CASES for r in tally.gallery.members(case)]
         grids = write_grids(out, kept, grid_tiles, cases=BOX_CASES, title=tile_title,
-                            order=lambda r: (-(r.target_score or 0.0), r.key, r.target_rank),
+                            order=_most_confident_first,
                             totals={c: (tally.gallery.counts[c], tally.case_images[c]) for c in BOX_CASES})
     summary = DetectionAuditSummary(
         out_dir=out, images=tally.images, errors=len(errors), boxes=sum(tally.cases.values()),

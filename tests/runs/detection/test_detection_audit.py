@@ -267,6 +267,13 @@ def test_a_detection_on_a_crowd_box_is_shown_but_not_scored(faces_coco, yolov8_p
     assert (female["true_positives"], female["false_positives"], female["ground_truth"], female["ap"]) == (0, 0, 1, 0.0)
 
 
+def run_of(summary) -> dict:
+    """What a detection summary takes besides the rows, as the audit that made ``summary`` passed it."""
+    return {k: getattr(summary, k) for k in ("model", "method", "mode", "device", "precision", "target_layer",
+                                             "readout", "thresholds", "ap_iou", "seconds", "images_per_second",
+                                             "resumed")}
+
+
 def test_the_summary_is_one_pass_over_the_rows_and_counts_what_the_rows_held_at_once_say(faces_audit, tmp_path):
     out, summary = faces_audit
     copy = tmp_path / "audit"
@@ -277,10 +284,7 @@ def test_the_summary_is_one_pass_over_the_rows_and_counts_what_the_rows_held_at_
         passes.append(1)
         return read_box_rows(copy)
 
-    run = {k: getattr(summary, k) for k in ("model", "method", "mode", "device", "precision", "target_layer",
-                                            "readout", "thresholds", "ap_iou", "seconds", "images_per_second",
-                                            "resumed")}
-    again = write_detection_summary(copy, rows, [], run, grid_tiles=24)
+    again = write_detection_summary(copy, rows, [], run_of(summary), grid_tiles=24)
     assert len(passes) == 1 and (copy / "manifest.csv").read_bytes() == (out / "manifest.csv").read_bytes()
     held = list(read_box_rows(copy))
     evaluated = [r for r in held if r.case not in NOT_EVALUATED]
@@ -297,3 +301,24 @@ def test_the_summary_is_one_pass_over_the_rows_and_counts_what_the_rows_held_at_
         assert values["ap"] == (None if np.isnan(ap) else round(ap, 4))
     assert again.per_class == summary.per_class and again.grids == summary.grids
     assert all((copy / p).read_bytes() == (out / p).read_bytes() for p in summary.grids.values())
+
+
+def test_a_first_row_without_boxes_gives_every_column_in_a_second_pass(faces_audit, tmp_path):
+    from ov_explain.runs.audit.summary import write_csv
+
+    out, summary = faces_audit
+    copy = tmp_path / "audit"
+    shutil.copytree(out, copy)
+    lines = (copy / "manifest.jsonl").read_text().splitlines(keepends=True)
+    first = next(i for i, line in enumerate(lines) if f'"{NO_BOXES}"' in line)  # no detected_* or truth_* columns
+    (copy / "manifest.jsonl").write_text("".join([lines[first]] + lines[:first] + lines[first + 1:]))
+    passes = []
+
+    def rows():
+        passes.append(1)
+        return read_box_rows(copy)
+
+    again = write_detection_summary(copy, rows, [], run_of(summary), grid_tiles=None)
+    write_csv(tmp_path / "expected.csv", [r.to_dict() for r in read_box_rows(copy)])
+    assert len(passes) == 2 and (copy / "manifest.csv").read_bytes() == (tmp_path / "expected.csv").read_bytes()
+    assert again.per_class == summary.per_class and again.images == 7
