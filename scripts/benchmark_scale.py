@@ -107,7 +107,7 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
 
     # As an audit does: the summary, the CSV and the grids' and report's choices built while appending.
     chosen = ImageGallery(REPORT_ITEMS)
-    builder = SummaryBuilder(out, 24, chosen.add)
+    builder = SummaryBuilder(out, 24, chosen)
     started = time.perf_counter()
     with builder.building():
         appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0, builder)
@@ -129,27 +129,29 @@ FINISH_RUN = {"model": "m.xml", "method": "cam", "mode": "whitebox", "device": "
 
 
 def child_finish(out: Path) -> dict:
-    """The end of a run on the driver's simulated rows rebuilt from its manifest in one pass, as a run that
-    resumes every image does, in a process of its own (its own peak memory): summary.json, manifest.csv,
+    """A run resuming every image of the driver's simulated rows, in a process of its own (its own peak
+    memory), as :func:`~ov_explain.runs.engine.run_rows` does it: the recovery's one pass over the manifest
+    (which images are done) feeding the summary's builder, then the end: summary.json, manifest.csv,
     confusion.csv, the grids and report.html."""
     from ov_explain.runs.audit.folder import read_errors
     from ov_explain.runs.audit.run import AUDIT_FOLDER
-    from ov_explain.runs.audit.summary import write_summary
+    from ov_explain.runs.audit.summary import SummaryBuilder
     from ov_explain.runs.engine import recover
     from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    done = recover(out, AUDIT_FOLDER, set(), set())  # what a resume does first: which images are done
+    chosen = ImageGallery(REPORT_ITEMS)  # the report's images picked in the same pass, as an audit does
+    builder = SummaryBuilder(out, 24, chosen)
+    with builder.building():
+        done = recover(out, AUDIT_FOLDER, set(), set(), builder)
     recovered_s = time.perf_counter() - started
     recovered_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    chosen = ImageGallery(REPORT_ITEMS)  # the report's images picked in the summary's pass, as an audit does
-    summary = write_summary(out, read_errors(out), FINISH_RUN, grid_tiles=24, also=chosen.add)
-    summarised = time.perf_counter() - started
+    summary = builder.finish(read_errors(out), FINISH_RUN)
     build_report(out, chosen=chosen.finish())
     return {"images": summary.images, "recovered": len(done), "recover_s": recovered_s,
-            "recover_rss_mb": recovered_rss, "summary_s": summarised, "finish_s": time.perf_counter() - started,
+            "recover_rss_mb": recovered_rss, "finish_s": time.perf_counter() - started,
             "report_mb": (out / "report.html").stat().st_size / 1e6, "start_rss_mb": before,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
@@ -265,13 +267,12 @@ def main() -> None:
               f"item list (built in {driver['hold_s']:.1f} s); the end of that run (summary.json, grids, "
               f"report.html from what was built) {driver['end_s']:.1f} s")
         finish = _run_child("finish", str(work / "driver"))
-        print(f"  a run resuming every image, in its own process: finding the {finish['recovered']:,} images done "
-              f"(the rows streamed, checked, counted) {finish['recover_s']:.1f} s, peak memory "
-              f"{finish['recover_rss_mb']:.0f} MB; then the end rebuilt from the manifest in one pass "
-              f"({finish['images']:,} images): {finish['finish_s']:.1f} s "
-              f"({finish['summary_s']:.1f} s of them the summary and CSVs), peak memory "
-              f"{finish['peak_rss_mb']:.0f} MB ({finish['start_rss_mb']:.0f} MB after imports), report "
-              f"{finish['report_mb']:.1f} MB")
+        print(f"  a run resuming every image, in its own process: one pass over the manifest finding the "
+              f"{finish['recovered']:,} images done (the rows streamed, checked, counted) and building the summary "
+              f"and manifest.csv {finish['recover_s']:.1f} s, peak memory {finish['recover_rss_mb']:.0f} MB "
+              f"({finish['start_rss_mb']:.0f} MB after imports); then the end ({finish['images']:,} images: "
+              f"summary.json, grids, report) {finish['finish_s']:.1f} s, peak memory {finish['peak_rss_mb']:.0f} MB, "
+              f"report {finish['report_mb']:.1f} MB")
         print(f"  at {rows_per_image:.2f} rows per image, appending keeps up with {images_per_s:,.0f} images/s "
               f"(~{images_per_s / per_core:,.0f} single-thread actors at {per_core:.1f} images/s each); the engine's "
               f"ceiling here, {pipeline['images_per_s']:,.0f} images/s, is "

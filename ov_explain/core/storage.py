@@ -11,6 +11,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TextIO
 
+import orjson
+
 from ov_explain.core.errors import OvExplainError
 
 logger = logging.getLogger(__name__)
@@ -158,19 +160,26 @@ def json_line(row: dict[str, Any]) -> str:
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSON-lines file; stops at the first torn or invalid line (logged)."""
+    """Rows of a JSON-lines file; stops at the first torn or invalid line (logged).
+
+    Lines are decoded by orjson (3x the standard library's speed: a resume reads every row of a manifest);
+    what orjson refuses and :func:`json_line` may write (NaN, infinities, integers beyond 64 bits) is
+    decoded by the standard library, so every line written here reads back the same."""
     if not path.exists():
         return
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
-            if not line.endswith("\n"):
+            if not line.endswith(b"\n"):
                 logger.warning("%s: line %d was cut off by an interrupted run; dropping it", path, number)
                 return
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s: line %d is not valid JSON; dropping it and what follows", path, number)
-                return
+                row = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                try:
+                    row = json.loads(line.decode("utf-8"))
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    logger.warning("%s: line %d is not valid JSON; dropping it and what follows", path, number)
+                    return
             yield row
 
 

@@ -135,14 +135,20 @@ class RowEngine(Protocol):
 
 
 class RowSink(Protocol):
-    """What is built from the rows while they are appended (an audit's summary and CSV): ``building()`` is
-    entered once the folder is recovered (it reads the rows already there) and ended when the run's rows are
-    all in; ``add_rows`` sees each image's rows (as their columns) once they are appended."""
+    """What is built from the rows while they are appended (an audit's summary and CSV).
+
+    ``building()`` is entered before the folder is recovered and ended when the run's rows are all in.
+    ``add_rows`` sees the folder's rows as recovery reads them (the resumed ones: the rows file is read once
+    for both), then each new image's rows (as their columns) once they are appended. ``forget`` drops every
+    row given so far: recovery found rows to drop (a killed run's) and gives the kept ones again."""
 
     def building(self) -> ContextManager[Any]:
         ...
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
+        ...
+
+    def forget(self) -> None:
         ...
 
 
@@ -191,13 +197,13 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
         ensure_writable_folder(out)
         with FolderLock(out, kind.noun.split()[-1]):
             prepare_folder(out, kind, settings, restart, stems)
-            done = recover(out, kind, {s.key for s in samples}, stems)
-            todo = [s for s in samples if s.key not in done]
-            logger.info("%s: %d images, %d already done, %d to do", out, len(samples), len(samples) - len(todo),
-                        len(todo))
-            started = time.perf_counter()
             try:
                 with sink.building() if sink is not None else contextlib.nullcontext():
+                    done = recover(out, kind, {s.key for s in samples}, stems, sink)
+                    todo = [s for s in samples if s.key not in done]
+                    logger.info("%s: %d images, %d already done, %d to do", out, len(samples),
+                                len(samples) - len(todo), len(todo))
+                    started = time.perf_counter()
                     finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo), sink)
             finally:
                 remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
@@ -330,25 +336,32 @@ def clear(out: Path, kind: FolderKind, stems: set[str]) -> None:
     logger.info("%s: previous %s removed (restart)", out, kind.noun.split(" ", 1)[1])
 
 
-def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str]) -> set[str]:
+def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], sink: RowSink | None = None) -> set[str]:
     """Keys already done; repairs what a killed run left: torn rows, half-written files, temp files.
 
     Errors of selected images are dropped so they are tried again. Files in the folder that the
-    run did not write are left alone. The rows are streamed, not held: one pass counts each image's rows
-    and hashes the files they name; a second, only when some rows are dropped, rewrites the file without
-    them. Memory holds the keys (as the dataset's listing does) and 16 bytes per named file.
+    run did not write are left alone. The rows are streamed, not held: one pass counts each image's rows,
+    hashes the files they name and gives each row that reads to ``sink``; a second, only when some rows are
+    dropped, rewrites the file without them (and gives ``sink`` the kept ones again). Memory holds the keys
+    (as the dataset's listing does) and 16 bytes per named file.
     """
     removed = remove_temp_files(out)
     rows_path, errors_path = out / kind.rows_file, out / kind.errors_file
     tally = _RowTally(kind)
     for row in read_jsonl(rows_path):
-        tally.add(row)
+        if tally.add(row) and sink is not None:
+            sink.add_rows([row])
     complete = tally.complete()
     dropped: set[str] = set()  # the files named by the rows dropped (a damaged row's files are ours too)
     if rows_path.exists() and (tally.kept_lines != tally.lines or _has_torn_tail(rows_path)):
+        if sink is not None:
+            sink.forget()
+
         def kept() -> Iterator[dict[str, Any]]:
             for row in read_jsonl(rows_path):
                 if tally.key_of(row) in complete:
+                    if sink is not None:
+                        sink.add_rows([row])
                     yield row
                 else:
                     dropped.update(listed_files(kind, [row]))
@@ -388,11 +401,12 @@ class _RowTally:
         parsed = self.parsed(row)
         return None if parsed is None else parsed.key
 
-    def add(self, row: Any) -> None:
+    def add(self, row: Any) -> bool:
+        """Count the row; False for a damaged one."""
         self.lines += 1
         parsed = self.parsed(row)
         if parsed is None:
-            return
+            return False
         image = self.images.get(parsed.key)
         if image is None:
             image = self.images[parsed.key] = [len(self.images), parsed.targets_total, 0]
@@ -400,6 +414,7 @@ class _RowTally:
         for name in listed_files(self.kind, [row]):
             self._hashes.append(hash(name))
             self._owners.append(image[0])
+        return True
 
     def complete(self) -> set[str]:
         return {key for key, (_, expected, seen) in self.images.items() if seen == expected}

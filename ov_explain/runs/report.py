@@ -154,8 +154,13 @@ class ImageGallery:
     most telling ``per_case`` of each case kept (:func:`telling`)."""
 
     def __init__(self, per_case: int) -> None:
-        self.gallery = Gallery(per_case, key=lambda rows: telling(rows[0]["case"], rows[0]["top1_probability"],
-                                                                   rows[0].get("top2_probability"), rows[0]["key"]))
+        self.per_case = per_case
+        self.forget()
+
+    def forget(self) -> None:
+        """Start again, none chosen (the rows are given again)."""
+        self.gallery = Gallery(self.per_case, key=lambda rows: telling(
+            rows[0]["case"], rows[0]["top1_probability"], rows[0].get("top2_probability"), rows[0]["key"]))
         self._current: list[dict[str, Any]] = []
 
     def add(self, row: dict[str, Any]) -> None:

@@ -94,14 +94,15 @@ def test_a_stop_records_what_is_in_flight_and_a_rerun_resumes_exactly(tmp_path):
 
 
 class RecordingSink:
-    """A sink that notes what it is given and when."""
+    """A sink that notes what it is given and when; ``kept`` is what it holds (the rows given since a forget)."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.events = out, []
+        self.out, self.events, self.kept = out, [], []
+        self.running = False  # the run has started appending (after the recovery)
 
     @contextlib.contextmanager
     def building(self):
-        self.events.append(("start", keys(self.out) if (self.out / "rows.jsonl").exists() else []))
+        self.events.append(("start",))
         try:
             yield self
         except BaseException as exc:
@@ -110,26 +111,52 @@ class RecordingSink:
         self.events.append(("end", keys(self.out)))
 
     def add_rows(self, rows: list[dict]) -> None:
-        appended = keys(self.out)
         added = [row["key"] for row in rows]
-        assert appended[-len(added):] == added  # fed after the rows are in the file
+        if self.running:
+            assert keys(self.out)[-len(added):] == added  # fed after the rows are in the file
         self.events.append(("rows", added))
+        self.kept += added
+
+    def forget(self) -> None:
+        self.events.append(("forget",))
+        self.kept = []
 
 
 def test_a_sink_sees_the_folder_recovered_then_each_images_rows_as_appended(tmp_path):
     out, stop = tmp_path / "run", threading.Event()
     first = RecordingSink(out)
+    first.running = True  # nothing to recover: every row given is appended first
     with pytest.raises(RunInterrupted):
         run_rows(samples(6), ThreadEngine(work_in(out, broken={1}), 1), out, KIND, {"size": 6}, set(), sink=first,
                  progress=lambda done, total: stop.set() if done >= 3 else None, stop=stop)
-    assert first.events[0] == ("start", []) and first.events[-1] == ("failed", "RunInterrupted")
-    fed = [key for event, added in first.events if event == "rows" for key in added]
-    assert fed == keys(out) and "img1" not in fed  # an error row is not a row
+    assert first.events[0] == ("start",) and first.events[-1] == ("failed", "RunInterrupted")
+    assert first.kept == keys(out) and "img1" not in first.kept  # an error row is not a row
+    fed = first.kept
     second = RecordingSink(out)
-    run_rows(samples(6), ThreadEngine(work_in(out), 2), out, KIND, {"size": 6}, set(), sink=second)
-    assert second.events[0] == ("start", fed)  # the resumed rows are the folder's, recovered
-    new = [key for event, added in second.events if event == "rows" for key in added]
-    assert fed + new == keys(out) == second.events[-1][1] and sorted(set(keys(out))) == [f"img{i}" for i in range(6)]
+    resumed = len(fed)
+
+    def progress(done: int, total: int) -> None:
+        second.running = True
+
+    run_rows(samples(6), ThreadEngine(work_in(out), 2), out, KIND, {"size": 6}, set(), sink=second,
+             progress=progress)
+    assert second.kept[:resumed] == fed and ("forget",) not in second.events  # recovered in its one pass
+    assert second.kept == keys(out) == second.events[-1][1] and sorted(set(keys(out))) == [f"img{i}" for i in range(6)]
+
+
+def test_a_sink_is_given_the_kept_rows_again_when_the_recovery_drops_some(tmp_path):
+    out = tmp_path / "run"
+    run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 2}, {"img0", "img1", "img2"})
+    whole = keys(out)
+    with open(out / "rows.jsonl", "a") as handle:  # a killed run's: half an image, then a torn line
+        handle.write('{"key": "img3", "targets_total": 2, "target_rank": 0, "file": "Odd/img3.0.txt"}\n{"key": "im')
+    sink = RecordingSink(out)
+    with sink.building():
+        done = recover(out, KIND, {f"img{i}" for i in range(4)}, {f"img{i}" for i in range(4)}, sink)
+    assert done == {"img0", "img1", "img2"} and keys(out) == whole
+    forgot = sink.events.index(("forget",))
+    given_first = [k for event in sink.events[:forgot] if event[0] == "rows" for k in event[1]]
+    assert given_first == whole + ["img3"] and sink.kept == whole  # img3's row forgotten, the kept given again
 
 
 def test_another_runs_folder_is_refused_and_restart_removes_only_the_runs_files(tmp_path):

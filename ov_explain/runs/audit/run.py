@@ -161,8 +161,7 @@ def run_audit(samples: Sequence[Sample], explainer: Explainer, out_dir: str | os
         engine = ThreadEngine(_ImageWorker(explainer, resolver, options, out, stems, per_image), threads)
     chosen = ImageGallery(REPORT_ITEMS) if options.report else None  # the report's images, chosen alike
     # The summary, the CSV, the grids' and the report's choices built as the rows are appended.
-    builder = SummaryBuilder(out, options.grid_tiles if options.grids else None,
-                             None if chosen is None else chosen.add)
+    builder = SummaryBuilder(out, options.grid_tiles if options.grids else None, chosen)
     stats = run_rows(samples, engine, out, AUDIT_FOLDER, settings, set(stems.values()), restart=run.restart,
                      progress=progress, stop=stop, sink=builder)
     run_summary = {**run_record(explainer, stats.seconds, stats.ran, stats.resumed),

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 
 import cv2
 
@@ -74,50 +74,71 @@ class AuditSummary:
         return data
 
 
+class RowCollector(Protocol):
+    """Something else chosen from the rows in the summary's pass (the report's images)."""
+
+    def add(self, row: dict[str, Any]) -> None:
+        ...
+
+    def forget(self) -> None:
+        ...
+
+
 def write_summary(out: Path, errors: list[ErrorRow], run: dict[str, Any], grid_tiles: int | None,
-                  also: Callable[[dict[str, Any]], None] | None = None) -> AuditSummary:
+                  also: RowCollector | None = None) -> AuditSummary:
     """Write manifest.csv, errors.csv, summary.json, confusion.csv and (``grid_tiles`` not None) the case grids
     in one pass over the folder's manifest (see :class:`SummaryBuilder`, which an audit feeds as it appends)."""
     builder = SummaryBuilder(out, grid_tiles, also)
     with builder.building():
-        pass
+        builder.add_rows(read_row_columns(out))
     return builder.finish(errors, run)
 
 
 class SummaryBuilder:
-    """An audit's closing files built while its rows are appended: the manifest's rows already in the folder
-    (resumed ones) in one pass when :meth:`building` starts, then each new image's rows (:meth:`add_rows`) as
-    the run appends them, so the end of the run writes counts it holds instead of reading every row again.
-    Memory holds the counts and each case's grid tiles (and whatever ``also`` keeps), not the rows.
+    """An audit's closing files built while its rows are appended: the rows already in the folder (a resumed
+    run's, as the recovery reads them) and then each new image's rows as the run appends them (:meth:`add_rows`),
+    so the end of the run writes counts it holds instead of reading every row again. Memory holds the counts
+    and each case's grid tiles (and whatever ``also`` keeps), not the rows.
 
     manifest.csv is written as rows come and put in place when :meth:`building` ends without an error (the
     columns of the first row; an older folder whose rows differ is written again with every column)."""
 
-    def __init__(self, out: Path, grid_tiles: int | None, also: Callable[[dict[str, Any]], None] | None = None):
+    def __init__(self, out: Path, grid_tiles: int | None, also: RowCollector | None = None):
         self.out, self.grid_tiles, self.also = out, grid_tiles, also
-        self.tally = _Tally()
-        self.gallery = Gallery(grid_tiles or 0,
-                               key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
         self._csv: CsvStream | None = None
         self._complete = False  # every column written (False: written again at the end)
+        self._start()
+
+    def _start(self) -> None:
+        self.tally = _Tally()
+        self.gallery = Gallery(self.grid_tiles or 0,
+                               key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
 
     @contextlib.contextmanager
     def building(self) -> Iterator["SummaryBuilder"]:
-        """Rows are added inside; the manifest's own are read first (a resumed run's)."""
+        """Rows are added inside; manifest.csv is in place once it ends without an error."""
         self._csv = CsvStream(self.out / MANIFEST_CSV)
         try:
-            for row in read_row_columns(self.out):
-                self.add(row)
             yield self
         except BaseException:
             self._csv.abandon()
             raise
         self._complete = self._csv.close()
 
-    def add_rows(self, rows: list[dict[str, Any]]) -> None:
-        """An image's rows as the run appends them (their columns, as the work made them: not decoded again)."""
+    def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
+        """Rows as dicts of their columns: a resumed run's as read, an image's as the work made them (not
+        decoded again)."""
         for row in rows:
             self.add(row)
+
+    def forget(self) -> None:
+        """Drop every row added (the recovery gives the kept ones again)."""
+        assert self._csv is not None, "rows are forgotten inside building()"
+        self._csv.abandon()
+        self._csv = CsvStream(self.out / MANIFEST_CSV)
+        self._start()
+        if self.also is not None:
+            self.also.forget()
 
     def add(self, row: dict[str, Any]) -> None:
         assert self._csv is not None, "rows are added inside building()"
@@ -126,7 +147,7 @@ class SummaryBuilder:
         if row["overlay_path"] is not None:
             self.gallery.add(row["case"], row)
         if self.also is not None:
-            self.also(row)
+            self.also.add(row)
 
     def finish(self, errors: list[ErrorRow], run: dict[str, Any], *, pool: Executor | None = None) -> AuditSummary:
         """errors.csv, the grids, summary.json and confusion.csv from what was counted.
@@ -153,17 +174,24 @@ class SummaryBuilder:
 
 class CsvStream:
     """A CSV written a row at a time and put in place in one step (:meth:`close`), or removed (:meth:`abandon`).
-    Its columns are the first row's: the common case (every row has them) is one C-level pick per row."""
+    Its columns are the first row's: the common case (every row has them) is one C-level pick per row.
+    Its temp file is made at the first row (a run's recovery first removes the temp files a killed run left)."""
 
     def __init__(self, path: Path) -> None:
-        self._file = atomic_text_file(path)
-        self._writer = csv.writer(self._file.__enter__(), lineterminator="\n")
+        self.path = path
+        self._file: Any = None
+        self._writer: Any = None
         self.columns: list[str] | None = None
         self._seen: dict[str, None] = {}
         self._values: Callable[[dict[str, Any]], Any] = lambda row: ()
 
+    def _open(self) -> None:
+        self._file = atomic_text_file(self.path)
+        self._writer = csv.writer(self._file.__enter__(), lineterminator="\n")
+
     def add(self, row: dict[str, Any]) -> None:
         if self.columns is None:
+            self._open()
             self.columns = list(row)
             self._seen = dict.fromkeys(self.columns)
             self._writer.writerow(self.columns)
@@ -178,12 +206,15 @@ class CsvStream:
     def close(self) -> bool:
         """Put the file in place; False when some row had columns the first one lacked (write it again)."""
         if self.columns is None:
+            self._open()
             self._writer.writerow([])
         self._file.__exit__(None, None, None)
         return self.columns is None or len(self._seen) == len(self.columns)
 
     def abandon(self) -> None:
         """Remove the file being written (the run failed or stopped: it is rebuilt next time)."""
+        if self._file is None:
+            return
         error = RuntimeError("abandoned")
         try:
             self._file.__exit__(RuntimeError, error, None)
