@@ -19,9 +19,7 @@ from ov_explain.core.devices import (
     CompiledModel,
     RequestRing,
     ThreadRequests,
-    batch_capacity,
     compile_with_fallback,
-    optimal_requests,
 )
 from ov_explain.core.errors import ImageReadError, ModelLoadError, OvExplainError, PreprocessError
 from ov_explain.core.files import ReadModel, read_model
@@ -71,10 +69,6 @@ class ImageModel:
                                                               cache_dir=cache_dir, precision=precision)
         self.load_ms = (time.perf_counter() - started) * 1000.0
         self._requests = ThreadRequests(self._compiled.compiled)
-        # Read once: a compiled model's property read waits on its executor while inferences run (holding
-        # the GIL): read per image, it stalled every thread of an audit.
-        self._max_batch = batch_capacity(self._compiled.compiled)
-        self._optimal_requests = optimal_requests(self._compiled.compiled)
         logger.info("loaded %s on %s (%s) in %.0f ms", self.files.model.name, self.device, self.precision,
                     self.load_ms)
 
@@ -126,7 +120,7 @@ class ImageModel:
     @property
     def max_batch(self) -> int | None:
         """Largest batch one request takes: None when the batch dimension is dynamic."""
-        return self._max_batch
+        return self._compiled.max_batch
 
     @property
     def input_layout(self) -> str:
@@ -201,7 +195,7 @@ class ImageModel:
         """Images prepared here and inferred on a ring of requests, several in flight, finished in input order:
         ``finish((prepared, preprocess_ms, submitted), read(request))`` for each. A bad image calls
         ``on_error(source, error)`` (or raises if there is no callback) and the rest go on."""
-        with RequestRing(self.compiled, self._optimal_requests, read) as ring:
+        with RequestRing(self.compiled, self._compiled.optimal_requests, read) as ring:
             for image in images:
                 started = time.perf_counter()
                 try:

@@ -160,11 +160,9 @@ class DetectionExplainer:
         """How a dataset run shares ``budget`` inferences in flight (default: the device's fill), as
         :meth:`Explainer.plan <ov_explain.explain.explainer.Explainer.plan>`: (images at once, inferences in flight
         per image). White-box images are one inference each; D-RISE's images split the budget two ways."""
-        from ov_explain.core.devices import optimal_requests
-
         if self._whitebox is not None:
-            return budget or optimal_requests(self._whitebox[0].compiled) + 1, 1
-        total = budget or max(8, 2 * optimal_requests(self.detector.compiled))
+            return budget or self._whitebox[0].optimal_requests + 1, 1
+        total = budget or max(8, 2 * self.detector.compile_info.optimal_requests)
         images = min(2, total)
         return images, max(1, total // images)
 

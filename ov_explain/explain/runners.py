@@ -19,9 +19,7 @@ import numpy as np
 from ov_explain.core.devices import (
     CompiledModel,
     ThreadRequests,
-    batch_capacity,
     compile_with_fallback,
-    optimal_requests,
 )
 from ov_explain.core.errors import OvExplainError, last_line
 from ov_explain.core.model import Classifier, ImageInput, Prediction
@@ -65,14 +63,13 @@ def _projector(input_size: tuple[int, int], geometry: Geometry) -> Any:
 class _XaiGraph:
     """One compiled XAI graph: per-thread requests, where its maps are and which classes they hold."""
 
-    compiled: Any
+    model: CompiledModel
     selection: MapSelection
 
     def __post_init__(self) -> None:
+        self.compiled = self.model.compiled
         self.requests = ThreadRequests(self.compiled)
-        # Read once: a compiled model's property read waits on its executor while inferences run, holding
-        # the GIL; read per image it cost an audit 7.7 ms of every thread's time per image (py-spy, 2 cores).
-        self.parallel, self.max_batch = optimal_requests(self.compiled), batch_capacity(self.compiled)
+        self.parallel, self.max_batch = self.model.optimal_requests, self.model.max_batch
         self.maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
         names = [o.get_names() for o in self.compiled.outputs]
         self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)  # top-k, fixed
@@ -115,7 +112,7 @@ class WhiteboxRunner:
             self.target_layer, self.shortcut = info.get("target_layer"), bool(info.get("shortcut"))
             self.readout = info.get("readout")
             self._exported = True
-            self._all = _XaiGraph(classifier.compiled, selection_from_info(info))
+            self._all = _XaiGraph(classifier.compile_info, selection_from_info(info))
         else:
             xai = build_xai_model(classifier.model, classifier.output_port, method.name if method else None,
                                   target_layer=target_layer, output_kind=classifier.output_kind, **options)
@@ -126,7 +123,7 @@ class WhiteboxRunner:
             self.device = ",".join(compiled.execution_devices)
             self.target_layer, self.shortcut, self.readout = xai.target_layer, xai.shortcut, xai.readout
             self._exported = False
-            self._all = _XaiGraph(compiled.compiled, ALL_MAPS)
+            self._all = _XaiGraph(compiled, ALL_MAPS)
 
     @property
     def compiled(self) -> Any:
@@ -177,9 +174,9 @@ class WhiteboxRunner:
                                   output_kind=self.classifier.output_kind, **self._options)
             if not xai.selected_in_method:
                 return self._all
-            compiled = compile_like(self.classifier, xai.model, self.classifier.hint).compiled
+            compiled = compile_like(self.classifier, xai.model, self.classifier.hint)
             if selection.kind != "given":
-                _probe(compiled, self.method.name)
+                _probe(compiled.compiled, self.method.name)
         except (OvExplainError, RuntimeError) as exc:
             logger.warning("maps for %s classes only cannot run here (%s); computing every class's maps instead",
                            selection.describe(), last_line(exc))
@@ -282,7 +279,7 @@ class BlackboxRunner:
         compiled = compile_like(classifier, classifier.float_input_model(), "THROUGHPUT")
         self.compiled, self.precision = compiled.compiled, compiled.precision
         self.device = ",".join(compiled.execution_devices)
-        self._parallel, self._max_batch = optimal_requests(self.compiled), batch_capacity(self.compiled)  # read once
+        self._parallel, self._max_batch = compiled.optimal_requests, compiled.max_batch
 
     @property
     def parallel_requests(self) -> int:

@@ -25,12 +25,21 @@ from ov_explain.core.errors import DeviceError
 class FakeCompiled:
     def __init__(self, device: str, model, precision: str) -> None:
         self.device, self.model, self.precision = device, model, precision
+        self.inputs = model.inputs
+        self.property_reads: list[str] = []
 
     def get_property(self, key: str):
+        self.property_reads.append(key)
         if key == "INFERENCE_PRECISION_HINT":
             return {"f32": ov.Type.f32, "bf16": ov.Type.bf16, "f16": ov.Type.f16}[self.precision]
+        if key == "OPTIMAL_NUMBER_OF_INFER_REQUESTS":
+            return FAKE_REQUESTS[self.device]
         assert key == "EXECUTION_DEVICES"
         return [self.device]
+
+
+#: OPTIMAL_NUMBER_OF_INFER_REQUESTS per device, as a plugin reports it for a compiled model.
+FAKE_REQUESTS = {"CPU": 2, "GPU": 4, "NPU": 8}
 
 
 #: Per device kind: (OPTIMIZATION_CAPABILITIES, default working precision), as the real plugins report
@@ -140,6 +149,9 @@ def test_npu_rejecting_dynamic_shapes_gets_static_retry(dynamic_model, tmp_path)
     assert [(d, dyn) for d, dyn, _ in core.calls] == [("NPU", True), ("NPU", False)]
     static_input = result.compiled.model.inputs[0].get_partial_shape()
     assert static_input.is_static and static_input[0].get_length() == 1
+    # Read once, here: owners read the fields, never the compiled model's properties per image
+    assert (result.optimal_requests, result.max_batch) == (8, 1)
+    assert result.compiled.property_reads.count("OPTIMAL_NUMBER_OF_INFER_REQUESTS") == 1
     assert not dynamic_model.inputs[0].get_partial_shape().is_static, "the caller's model must not be reshaped"
 
 
@@ -149,6 +161,7 @@ def test_falls_back_to_next_device_with_a_warning(dynamic_model, caplog, tmp_pat
         result = compile_with_fallback(core, dynamic_model, "AUTO", cache_dir=tmp_path)
     assert result.device == "CPU" and result.execution_devices == ("CPU",)
     assert [a.device for a in result.attempts if a.reason] == ["NPU", "NPU", "GPU", "GPU"]
+    assert (result.optimal_requests, result.max_batch) == (2, None)  # the CPU's figure, its dynamic batch kept
     warnings = " ".join(r.getMessage() for r in caplog.records)
     assert "NPU plugin is not installed" in warnings and "GPU plugin is not installed" in warnings
     assert "Exception from" not in warnings  # one useful line, not the C++ location
