@@ -160,3 +160,8 @@ class _Commands(click.Group):
 def main(verbose: int, quiet: bool) -> None:
     """Predict, explain and audit image classifiers on OpenVINO (CPU / GPU / NPU)."""
     _configure_logging(verbose, quiet)
+
+
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """``1 image``, ``7 images``: a count with its noun, for the lines a command prints."""
+    return f"{count} {noun}" if count == 1 else f"{count} {plural or noun + 's'}"

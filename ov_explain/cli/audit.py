@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, fail, main, run_stoppable
+from ov_explain.cli.app import EXIT_OK, EXIT_PARTIAL, counted, fail, main, run_stoppable
 from ov_explain.cli.options import (
     config_options,
     data_options,
@@ -90,7 +90,7 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
         _print_detection_summary(summary, options)
     else:
         layer = f", layer {summary.target_layer}" if summary.target_layer else ""
-        click.echo(f"{summary.images} images audited into {summary.out_dir} with {summary.method} "
+        click.echo(f"{counted(summary.images, 'image')} audited into {summary.out_dir} with {summary.method} "
                    f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
                    f"{_speed(summary)}")
         for case, count in summary.cases.items():
@@ -100,13 +100,15 @@ def audit(dataset: Path, model: ModelConfig, out_dir: Path, data: DatasetConfig,
         click.echo(f"manifest: {summary.out_dir / 'manifest.csv'}, summary: {summary.out_dir / 'summary.json'}"
                    + (f", report: {summary.out_dir / 'report.html'}" if options.report else ""))
     if summary.errors:
-        click.echo(f"{summary.errors} images could not be audited: see {summary.out_dir / 'errors.csv'}", err=True)
+        click.echo(f"{counted(summary.errors, 'image')} could not be audited: see {summary.out_dir / 'errors.csv'}",
+                   err=True)
     sys.exit(EXIT_PARTIAL if summary.errors else EXIT_OK)
 
 
 def _print_detection_summary(summary: Any, options: Any) -> None:
     layer = f", cut at {summary.target_layer}" if summary.target_layer else ""
-    click.echo(f"{summary.images} images, {summary.boxes} boxes audited into {summary.out_dir} with {summary.method} "
+    click.echo(f"{counted(summary.images, 'image')}, {counted(summary.boxes, 'box', 'boxes')} audited into "
+               f"{summary.out_dir} with {summary.method} "
                f"({summary.mode}{layer}) on {summary.device} in {summary.precision}; {summary.resumed} resumed, "
                f"{_speed(summary)}")
     for case, count in summary.cases.items():
@@ -118,7 +120,8 @@ def _print_detection_summary(summary: Any, options: Any) -> None:
         shown = ", ".join(f"{label} {scores[key]:.3f}" for key, label in (("precision", "precision"),
                                                                           ("recall", "recall"), ("ap", named))
                           if scores[key] is not None)
-        click.echo(f"  {name}: {scores['ground_truth']} boxes, {scores['detections']} detections"
+        click.echo(f"  {name}: {counted(scores['ground_truth'], 'box', 'boxes')}, "
+                   f"{counted(scores['detections'], 'detection')}"
                    + (f"; {shown}" if shown else ""))
     if summary.mean_ap is not None:
         click.echo(f"mean {named} {summary.mean_ap:.3f}")

@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ov_explain.cli.app import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, fail, main, run_stoppable
+from ov_explain.cli.app import EXIT_GATE, EXIT_OK, EXIT_PARTIAL, counted, fail, main, run_stoppable
 from ov_explain.cli.options import (
     MODEL_OPTIONS,
     config_options,
@@ -141,7 +141,7 @@ def drift(dataset: Path, deployments: Any, explain: Any, out_dir: Path, data: An
         click.echo(json.dumps({**summary.to_dict(), "gate": crossed}, indent=2))
     else:
         ref, cand = summary.reference, summary.candidate
-        click.echo(f"{summary.images} images compared into {summary.out_dir}: {Path(ref['model']).name} on "
+        click.echo(f"{counted(summary.images, 'image')} compared into {summary.out_dir}: {Path(ref['model']).name} on "
                    f"{ref['device']} in {ref['precision']} vs {Path(cand['model']).name} on {cand['device']} in "
                    f"{cand['precision']} ({summary.resumed} resumed)")
         detection = getattr(summary, "task", None) == "detection"

@@ -191,8 +191,8 @@ def test_the_cli_audits_a_yolo_folder(run, yolov8_path, photos_dir, tmp_path):
     (root / "labels" / "astronaut.txt").write_text("0 0.4355 0.2578 0.2070 0.2031\n1 0.1 0.9 0.1 0.1\n")
     result = run("audit", root, "--model", yolov8_path, "--device", "CPU", "--no-cache", "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
-    assert "1 images, 2 boxes audited" in result.output and "True_positive_high_confidence              1" in \
-        result.output and "FACE_MALE: 1 boxes, 0 detections; recall 0.000, AP50 0.000" in result.output
+    assert "1 image, 2 boxes audited" in result.output and "True_positive_high_confidence              1" in \
+        result.output and "FACE_MALE: 1 box, 0 detections; recall 0.000, AP50 0.000" in result.output
     rows = [BoxRow.from_dict(r) for r in manifest(tmp_path / "out")]
     assert [r.case for r in rows] == [TP_HIGH, FALSE_NEGATIVE] and rows[1].ground_truth_class == "FACE_MALE"
     wrong = run("audit", root, "--model", yolov8_path, "--kind", "csv", "--out", tmp_path / "csv")
