@@ -3,7 +3,8 @@
     python scripts/benchmark_blackbox.py [--photos coffee,chelsea,astronaut,motorcycle] [--rounds 3]
                                          [--reference-masks 10000]
 
-For each photo (its top-1 class, CPU, f32 pinned for ov_explain; openvino-xai compiles in the CPU's default):
+For each photo (its top-1 class, CPU, f32 pinned; the openvino-xai backend compiles the library's model again in
+the classifier's precision, so both sides run f32):
   * the converged reference: classic RISE (no baseline, every mask) with ``--reference-masks`` masks from
     another seed of the same family, at the preset's cells;
   * ov_explain RISE at the preset (baseline and early stop), ov_explain classic RISE at the preset's masks
