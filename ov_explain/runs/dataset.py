@@ -73,8 +73,25 @@ def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
         samples = _read_folders(source, skip) if kind == "folders" else _read_unlabeled(source, skip)
     if not samples:
         raise DatasetError(f"{source}: no images found (looked for {', '.join(sorted(IMAGE_SUFFIXES))})")
+    check_utf8_names(samples)
     logger.info("%s: %d images (%s)", source, len(samples), kind)
     return samples
+
+
+def check_utf8_names(samples: Iterable[Any]) -> None:
+    """Refuse a file whose name is not UTF-8 (Linux hands such bytes to Python as surrogate escapes): a run's
+    rows, CSVs and report are UTF-8 text and could not name it, so the whole dataset is refused before any image
+    rather than failing mid-run."""
+    for sample in samples:
+        text = str(sample.path)
+        if text.isascii():
+            continue
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+            raise DatasetError(f"{shown}: file name is not UTF-8; rename the file (a run's rows, CSVs and report "
+                               "are UTF-8 text)") from None
 
 
 def select(samples: Sequence[Any], *, classes: Iterable[str] | None = None, limit: int | None = None,

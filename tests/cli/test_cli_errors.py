@@ -51,6 +51,17 @@ def test_a_damaged_manifest_row_is_redone_on_resume(run, finished_audit, tmp_pat
     assert result.exit_code == 0 and "2 resumed" in result.output
 
 
+def test_a_file_name_that_is_not_utf8_is_one_line_before_any_image(run, photos_dir, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    shutil.copy(photos_dir / "coffee.jpg", folder / "coffee.jpg")
+    shutil.copy(photos_dir / "coffee.jpg", os.fsdecode(bytes(folder) + b"/caf\xe9.jpg"))  # latin-1 bytes
+    result = run("audit", folder, "--out", tmp_path / "out")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()
+    assert result.output.strip() == (f"error: {folder}/caf\\xe9.jpg: file name is not UTF-8; rename the file "
+                                     "(a run's rows, CSVs and report are UTF-8 text)")
+
+
 def test_a_list_that_is_not_utf8_is_one_line(run, photos_dir, tmp_path):
     listing = tmp_path / "latin1.csv"
     listing.write_bytes(f"path,label\n{photos_dir / 'coffee.jpg'},caf\xe9\n".encode("latin-1"))

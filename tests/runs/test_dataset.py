@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -147,3 +148,16 @@ def test_images_folder_is_refused_for_a_classifiers_dataset(photos_dir):
     with pytest.raises(DatasetError, match="--images names where a COCO file's images are"):
         DatasetConfig(images=photos_dir).read(photos_dir, exclude=None)
     assert len(DatasetConfig().read(photos_dir, exclude=None)[0]) == 7
+
+
+def test_a_file_name_that_is_not_utf8_is_refused_by_name_and_a_utf8_one_is_read(tmp_path, photos_dir):
+    root = tmp_path / "data"
+    (root / "espresso").mkdir(parents=True)
+    shutil.copy(photos_dir / "coffee.jpg", root / "espresso" / "café ☕.jpg")  # UTF-8: an ordinary name
+    assert [s.key for s in read_dataset(root)] == ["espresso/café ☕.jpg"]
+    latin1 = os.fsdecode(bytes(root / "espresso") + b"/caf\xe9.jpg")  # what Linux gives for latin-1 bytes
+    shutil.copy(photos_dir / "coffee.jpg", latin1)
+    with pytest.raises(DatasetError) as refused:
+        read_dataset(root)
+    assert str(refused.value) == (f"{root}/espresso/caf\\xe9.jpg: file name is not UTF-8; rename the file "
+                                  "(a run's rows, CSVs and report are UTF-8 text)")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ov_explain.core.images import is_image_file
-from ov_explain.runs.dataset import DatasetError, read_dataset
+from ov_explain.runs.dataset import DatasetError, check_utf8_names, read_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +76,7 @@ def read_box_dataset(source: str | os.PathLike, *, kind: str = "auto", images: s
     samples = read_coco(source, images) if kind == "coco" else read_yolo(source)
     if not samples:
         raise DatasetError(f"{source}: no images listed")
+    check_utf8_names(samples)
     logger.info("%s: %d images, %d boxes (%s)", source, len(samples), sum(len(s.boxes or ()) for s in samples), kind)
     return samples
 
