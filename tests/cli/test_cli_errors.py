@@ -46,9 +46,14 @@ def test_report_on_a_damaged_audit_is_one_line(run, finished_audit, damage, mess
 
 
 def test_a_damaged_manifest_row_is_redone_on_resume(run, finished_audit, tmp_path):
+    before = (finished_audit / "manifest.csv").read_text()
     row_without_keys(finished_audit)
     result = run("audit", tmp_path / "two.csv", "--out", finished_audit, "--no-grids")
     assert result.exit_code == 0 and "2 resumed" in result.output
+    # The summary was given the rows as the recovery read them, then (the damaged row dropped) the kept ones
+    # again: each image once, as before the damage.
+    assert (finished_audit / "manifest.csv").read_text() == before
+    assert json.loads((finished_audit / "summary.json").read_text())["images"] == 2
 
 
 def test_a_file_name_that_is_not_utf8_is_one_line_before_any_image(run, photos_dir, tmp_path):
