@@ -9,7 +9,7 @@ import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TextIO
+from typing import Any, Callable, Iterable, Iterator, TextIO
 
 import orjson
 
@@ -159,18 +159,21 @@ def json_line(row: dict[str, Any]) -> str:
     return json.dumps(row, ensure_ascii=False) + "\n"
 
 
-def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSON-lines file; stops at the first torn or invalid line (logged).
+def read_jsonl(path: Path, stopped: Callable[[int], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Rows of a JSON-lines file; stops at the first torn or invalid line (logged), and calls ``stopped`` with
+    its number (so that a recovery rewrites the file without it and what follows).
 
     Lines are decoded by orjson (3x the standard library's speed: a resume reads every row of a manifest);
-    what orjson refuses and :func:`json_line` may write (NaN, infinities, integers beyond 64 bits) is
-    decoded by the standard library, so every line written here reads back the same."""
+    what orjson refuses and :func:`json_line` writes (NaN, infinities) is decoded by the standard library.
+    (orjson reads an integer beyond 64 bits as a float; no row of ours holds one.)"""
     if not path.exists():
         return
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, 1):
             if not line.endswith(b"\n"):
                 logger.warning("%s: line %d was cut off by an interrupted run; dropping it", path, number)
+                if stopped is not None:
+                    stopped(number)
                 return
             try:
                 row = orjson.loads(line)
@@ -179,6 +182,8 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
                     row = json.loads(line.decode("utf-8"))
                 except (UnicodeDecodeError, json.JSONDecodeError):
                     logger.warning("%s: line %d is not valid JSON; dropping it and what follows", path, number)
+                    if stopped is not None:
+                        stopped(number)
                     return
             yield row
 

@@ -79,9 +79,9 @@ def read_dataset(source: str | os.PathLike, *, kind: str = "auto",
 
 
 def check_utf8_names(samples: Iterable[Any]) -> None:
-    """Refuse a file whose name is not UTF-8 (Linux hands such bytes to Python as surrogate escapes): a run's
-    rows, CSVs and report are UTF-8 text and could not name it, so the whole dataset is refused before any image
-    rather than failing mid-run."""
+    """Refuse a path that is not UTF-8 (Linux hands a name's non-UTF-8 bytes to Python as surrogate escapes;
+    a list can hold an escaped lone surrogate): a run's rows, CSVs and report are UTF-8 text and could not name
+    it, so the whole dataset is refused before any image rather than failing mid-run."""
     for sample in samples:
         text = str(sample.path)
         if text.isascii():
@@ -89,9 +89,12 @@ def check_utf8_names(samples: Iterable[Any]) -> None:
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            shown = os.fsencode(text).decode("utf-8", "backslashreplace")
-            raise DatasetError(f"{shown}: file name is not UTF-8; rename the file (a run's rows, CSVs and report "
-                               "are UTF-8 text)") from None
+            try:  # the name's own bytes, as \xe9 where they are not UTF-8
+                shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+            except UnicodeError:  # a surrogate no file name decodes to (from a list's text)
+                shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+            raise DatasetError(f"{shown}: path is not UTF-8; rename the file or folder (a run's rows, CSVs and "
+                               "report are UTF-8 text)") from None
 
 
 def select(samples: Sequence[Any], *, classes: Iterable[str] | None = None, limit: int | None = None,

@@ -12,7 +12,6 @@ import contextlib
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 from array import array
@@ -342,18 +341,19 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
     Errors of selected images are dropped so they are tried again. Files in the folder that the
     run did not write are left alone. The rows are streamed, not held: one pass counts each image's rows,
     hashes the files they name and gives each row that reads to ``sink``; a second, only when some rows are
-    dropped, rewrites the file without them (and gives ``sink`` the kept ones again). Memory holds the keys
-    (as the dataset's listing does) and 16 bytes per named file.
+    dropped (an image's rows half recorded, a damaged row, a torn or unreadable line and what follows it),
+    rewrites the file without them (and gives ``sink`` the kept ones again). Memory holds the keys (as the
+    dataset's listing does) and 16 bytes per named file.
     """
     removed = remove_temp_files(out)
     rows_path, errors_path = out / kind.rows_file, out / kind.errors_file
-    tally = _RowTally(kind)
-    for row in read_jsonl(rows_path):
+    tally, unreadable = _RowTally(kind), []  # unreadable: the line a read stopped at (torn, not JSON)
+    for row in read_jsonl(rows_path, unreadable.append):
         if tally.add(row) and sink is not None:
             sink.add_rows([row])
     complete = tally.complete()
     dropped: set[str] = set()  # the files named by the rows dropped (a damaged row's files are ours too)
-    if rows_path.exists() and (tally.kept_lines != tally.lines or _has_torn_tail(rows_path)):
+    if rows_path.exists() and (tally.kept_lines != tally.lines or unreadable):
         if sink is not None:
             sink.forget()
 
@@ -370,10 +370,11 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
         logger.warning("%s: repaired the rows of an interrupted run", rows_path)
     orphans, foreign = _remove_ours(out, kind, tally.kept_files(), dropped, stems)
     _mention_foreign(out, kind, foreign)
-    errors = list(read_jsonl(errors_path))
+    unreadable_errors: list[int] = []
+    errors = list(read_jsonl(errors_path, unreadable_errors.append))
     kept_errors = [e for e in errors if isinstance(e, dict) and e.get("key") not in selected
                    and e.get("key") not in complete]
-    if len(kept_errors) != len(errors) or _has_torn_tail(errors_path):
+    if len(kept_errors) != len(errors) or unreadable_errors:
         write_jsonl(errors_path, kept_errors)
     if removed or orphans:
         logger.info("%s: removed %d temp and %d unlisted files of an interrupted run", out, removed, orphans)
@@ -443,11 +444,3 @@ class FileHashes:
         value = hash(name)
         at = int(np.searchsorted(self._sorted, value))
         return at < len(self._sorted) and int(self._sorted[at]) == value
-
-
-def _has_torn_tail(path: Path) -> bool:
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as handle:
-        handle.seek(-1, os.SEEK_END)
-        return handle.read(1) != b"\n"

@@ -63,8 +63,8 @@ def test_a_file_name_that_is_not_utf8_is_one_line_before_any_image(run, photos_d
     shutil.copy(photos_dir / "coffee.jpg", os.fsdecode(bytes(folder) + b"/caf\xe9.jpg"))  # latin-1 bytes
     result = run("audit", folder, "--out", tmp_path / "out")
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
-    assert result.output.strip() == (f"error: {folder}/caf\\xe9.jpg: file name is not UTF-8; rename the file "
-                                     "(a run's rows, CSVs and report are UTF-8 text)")
+    assert result.output.strip() == (f"error: {folder}/caf\\xe9.jpg: path is not UTF-8; rename the file or "
+                                     "folder (a run's rows, CSVs and report are UTF-8 text)")
 
 
 def test_a_list_that_is_not_utf8_is_one_line(run, photos_dir, tmp_path):

@@ -159,5 +159,9 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name_and_a_utf8_one_is_read(
     shutil.copy(photos_dir / "coffee.jpg", latin1)
     with pytest.raises(DatasetError) as refused:
         read_dataset(root)
-    assert str(refused.value) == (f"{root}/espresso/caf\\xe9.jpg: file name is not UTF-8; rename the file "
+    assert str(refused.value) == (f"{root}/espresso/caf\\xe9.jpg: path is not UTF-8; rename the file or folder "
                                   "(a run's rows, CSVs and report are UTF-8 text)")
+    listing = tmp_path / "list.jsonl"  # a list's escaped lone surrogate: no file name's bytes, still one line
+    listing.write_text(json.dumps({"path": "\ud800.jpg", "label": "espresso"}) + "\n")
+    with pytest.raises(DatasetError, match=r"\\ud800\.jpg: path is not UTF-8"):
+        read_dataset(listing)

@@ -220,3 +220,20 @@ def test_recovery_keeps_whole_images_and_drops_half_recorded_damaged_and_torn_ro
         line + "\n" for line in whole.splitlines() if not line.startswith('{"key": "img1"'))
     files = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.txt"))
     assert files == ["Even/img0.0.txt", "Even/img0.1.txt", "Even/img2.0.txt", "Even/img2.1.txt", "Odd/holiday.txt"]
+
+
+def test_an_unreadable_line_amid_the_rows_is_dropped_with_what_follows_and_those_images_redone(tmp_path):
+    """A line that is not JSON (or not UTF-8) ends every read of the rows: the recovery rewrites the file
+    without it and what follows, so the images after it are redone once and later runs read every row."""
+    out = tmp_path / "run"
+    run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 3}, {"img0", "img1", "img2"})
+    lines = (out / "rows.jsonl").read_bytes().splitlines(keepends=True)
+    (out / "rows.jsonl").write_bytes(b"".join(lines[:2]) + b'{"key": "caf\xe9"}\n' + b"".join(lines[2:]))
+    stats = run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 3}, {"img0", "img1", "img2"})
+    assert (stats.resumed, stats.ran) == (1, 2)  # img0 kept; img1 and img2 (after the bad line) redone
+    assert keys(out) == ["img0", "img0", "img1", "img1", "img2", "img2"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.txt")) == [
+        "Even/img0.0.txt", "Even/img0.1.txt", "Even/img2.0.txt", "Even/img2.1.txt", "Odd/img1.0.txt",
+        "Odd/img1.1.txt"]
+    again = run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 3}, {"img0", "img1", "img2"})
+    assert (again.resumed, again.ran) == (3, 0)
