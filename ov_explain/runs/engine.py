@@ -31,6 +31,7 @@ from ov_explain.core.storage import (
     atomic_write_text,
     ensure_writable_folder,
     json_line,
+    read_json_line,
     read_jsonl,
     remove_temp_files,
     write_jsonl,
@@ -107,7 +108,7 @@ class SampleResult:
 
     def row_columns(self) -> list[dict[str, Any]]:
         """The rows as dicts: as the work made them, or (from an actor) read back from their text."""
-        return self.columns if self.columns is not None else [json.loads(line) for line in self.rows.splitlines()]
+        return self.columns if self.columns is not None else [read_json_line(line) for line in self.rows.splitlines()]
 
 
 def sample_result(work: Callable[[Sample], Any], sample: Sample, kind: FolderKind) -> SampleResult:
