@@ -121,8 +121,9 @@ def _columns_of(cls: type) -> tuple[tuple[str, bool], ...]:
     return tuple((item.name, item.default is dataclasses.MISSING) for item in dataclasses.fields(cls))
 
 
-class _Pick:
-    """``operator.itemgetter`` of some columns that always returns a tuple, with their names beside."""
+class ColumnPick:
+    """``operator.itemgetter`` of some columns that always returns a tuple (one C-level pick a row, even of one
+    column), with their names beside."""
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names, getter = names, operator.itemgetter(*names)
@@ -133,10 +134,10 @@ class _Pick:
 
 
 @functools.cache
-def _plain_columns(cls: type, read_apart: frozenset[str]) -> tuple[frozenset[str], _Pick]:
+def _plain_columns(cls: type, read_apart: frozenset[str]) -> tuple[frozenset[str], ColumnPick]:
     """The fields a row's columns hold as they are (all but ``read_apart``), as a set and a pick."""
     names = tuple(name for name, _ in _columns_of(cls) if name not in read_apart)
-    return frozenset(names), _Pick(names)
+    return frozenset(names), ColumnPick(names)
 
 
 def read_typed_rows(path: Path, parse: Callable[[Any], Any]) -> Iterator[Any]:

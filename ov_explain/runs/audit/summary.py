@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import logging
-import operator
 import os
 from collections import Counter, defaultdict
 from concurrent.futures import Executor, ThreadPoolExecutor
@@ -28,6 +27,7 @@ from ov_explain.runs.audit.folder import (
     MANIFEST_CSV,
     SUMMARY,
     AuditRow,
+    ColumnPick,
     ErrorRow,
     read_row_columns,
 )
@@ -183,7 +183,7 @@ class CsvStream:
         self._writer: Any = None
         self.columns: list[str] | None = None
         self._seen: dict[str, None] = {}
-        self._values: Callable[[dict[str, Any]], Any] = lambda row: ()
+        self._values: Callable[[dict[str, Any]], Any] = lambda row: ()  # the first row's columns, picked
 
     def _open(self) -> None:
         self._file = atomic_text_file(self.path)
@@ -195,8 +195,7 @@ class CsvStream:
             self.columns = list(row)
             self._seen = dict.fromkeys(self.columns)
             self._writer.writerow(self.columns)
-            pick = operator.itemgetter(*self.columns)
-            self._values = pick if len(self.columns) > 1 else lambda row: [pick(row)]
+            self._values = ColumnPick(tuple(self.columns))
         if row.keys() == self._seen.keys():
             self._writer.writerow(self._values(row))
         else:
