@@ -69,11 +69,18 @@ class _XaiGraph:
     def __post_init__(self) -> None:
         self.compiled = self.model.compiled
         self.requests = ThreadRequests(self.compiled)
-        self.parallel, self.max_batch = self.model.optimal_requests, self.model.max_batch
         self.maps_out = output_named(self.compiled.outputs, SALIENCY_OUTPUT)
         names = [o.get_names() for o in self.compiled.outputs]
         self.classes_out = next((i for i, n in enumerate(names) if CLASSES_OUTPUT in n), None)  # top-k, fixed
         self.fallback_out = next((i for i, n in enumerate(names) if FALLBACK_OUTPUT in n), None)
+
+    @property
+    def parallel(self) -> int:
+        return self.model.optimal_requests
+
+    @property
+    def max_batch(self) -> int | None:
+        return self.model.max_batch
 
 
 class WhiteboxRunner:
@@ -276,14 +283,13 @@ class BlackboxRunner:
         self.settings = method.resolve(preset, options)  # checked now, not at the first image
         # Many masked inputs in flight keep every core or stream busy; an embedded IR's pixel input
         # takes float32 here so that masked pixels are not rounded to uint8.
-        compiled = compile_like(classifier, classifier.float_input_model(), "THROUGHPUT")
-        self.compiled, self.precision = compiled.compiled, compiled.precision
-        self.device = ",".join(compiled.execution_devices)
-        self._parallel, self._max_batch = compiled.optimal_requests, compiled.max_batch
+        self._model = compile_like(classifier, classifier.float_input_model(), "THROUGHPUT")
+        self.compiled, self.precision = self._model.compiled, self._model.precision
+        self.device = ",".join(self._model.execution_devices)
 
     @property
     def parallel_requests(self) -> int:
-        return self._parallel
+        return self._model.optimal_requests
 
     @property
     def budget(self) -> int:
@@ -308,7 +314,7 @@ class BlackboxRunner:
         classifier = self.classifier
         started = time.perf_counter()
         score = ScoreFunction(self.compiled, classifier.output_index, lambda r: classifier.to_probabilities(r)[0],
-                              self._max_batch)
+                              self._model.max_batch)
         raw = score.raw(score.request(), prepared.tensor[None])  # the prediction, counted with the rest
         prediction = classifier.prediction_from_raw(raw[0], prepared, max(top_k, 5), {}, device=self.device,
                                                     precision=self.precision)
