@@ -73,7 +73,7 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
     from ov_explain.runs.audit.run import AUDIT_FOLDER
     from ov_explain.runs.audit.summary import SummaryBuilder
     from ov_explain.runs.dataset import Sample
-    from ov_explain.runs.engine import SampleResult, _record
+    from ov_explain.runs.engine import SampleResult, _record, open_ledger
     from ov_explain.runs.naming import unique_stems
     from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 
@@ -109,8 +109,10 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
     chosen = ImageGallery(REPORT_ITEMS)
     builder = SummaryBuilder(out, 24, chosen)
     started = time.perf_counter()
-    with builder.building():
-        appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0, builder)
+    ledger = open_ledger(out, AUDIT_FOLDER)  # as run_rows does: the rows file followed, recorded at the end
+    with builder.building(ledger.earlier):
+        appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0, builder, ledger)
+    ledger.ended(out, builder.record())
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
@@ -128,29 +130,40 @@ FINISH_RUN = {"model": "m.xml", "method": "cam", "mode": "whitebox", "device": "
               "images_per_second": 1.0, "resumed": 0}
 
 
-def child_finish(out: Path) -> dict:
+def child_finish(out: Path, record: str) -> dict:
     """A run resuming every image of the driver's simulated rows, in a process of its own (its own peak
-    memory), as :func:`~ov_explain.runs.engine.run_rows` does it: the recovery's one pass over the manifest
-    (which images are done) feeding the summary's builder, then the end: summary.json, manifest.csv,
-    confusion.csv, the grids and report.html."""
+    memory), as :func:`~ov_explain.runs.engine.run_rows` does it: the rows file's bytes read once against the
+    last run's record, the recovery's one pass over the manifest (which images are done) feeding the summary's
+    builder, then the end: summary.json, manifest.csv, confusion.csv, the grids and report.html. ``record``:
+    "ended" (the record as the driver's run left it), "killed" (without the sink's part: a run killed after its
+    last checkpoint, its manifest.csv lost), "none" (removed: every row checked, manifest.csv written again)."""
     from ov_explain.runs.audit.folder import read_errors
     from ov_explain.runs.audit.run import AUDIT_FOLDER
     from ov_explain.runs.audit.summary import SummaryBuilder
-    from ov_explain.runs.engine import recover
+    from ov_explain.runs.engine import CHECKED_FILE, open_ledger, recover
     from ov_explain.runs.report import REPORT_ITEMS, ImageGallery, build_report
 
+    if record == "none":
+        (out / CHECKED_FILE).unlink()
+    elif record == "killed":
+        left = json.loads((out / CHECKED_FILE).read_text())
+        (out / CHECKED_FILE).write_text(json.dumps({**left, "sink": None}))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
+    ledger = open_ledger(out, AUDIT_FOLDER)
+    ledger_s = time.perf_counter() - started
     chosen = ImageGallery(REPORT_ITEMS)  # the report's images picked in the same pass, as an audit does
     builder = SummaryBuilder(out, 24, chosen)
-    with builder.building():
-        done = recover(out, AUDIT_FOLDER, set(), set(), builder)
+    with builder.building(ledger.earlier):
+        done = recover(out, AUDIT_FOLDER, set(), set(), builder, ledger)
+    ledger.ended(out, builder.record())
     recovered_s = time.perf_counter() - started
     recovered_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
     summary = builder.finish(read_errors(out), FINISH_RUN)
     build_report(out, chosen=chosen.finish())
-    return {"images": summary.images, "recovered": len(done), "recover_s": recovered_s,
+    return {"images": summary.images, "recovered": len(done), "recover_s": recovered_s, "ledger_s": ledger_s,
+            "trusted": ledger.trusted_lines,
             "recover_rss_mb": recovered_rss, "finish_s": time.perf_counter() - started,
             "report_mb": (out / "report.html").stat().st_size / 1e6, "start_rss_mb": before,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -222,7 +235,7 @@ def main() -> None:
         if kind == "driver":
             result = child_driver(int(rest[0]), Path(rest[1]), Path(rest[2]))
         elif kind == "finish":
-            result = child_finish(Path(rest[0]))
+            result = child_finish(Path(rest[0]), rest[1] if len(rest) > 1 else "ended")
         elif kind == "pipeline":
             result = child_pipeline(int(rest[0]), Path(rest[1]), Path(rest[2]), int(rest[3]))
         else:
@@ -266,13 +279,19 @@ def main() -> None:
               f"as it goes), peak memory {driver['peak_rss_mb']:.0f} MB holding the dataset, file names and Ray's "
               f"item list (built in {driver['hold_s']:.1f} s); the end of that run (summary.json, grids, "
               f"report.html from what was built) {driver['end_s']:.1f} s")
-        finish = _run_child("finish", str(work / "driver"))
-        print(f"  a run resuming every image, in its own process: one pass over the manifest finding the "
-              f"{finish['recovered']:,} images done (the rows streamed, checked, counted) and building the summary "
-              f"and manifest.csv {finish['recover_s']:.1f} s, peak memory {finish['recover_rss_mb']:.0f} MB "
-              f"({finish['start_rss_mb']:.0f} MB after imports); then the end ({finish['images']:,} images: "
-              f"summary.json, grids, report) {finish['finish_s']:.1f} s, peak memory {finish['peak_rss_mb']:.0f} MB, "
-              f"report {finish['report_mb']:.1f} MB")
+        for record, what in (("ended", "after a run that ended (its record of the rows matches: no row checked "
+                                        "again, manifest.csv kept)"),
+                             ("killed", "after a run killed after its last checkpoint (no row checked again, "
+                                        "manifest.csv written again)"),
+                             ("none", "with no record (every row checked, manifest.csv written again)")):
+            finish = _run_child("finish", str(work / "driver"), record)
+            print(f"  a run resuming every image {what}, in its own process: the rows file's bytes read against "
+                  f"the record {finish['ledger_s']:.1f} s, one pass over the manifest finding the "
+                  f"{finish['recovered']:,} images done ({finish['trusted']:,} lines trusted) and building the "
+                  f"summary {finish['recover_s']:.1f} s in all, peak memory {finish['recover_rss_mb']:.0f} MB "
+                  f"({finish['start_rss_mb']:.0f} MB after imports); then the end ({finish['images']:,} images: "
+                  f"summary.json, grids, report) {finish['finish_s']:.1f} s, peak memory "
+                  f"{finish['peak_rss_mb']:.0f} MB, report {finish['report_mb']:.1f} MB")
         print(f"  at {rows_per_image:.2f} rows per image, appending keeps up with {images_per_s:,.0f} images/s "
               f"(~{images_per_s / per_core:,.0f} single-thread actors at {per_core:.1f} images/s each); the engine's "
               f"ceiling here, {pipeline['images_per_s']:,.0f} images/s, is "

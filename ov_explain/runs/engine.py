@@ -9,6 +9,7 @@ at a time, a different run refused, restart and recovery removing only files the
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -17,9 +18,9 @@ import time
 from array import array
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Container, ContextManager, Iterable, Iterator, Protocol, Sequence
+from typing import Any, BinaryIO, Callable, Container, ContextManager, Iterable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -40,6 +41,12 @@ from ov_explain.render.grids import FORMER_GRID_SUFFIXES, GRID_SUFFIX
 from ov_explain.runs.dataset import Sample
 
 logger = logging.getLogger(__name__)
+
+#: What a run's rows file held when the run ended (its length, lines and SHA-256, and what the sink built from
+#: them): a resume that finds the file still begins with exactly those bytes trusts those rows as checked.
+CHECKED_FILE = ".ov-explain-checked.json"
+#: How often a run records its rows file as it appends (a killed run's resume checks the rows after that).
+CHECKPOINT_SECONDS = 10.0
 
 #: Progress callback: (images finished in this run, images to do in this run).
 Progress = Callable[[int, int], None]
@@ -137,18 +144,24 @@ class RowEngine(Protocol):
 class RowSink(Protocol):
     """What is built from the rows while they are appended (an audit's summary and CSV).
 
-    ``building()`` is entered before the folder is recovered and ended when the run's rows are all in.
-    ``add_rows`` sees the folder's rows as recovery reads them (the resumed ones: the rows file is read once
-    for both), then each new image's rows (as their columns) once they are appended. ``forget`` drops every
-    row given so far: recovery found rows to drop (a killed run's) and gives the kept ones again."""
+    ``building(earlier)`` is entered before the folder is recovered and ended when the run's rows are all in;
+    ``earlier`` is what :meth:`record` returned when the rows file last ended where it still begins (the rows
+    given first are those rows, in order), or None. ``add_rows`` sees the folder's rows as recovery reads them
+    (the resumed ones: the rows file is read once for both), then each new image's rows (as their columns)
+    once they are appended. ``forget`` drops every row given so far: recovery found rows to drop (a killed
+    run's) and gives the kept ones again. ``record`` (after ``building`` ended): what to keep with the rows for
+    the next run (JSON), or None."""
 
-    def building(self) -> ContextManager[Any]:
+    def building(self, earlier: dict[str, Any] | None = None) -> ContextManager[Any]:
         ...
 
     def add_rows(self, rows: list[dict[str, Any]]) -> None:
         ...
 
     def forget(self) -> None:
+        ...
+
+    def record(self) -> dict[str, Any] | None:
         ...
 
 
@@ -197,24 +210,33 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
         ensure_writable_folder(out)
         with FolderLock(out, kind.noun.split()[-1]):
             prepare_folder(out, kind, settings, restart, stems)
+            ledger = open_ledger(out, kind)
             try:
-                with sink.building() if sink is not None else contextlib.nullcontext():
-                    done = recover(out, kind, {s.key for s in samples}, stems, sink)
+                with sink.building(ledger.earlier) if sink is not None else contextlib.nullcontext():
+                    done = recover(out, kind, {s.key for s in samples}, stems, sink, ledger)
                     todo = [s for s in samples if s.key not in done]
                     logger.info("%s: %d images, %d already done, %d to do", out, len(samples),
                                 len(samples) - len(todo), len(todo))
                     started = time.perf_counter()
-                    finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo), sink)
+                    finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo), sink,
+                                       ledger)
+            except RunInterrupted:
+                ledger.write(out)  # every row appended is whole; the sink kept its earlier files
+                raise
             finally:
                 remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
+            ledger.ended(out, sink.record() if sink is not None else None)
             return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
     finally:
         engine.close()
 
 
 def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, progress: Progress | None,
-            stop: threading.Event | None, resumed: int, sink: RowSink | None = None) -> int:
-    """Append each result as it comes (in dataset order); a stop ends with :class:`RunInterrupted`."""
+            stop: threading.Event | None, resumed: int, sink: RowSink | None = None,
+            ledger: "RowsLedger | None" = None) -> int:
+    """Append each result as it comes (in dataset order), ``ledger`` following the rows file (and recording it
+    every :data:`CHECKPOINT_SECONDS`, so that a killed run's resume checks only the rows after that); a stop
+    ends with :class:`RunInterrupted`."""
     finished = 0
     if progress is not None:
         progress(0, len(todo))  # the total and ETA show from the start
@@ -226,6 +248,8 @@ def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, 
                 errors.append_text(result.error)
             else:
                 rows.append_text(result.rows)
+                if ledger is not None:
+                    ledger.appended(out, result.rows)
                 if sink is not None:
                     sink.add_rows(result.row_columns())
             finished += 1
@@ -330,13 +354,14 @@ def clear(out: Path, kind: FolderKind, stems: set[str]) -> None:
     for folder in [out / c for c in kind.cases] + [out / p for p in kind.picture_folders]:
         if folder.is_dir() and not any(folder.iterdir()):
             folder.rmdir()
-    for name in kind.top_files:
+    for name in (*kind.top_files, CHECKED_FILE):
         (out / name).unlink(missing_ok=True)
     _mention_foreign(out, kind, foreign)
     logger.info("%s: previous %s removed (restart)", out, kind.noun.split(" ", 1)[1])
 
 
-def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], sink: RowSink | None = None) -> set[str]:
+def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], sink: RowSink | None = None,
+            ledger: "RowsLedger | None" = None) -> set[str]:
     """Keys already done; repairs what a killed run left: torn rows, half-written files, temp files.
 
     Errors of selected images are dropped so they are tried again. Files in the folder that the
@@ -344,13 +369,16 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
     hashes the files they name and gives each row that reads to ``sink``; a second, only when some rows are
     dropped (an image's rows half recorded, a damaged row, a torn or unreadable line and what follows it),
     rewrites the file without them (and gives ``sink`` the kept ones again). Memory holds the keys (as the
-    dataset's listing does) and 16 bytes per named file.
+    dataset's listing does) and 16 bytes per named file. The first ``ledger.trusted_lines`` rows (an earlier
+    run's, unchanged since it checked them) are counted without being checked again; ``ledger.rows`` follows
+    a rewrite.
     """
     removed = remove_temp_files(out)
     rows_path, errors_path = out / kind.rows_file, out / kind.errors_file
     tally, unreadable = _RowTally(kind), []  # unreadable: the line a read stopped at (torn, not JSON)
-    for row in read_jsonl(rows_path, unreadable.append):
-        if tally.add(row) and sink is not None:
+    trusted = ledger.trusted_lines if ledger is not None else 0
+    for number, row in enumerate(read_jsonl(rows_path, unreadable.append), 1):
+        if tally.add(row, checked=number <= trusted) and sink is not None:
             sink.add_rows([row])
     complete = tally.complete()
     dropped: set[str] = set()  # the files named by the rows dropped (a damaged row's files are ours too)
@@ -369,6 +397,8 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
 
         write_jsonl(rows_path, kept())
         logger.warning("%s: repaired the rows of an interrupted run", rows_path)
+        if ledger is not None:  # rows went from amid the file: what the sink recorded no longer holds
+            ledger.rows, ledger.earlier = RowsDigest.of_file(rows_path), None
     orphans, foreign = _remove_ours(out, kind, tally.kept_files(), dropped, stems)
     _mention_foreign(out, kind, foreign)
     unreadable_errors: list[int] = []
@@ -403,15 +433,20 @@ class _RowTally:
         parsed = self.parsed(row)
         return None if parsed is None else parsed.key
 
-    def add(self, row: Any) -> bool:
-        """Count the row; False for a damaged one."""
+    def add(self, row: Any, checked: bool = False) -> bool:
+        """Count the row; False for a damaged one. ``checked``: an earlier run checked it (only read its key
+        and row count)."""
         self.lines += 1
-        parsed = self.parsed(row)
-        if parsed is None:
-            return False
-        image = self.images.get(parsed.key)
+        if checked:
+            key, expected = row["key"], row["targets_total"]
+        else:
+            parsed = self.parsed(row)
+            if parsed is None:
+                return False
+            key, expected = parsed.key, parsed.targets_total
+        image = self.images.get(key)
         if image is None:
-            image = self.images[parsed.key] = [len(self.images), parsed.targets_total, 0]
+            image = self.images[key] = [len(self.images), expected, 0]
         image[2] += 1
         for name in listed_files(self.kind, [row]):
             self._hashes.append(hash(name))
@@ -445,3 +480,98 @@ class FileHashes:
         value = hash(name)
         at = int(np.searchsorted(self._sorted, value))
         return at < len(self._sorted) and int(self._sorted[at]) == value
+
+
+class RowsDigest:
+    """A rows file's length, lines and SHA-256, kept up as lines are appended (what :data:`CHECKED_FILE` records)."""
+
+    def __init__(self) -> None:
+        self._hash, self.bytes, self.lines = hashlib.sha256(), 0, 0
+
+    def add(self, data: bytes) -> None:
+        self._hash.update(data)
+        self.bytes += len(data)
+        self.lines += data.count(b"\n")
+
+    def add_from(self, handle: BinaryIO, limit: int | None = None) -> None:
+        """The next ``limit`` bytes of ``handle`` (all that is left: None), read in blocks."""
+        while limit is None or self.bytes < limit:
+            block = handle.read(1 << 20 if limit is None else min(1 << 20, limit - self.bytes))
+            if not block:
+                return
+            self.add(block)
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+    @classmethod
+    def of_file(cls, path: Path) -> "RowsDigest":
+        digest = cls()
+        if path.exists():
+            with open(path, "rb") as handle:
+                digest.add_from(handle)
+        return digest
+
+
+@dataclass
+class RowsLedger:
+    """What a run knows of its rows file: how many of its first lines an earlier run checked (the file still
+    begins with the bytes that run recorded in :data:`CHECKED_FILE`), what the sink recorded with them, and
+    the digest of the whole file, kept up as the run appends and recorded as it goes and when it ends."""
+
+    kind: FolderKind
+    rows: RowsDigest
+    trusted_lines: int = 0
+    earlier: dict[str, Any] | None = None
+    _written: float = field(default_factory=time.monotonic)
+
+    def appended(self, out: Path, text: str) -> None:
+        """Lines the run appended (whole ones); recorded when the last record is old enough."""
+        self.rows.add(text.encode("utf-8"))
+        if time.monotonic() - self._written >= CHECKPOINT_SECONDS:
+            self.write(out)
+
+    def write(self, out: Path) -> None:
+        """Record the rows file as it is, with what the sink recorded earlier (for the rows it had then: a run
+        stopped or killed leaves the sink's files as they were)."""
+        record = {"rows_file": self.kind.rows_file, "bytes": self.rows.bytes, "lines": self.rows.lines,
+                  "sha256": self.rows.sha256, "sink": self.earlier}
+        atomic_write_text(out / CHECKED_FILE, json.dumps(record) + "\n")
+        self._written = time.monotonic()
+
+    def ended(self, out: Path, sink: dict[str, Any] | None) -> None:
+        """Record the rows file at the run's end, with what the sink built from all of it (None: nothing)."""
+        self.earlier = sink
+        self.write(out)
+
+
+def open_ledger(out: Path, kind: FolderKind) -> RowsLedger:
+    """The ledger of ``out``'s rows file: one read of its bytes, which says whether it still begins with what
+    the last run to end recorded (a run killed later may have appended to it, or someone edited it)."""
+    rows_path = out / kind.rows_file
+    record = _read_checked(out / CHECKED_FILE, kind)
+    if record is None or not rows_path.exists():
+        return RowsLedger(kind, RowsDigest.of_file(rows_path))
+    digest = RowsDigest()
+    with open(rows_path, "rb") as handle:
+        digest.add_from(handle, record["bytes"])
+        same = (digest.bytes, digest.lines, digest.sha256) == (record["bytes"], record["lines"], record["sha256"])
+        digest.add_from(handle)
+    if not same:
+        logger.info("%s: not as the last run left it; every row is checked", rows_path)
+        return RowsLedger(kind, digest)
+    return RowsLedger(kind, digest, record["lines"], record["sink"])
+
+
+def _read_checked(path: Path, kind: FolderKind) -> dict[str, Any] | None:
+    """The record :meth:`RowsLedger.write` left, or None (none, unreadable, or not of this kind's rows)."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    fields = {"rows_file": str, "bytes": int, "lines": int, "sha256": str}
+    if not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in fields.items()) \
+            or record["rows_file"] != kind.rows_file or not isinstance(record.get("sink"), (dict, type(None))):
+        return None
+    return record

@@ -5,6 +5,7 @@ folder refused, restart and recovery that remove only the run's files."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import threading
 import time
@@ -16,7 +17,15 @@ import pytest
 from ov_explain.core.errors import ImageReadError
 from ov_explain.runs.audit.folder import ErrorRow
 from ov_explain.runs.dataset import Sample
-from ov_explain.runs.engine import FolderError, FolderKind, RunInterrupted, ThreadEngine, recover, run_rows
+from ov_explain.runs.engine import (
+    CHECKED_FILE,
+    FolderError,
+    FolderKind,
+    RunInterrupted,
+    ThreadEngine,
+    recover,
+    run_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +110,8 @@ class RecordingSink:
         self.running = False  # the run has started appending (after the recovery)
 
     @contextlib.contextmanager
-    def building(self):
-        self.events.append(("start",))
+    def building(self, earlier=None):
+        self.events.append(("start", earlier))
         try:
             yield self
         except BaseException as exc:
@@ -121,6 +130,9 @@ class RecordingSink:
         self.events.append(("forget",))
         self.kept = []
 
+    def record(self) -> dict:
+        return {"rows_given": len(self.kept)}
+
 
 def test_a_sink_sees_the_folder_recovered_then_each_images_rows_as_appended(tmp_path):
     out, stop = tmp_path / "run", threading.Event()
@@ -129,7 +141,7 @@ def test_a_sink_sees_the_folder_recovered_then_each_images_rows_as_appended(tmp_
     with pytest.raises(RunInterrupted):
         run_rows(samples(6), ThreadEngine(work_in(out, broken={1}), 1), out, KIND, {"size": 6}, set(), sink=first,
                  progress=lambda done, total: stop.set() if done >= 3 else None, stop=stop)
-    assert first.events[0] == ("start",) and first.events[-1] == ("failed", "RunInterrupted")
+    assert first.events[0] == ("start", None) and first.events[-1] == ("failed", "RunInterrupted")
     assert first.kept == keys(out) and "img1" not in first.kept  # an error row is not a row
     fed = first.kept
     second = RecordingSink(out)
@@ -157,6 +169,64 @@ def test_a_sink_is_given_the_kept_rows_again_when_the_recovery_drops_some(tmp_pa
     forgot = sink.events.index(("forget",))
     given_first = [k for event in sink.events[:forgot] if event[0] == "rows" for k in event[1]]
     assert given_first == whole + ["img3"] and sink.kept == whole  # img3's row forgotten, the kept given again
+
+
+def test_a_resume_checks_only_the_rows_the_last_run_to_end_did_not_leave(tmp_path):
+    """A run records its rows file when it ends (stopped too): its length, lines and SHA-256. The next run reads
+    the file's bytes once, and the lines that still match are counted without being checked again; lines a
+    killed run appended after them are checked, and a file changed within them is checked whole."""
+    out, stop, checked = tmp_path / "run", threading.Event(), []
+    kind = dataclasses.replace(KIND, parse_row=lambda data: checked.append(data["key"]) or Row.from_dict(data))
+    with pytest.raises(RunInterrupted) as stopped:
+        run_rows(samples(6), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set(),
+                 progress=lambda done, total: stop.set() if done >= 2 else None, stop=stop)
+    saved = stopped.value.saved
+    assert json.loads((out / CHECKED_FILE).read_text())["lines"] == 2 * saved
+    checked.clear()
+    sink = RecordingSink(out)
+    run_rows(samples(4), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set(), sink=sink)
+    assert checked == [] and sink.events[0] == ("start", None)  # the stopped run's sink recorded nothing
+    assert json.loads((out / CHECKED_FILE).read_text())["sink"] == {"rows_given": 8}
+    with open(out / "rows.jsonl", "a") as handle:  # a killed run's whole image, after the recorded rows
+        handle.write('{"key": "img4", "targets_total": 1, "target_rank": 0, "file": "Even/img4.0.txt"}\n')
+    (out / "Even" / "img4.0.txt").write_text("img4")
+    sink = RecordingSink(out)
+    stats = run_rows(samples(5), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set(), sink=sink)
+    assert (stats.ran, stats.resumed, checked) == (0, 5, ["img4"])  # only the appended line was checked
+    assert sink.events[0] == ("start", {"rows_given": 8})  # what the sink recorded with the rows still there
+    data = (out / "rows.jsonl").read_text()
+    (out / "rows.jsonl").write_text(data.replace('"target_rank"', '"target_runk"', 1))  # same length
+    checked.clear()
+    sink = RecordingSink(out)
+    stats = run_rows(samples(5), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set(), sink=sink)
+    assert len(checked) >= 9 and sink.events[0] == ("start", None)  # every line checked: the damage found
+    assert (stats.ran, stats.resumed) == (1, 4) and sorted(set(keys(out))) == [f"img{i}" for i in range(5)]
+    run_rows(samples(1), ThreadEngine(work_in(out), 1), out, kind, {"size": 1}, set(), restart=True)
+    assert json.loads((out / CHECKED_FILE).read_text())["lines"] == 2  # a restart's record: its rows only
+
+
+class Killed(BaseException):
+    """The process dying mid-run: nothing of the run's own ending happens."""
+
+
+@pytest.mark.parametrize("checkpoint", [0.0, 1e9])
+def test_a_killed_runs_resume_checks_only_the_rows_after_its_last_checkpoint(tmp_path, monkeypatch, checkpoint):
+    monkeypatch.setattr("ov_explain.runs.engine.CHECKPOINT_SECONDS", checkpoint)
+    out, checked = tmp_path / "run", []
+    kind = dataclasses.replace(KIND, parse_row=lambda data: checked.append(data["key"]) or Row.from_dict(data))
+    dying = work_in(out)
+
+    def work(sample: Sample) -> list[Row]:
+        if sample.key == "img3":
+            raise Killed
+        return dying(sample)
+
+    with pytest.raises(Killed):
+        run_rows(samples(5), ThreadEngine(work, 1), out, kind, {"size": 5}, set())
+    stats = run_rows(samples(5), ThreadEngine(work_in(out), 1), out, kind, {"size": 5}, set())
+    assert (stats.ran, stats.resumed) == (2, 3)
+    # every append recorded (checkpoint 0): nothing checked again; none recorded: the killed run's 6 rows
+    assert checked == ([] if checkpoint == 0 else ["img0", "img0", "img1", "img1", "img2", "img2"])
 
 
 def test_another_runs_folder_is_refused_and_restart_removes_only_the_runs_files(tmp_path):

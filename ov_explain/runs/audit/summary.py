@@ -8,6 +8,7 @@ import io
 import json
 import logging
 import os
+import shutil
 from collections import Counter, defaultdict
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -101,7 +102,9 @@ class SummaryBuilder:
     and each case's grid tiles (and whatever ``also`` keeps), not the rows.
 
     manifest.csv is written as rows come and put in place when :meth:`building` ends without an error (the
-    columns of the first row; an older folder whose rows differ is written again with every column)."""
+    columns of the first row; an older folder whose rows differ is written again with every column). A resume
+    keeps the manifest.csv of the last run to end when it is as that run left it and the rows given first are
+    that run's (``earlier``, what :meth:`record` returned then): it is extended, not written again."""
 
     def __init__(self, out: Path, grid_tiles: int | None, also: RowCollector | None = None):
         self.out, self.grid_tiles, self.also = out, grid_tiles, also
@@ -115,9 +118,10 @@ class SummaryBuilder:
                                key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
 
     @contextlib.contextmanager
-    def building(self) -> Iterator["SummaryBuilder"]:
-        """Rows are added inside; manifest.csv is in place once it ends without an error."""
-        self._csv = CsvStream(self.out / MANIFEST_CSV)
+    def building(self, earlier: dict[str, Any] | None = None) -> Iterator["SummaryBuilder"]:
+        """Rows are added inside; manifest.csv is in place once it ends without an error. ``earlier``: what
+        :meth:`record` returned when the rows given first were last all the rows (None: not known)."""
+        self._csv = CsvStream.resuming(self.out / MANIFEST_CSV, (earlier or {}).get(MANIFEST_CSV))
         try:
             yield self
         except BaseException:
@@ -139,6 +143,12 @@ class SummaryBuilder:
         self._start()
         if self.also is not None:
             self.also.forget()
+
+    def record(self) -> dict[str, Any] | None:
+        """What the next run needs to keep this manifest.csv (None when it is written again at the end)."""
+        if self._csv is None or not self._complete:
+            return None
+        return {MANIFEST_CSV: self._csv.record()}
 
     def add(self, row: dict[str, Any]) -> None:
         assert self._csv is not None, "rows are added inside building()"
@@ -175,27 +185,56 @@ class SummaryBuilder:
 class CsvStream:
     """A CSV written a row at a time and put in place in one step (:meth:`close`), or removed (:meth:`abandon`).
     Its columns are the first row's: the common case (every row has them) is one C-level pick per row.
-    Its temp file is made at the first row (a run's recovery first removes the temp files a killed run left)."""
+    Its temp file is made at the first row it writes (a run's recovery first removes the temp files a killed
+    run left). ``kept``: rows the file at ``path`` already holds, with ``columns``, as the first ones given
+    (:meth:`resuming`): they are passed over, and the file is copied and extended only if more rows come."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path, kept: int = 0, columns: list[str] | None = None) -> None:
+        self.path, self.kept = path, kept
+        self.rows = 0
         self._file: Any = None
         self._writer: Any = None
         self.columns: list[str] | None = None
         self._seen: dict[str, None] = {}
         self._values: Callable[[dict[str, Any]], Any] = lambda row: ()  # the first row's columns, picked
+        if kept:
+            self._use_columns(list(columns or ()))
+
+    @classmethod
+    def resuming(cls, path: Path, earlier: Any) -> "CsvStream":
+        """A stream that keeps the file :meth:`record` described (``earlier``) if the file is still as it was
+        then (same length and modification time); otherwise a new one."""
+        try:
+            status = os.stat(path)
+            if earlier and (status.st_size, status.st_mtime_ns) == (earlier["bytes"], earlier["mtime_ns"]):
+                kept, columns = int(earlier["rows"]), [str(c) for c in earlier["columns"]]
+                return cls(path, kept if columns else 0, columns)
+        except (OSError, KeyError, TypeError, ValueError):
+            pass
+        return cls(path)
+
+    def _use_columns(self, columns: list[str]) -> None:
+        self.columns = columns
+        self._seen = dict.fromkeys(columns)
+        self._values = ColumnPick(tuple(columns))
 
     def _open(self) -> None:
         self._file = atomic_text_file(self.path)
-        self._writer = csv.writer(self._file.__enter__(), lineterminator="\n")
+        handle = self._file.__enter__()
+        if self.kept:  # the rows already written, copied as they are
+            with open(self.path, encoding="utf-8", newline="") as kept:
+                shutil.copyfileobj(kept, handle)
+        self._writer = csv.writer(handle, lineterminator="\n")
 
     def add(self, row: dict[str, Any]) -> None:
-        if self.columns is None:
+        self.rows += 1
+        if self.rows <= self.kept:
+            return
+        if self._file is None:
             self._open()
-            self.columns = list(row)
-            self._seen = dict.fromkeys(self.columns)
+        if self.columns is None:
+            self._use_columns(list(row))
             self._writer.writerow(self.columns)
-            self._values = ColumnPick(tuple(self.columns))
         if row.keys() == self._seen.keys():
             self._writer.writerow(self._values(row))
         else:
@@ -203,12 +242,22 @@ class CsvStream:
             self._writer.writerow([row.get(k) for k in self.columns])
 
     def close(self) -> bool:
-        """Put the file in place; False when some row had columns the first one lacked (write it again)."""
-        if self.columns is None:
+        """Put the file in place; False when some row had columns the first one lacked, or fewer rows came than
+        the kept file holds (write it again)."""
+        if self.rows < self.kept:
+            return False
+        if self._file is None and not self.kept:
             self._open()
             self._writer.writerow([])
-        self._file.__exit__(None, None, None)
+        if self._file is not None:
+            self._file.__exit__(None, None, None)
         return self.columns is None or len(self._seen) == len(self.columns)
+
+    def record(self) -> dict[str, Any]:
+        """What :meth:`resuming` needs to keep the closed file."""
+        status = os.stat(self.path)
+        return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.rows,
+                "columns": self.columns or []}
 
     def abandon(self) -> None:
         """Remove the file being written (the run failed or stopped: it is rebuilt next time)."""

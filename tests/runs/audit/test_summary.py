@@ -111,6 +111,38 @@ def test_rows_fed_as_they_are_appended_give_the_files_of_one_pass_over_the_manif
     assert {name: (folder / name).read_bytes() for name in expected} == expected
 
 
+def _build(folder: Path, lines: list[str], earlier: dict | None) -> SummaryBuilder:
+    """A run's building: ``lines`` given as the recovery and the run would, the end written."""
+    builder = SummaryBuilder(folder, None)
+    with builder.building(earlier):
+        builder.add_rows(json.loads(line) for line in lines)
+    builder.finish(read_errors(folder), RUN)
+    return builder
+
+
+def test_a_resume_keeps_the_earlier_manifest_csv_when_it_is_as_that_run_left_it(folder):
+    """The rows given first are the last run's (the engine checked the rows file against its record): its
+    manifest.csv is left as it is when no row comes after them, extended when some do (byte-equal to writing
+    it anew), and written anew when someone changed it or the record does not match it."""
+    lines = (folder / "manifest.jsonl").read_text().splitlines(keepends=True)
+    write_summary(folder, read_errors(folder), RUN, grid_tiles=None)
+    whole = (folder / "manifest.csv").read_bytes()
+    first = _build(folder, lines[:2], None).record()
+    assert first is not None and first["manifest.csv"]["rows"] == 2
+    before = (folder / "manifest.csv").stat()
+    again = _build(folder, lines[:2], first).record()  # nothing new: the file is not touched
+    assert again == first and (folder / "manifest.csv").stat().st_mtime_ns == before.st_mtime_ns
+    grown = _build(folder, lines, first).record()  # two rows more: copied and extended
+    assert (folder / "manifest.csv").read_bytes() == whole and grown["manifest.csv"]["rows"] == 4
+    with open(folder / "manifest.csv", "a") as handle:  # the user's own edit
+        handle.write("a line of mine\n")
+    _build(folder, lines, grown)
+    assert (folder / "manifest.csv").read_bytes() == whole  # not as recorded: written anew
+    stale = {"manifest.csv": {**_build(folder, lines[:2], None).record()["manifest.csv"], "rows": 3}}
+    assert _build(folder, lines[:2], stale).record() is None  # fewer rows given than recorded
+    assert (folder / "manifest.csv").read_bytes() == whole  # from the rows file (all four rows)
+
+
 def test_a_run_that_fails_while_building_leaves_no_csv_behind(folder):
     builder = SummaryBuilder(folder, None)
     with pytest.raises(KeyboardInterrupt):
