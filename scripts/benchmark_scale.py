@@ -109,10 +109,10 @@ def child_driver(rows: int, work: Path, template: Path) -> dict:
     chosen = ImageGallery(REPORT_ITEMS)
     builder = SummaryBuilder(out, 24, chosen)
     started = time.perf_counter()
-    ledger = open_ledger(out, AUDIT_FOLDER)  # as run_rows does: the rows file followed, recorded at the end
+    ledger = open_ledger(out, AUDIT_FOLDER, builder)  # as run_rows does: the rows file followed and recorded
     with builder.building(ledger.earlier):
         appended = _record(samples, Simulated(), out, AUDIT_FOLDER, progress, None, 0, builder, ledger)
-    ledger.ended(out, builder.record())
+    ledger.write(out)
     seconds = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
@@ -135,8 +135,8 @@ def child_finish(out: Path, record: str) -> dict:
     memory), as :func:`~ov_explain.runs.engine.run_rows` does it: the rows file's bytes read once against the
     last run's record, the recovery's one pass over the manifest (which images are done) feeding the summary's
     builder, then the end: summary.json, manifest.csv, confusion.csv, the grids and report.html. ``record``:
-    "ended" (the record as the driver's run left it), "killed" (without the sink's part: a run killed after its
-    last checkpoint, its manifest.csv lost), "none" (removed: every row checked, manifest.csv written again)."""
+    "ended" (the record as the driver's run left it), "killed" (as a run killed right after a checkpoint leaves
+    it: manifest.csv as its partial file), "none" (removed: every row checked, manifest.csv written again)."""
     from ov_explain.runs.audit.folder import read_errors
     from ov_explain.runs.audit.run import AUDIT_FOLDER
     from ov_explain.runs.audit.summary import SummaryBuilder
@@ -145,18 +145,21 @@ def child_finish(out: Path, record: str) -> dict:
 
     if record == "none":
         (out / CHECKED_FILE).unlink()
-    elif record == "killed":
+    elif record == "killed":  # the folder as a run killed right after a checkpoint leaves it
         left = json.loads((out / CHECKED_FILE).read_text())
-        (out / CHECKED_FILE).write_text(json.dumps({**left, "sink": None}))
+        finished = left["sink"]["manifest.csv"]["finished"]
+        os.replace(out / "manifest.csv", out / ".manifest.csv.partial")
+        partial = {"bytes": finished["bytes"], "rows": finished["rows"], "columns": finished["columns"]}
+        (out / CHECKED_FILE).write_text(json.dumps({**left, "sink": {"manifest.csv": {"partial": partial}}}))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    ledger = open_ledger(out, AUDIT_FOLDER)
-    ledger_s = time.perf_counter() - started
     chosen = ImageGallery(REPORT_ITEMS)  # the report's images picked in the same pass, as an audit does
     builder = SummaryBuilder(out, 24, chosen)
+    ledger = open_ledger(out, AUDIT_FOLDER, builder)
+    ledger_s = time.perf_counter() - started
     with builder.building(ledger.earlier):
         done = recover(out, AUDIT_FOLDER, set(), set(), builder, ledger)
-    ledger.ended(out, builder.record())
+    ledger.write(out)
     recovered_s = time.perf_counter() - started
     recovered_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
@@ -281,8 +284,8 @@ def main() -> None:
               f"report.html from what was built) {driver['end_s']:.1f} s")
         for record, what in (("ended", "after a run that ended (its record of the rows matches: no row checked "
                                         "again, manifest.csv kept)"),
-                             ("killed", "after a run killed after its last checkpoint (no row checked again, "
-                                        "manifest.csv written again)"),
+                             ("killed", "after a run killed right after a checkpoint (no row checked again, "
+                                        "its partial manifest.csv continued)"),
                              ("none", "with no record (every row checked, manifest.csv written again)")):
             finish = _run_child("finish", str(work / "driver"), record)
             print(f"  a run resuming every image {what}, in its own process: the rows file's bytes read against "

@@ -149,8 +149,9 @@ class RowSink(Protocol):
     given first are those rows, in order), or None. ``add_rows`` sees the folder's rows as recovery reads them
     (the resumed ones: the rows file is read once for both), then each new image's rows (as their columns)
     once they are appended. ``forget`` drops every row given so far: recovery found rows to drop (a killed
-    run's) and gives the kept ones again. ``record`` (after ``building`` ended): what to keep with the rows for
-    the next run (JSON), or None."""
+    run's) and gives the kept ones again. ``record``: what the next run needs to keep what the sink has made of
+    the rows given so far (JSON, or None), asked as the run goes (the rows file is recorded every
+    :data:`CHECKPOINT_SECONDS`) and once ``building`` has ended, well or not."""
 
     def building(self, earlier: dict[str, Any] | None = None) -> ContextManager[Any]:
         ...
@@ -210,7 +211,7 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
         ensure_writable_folder(out)
         with FolderLock(out, kind.noun.split()[-1]):
             prepare_folder(out, kind, settings, restart, stems)
-            ledger = open_ledger(out, kind)
+            ledger = open_ledger(out, kind, sink)
             try:
                 with sink.building(ledger.earlier) if sink is not None else contextlib.nullcontext():
                     done = recover(out, kind, {s.key for s in samples}, stems, sink, ledger)
@@ -221,11 +222,11 @@ def run_rows(samples: Sequence[Sample], engine: RowEngine, out: Path, kind: Fold
                     finished = _record(todo, engine, out, kind, progress, stop, len(samples) - len(todo), sink,
                                        ledger)
             except RunInterrupted:
-                ledger.write(out)  # every row appended is whole; the sink kept its earlier files
+                ledger.write(out)  # every row appended is whole, and what the sink wrote of them
                 raise
             finally:
                 remove_temp_files(out)  # a worker killed mid-write (a Ray actor) leaves its temp file
-            ledger.ended(out, sink.record() if sink is not None else None)
+            ledger.write(out)
             return RunStats(finished, len(samples) - len(todo), time.perf_counter() - started)
     finally:
         engine.close()
@@ -248,10 +249,10 @@ def _record(todo: list[Sample], engine: RowEngine, out: Path, kind: FolderKind, 
                 errors.append_text(result.error)
             else:
                 rows.append_text(result.rows)
-                if ledger is not None:
-                    ledger.appended(out, result.rows)
                 if sink is not None:
                     sink.add_rows(result.row_columns())
+                if ledger is not None:
+                    ledger.appended(out, result.rows)
             finished += 1
             if progress is not None:
                 progress(finished, len(todo))
@@ -397,8 +398,8 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
 
         write_jsonl(rows_path, kept())
         logger.warning("%s: repaired the rows of an interrupted run", rows_path)
-        if ledger is not None:  # rows went from amid the file: what the sink recorded no longer holds
-            ledger.rows, ledger.earlier = RowsDigest.of_file(rows_path), None
+        if ledger is not None:
+            ledger.rows = RowsDigest.of_file(rows_path)
     orphans, foreign = _remove_ours(out, kind, tally.kept_files(), dropped, stems)
     _mention_foreign(out, kind, foreign)
     unreadable_errors: list[int] = []
@@ -522,8 +523,9 @@ class RowsLedger:
 
     kind: FolderKind
     rows: RowsDigest
+    sink: RowSink | None = None
     trusted_lines: int = 0
-    earlier: dict[str, Any] | None = None
+    earlier: dict[str, Any] | None = None  # what the sink recorded with those lines
     _written: float = field(default_factory=time.monotonic)
 
     def appended(self, out: Path, text: str) -> None:
@@ -533,26 +535,20 @@ class RowsLedger:
             self.write(out)
 
     def write(self, out: Path) -> None:
-        """Record the rows file as it is, with what the sink recorded earlier (for the rows it had then: a run
-        stopped or killed leaves the sink's files as they were)."""
+        """Record the rows file as it is, and what the sink has made of its rows (:meth:`RowSink.record`)."""
         record = {"rows_file": self.kind.rows_file, "bytes": self.rows.bytes, "lines": self.rows.lines,
-                  "sha256": self.rows.sha256, "sink": self.earlier}
+                  "sha256": self.rows.sha256, "sink": self.sink.record() if self.sink is not None else None}
         atomic_write_text(out / CHECKED_FILE, json.dumps(record) + "\n")
         self._written = time.monotonic()
 
-    def ended(self, out: Path, sink: dict[str, Any] | None) -> None:
-        """Record the rows file at the run's end, with what the sink built from all of it (None: nothing)."""
-        self.earlier = sink
-        self.write(out)
 
-
-def open_ledger(out: Path, kind: FolderKind) -> RowsLedger:
+def open_ledger(out: Path, kind: FolderKind, sink: RowSink | None = None) -> RowsLedger:
     """The ledger of ``out``'s rows file: one read of its bytes, which says whether it still begins with what
     the last run to end recorded (a run killed later may have appended to it, or someone edited it)."""
     rows_path = out / kind.rows_file
     record = _read_checked(out / CHECKED_FILE, kind)
     if record is None or not rows_path.exists():
-        return RowsLedger(kind, RowsDigest.of_file(rows_path))
+        return RowsLedger(kind, RowsDigest.of_file(rows_path), sink)
     digest = RowsDigest()
     with open(rows_path, "rb") as handle:
         digest.add_from(handle, record["bytes"])
@@ -560,8 +556,8 @@ def open_ledger(out: Path, kind: FolderKind) -> RowsLedger:
         digest.add_from(handle)
     if not same:
         logger.info("%s: not as the last run left it; every row is checked", rows_path)
-        return RowsLedger(kind, digest)
-    return RowsLedger(kind, digest, record["lines"], record["sink"])
+        return RowsLedger(kind, digest, sink)
+    return RowsLedger(kind, digest, sink, record["lines"], record["sink"])
 
 
 def _read_checked(path: Path, kind: FolderKind) -> dict[str, Any] | None:

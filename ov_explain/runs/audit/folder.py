@@ -26,7 +26,10 @@ MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, GRIDS, REPORT = \
     "manifest.csv", "errors.csv", "summary.json", "confusion.csv", "grids", "report.html"
 FORMAT_VERSION = 1
 #: Files an audit writes at the top of its folder (besides the case folders and grids/).
-TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, ERRORS_CSV, SUMMARY, CONFUSION, REPORT)
+#: manifest.csv as far as a stopped or killed run wrote it (the next run continues it).
+MANIFEST_CSV_PARTIAL = f".{MANIFEST_CSV}.partial"
+TOP_FILES = (SETTINGS_FILE, MANIFEST, ERRORS, MANIFEST_CSV, MANIFEST_CSV_PARTIAL, ERRORS_CSV, SUMMARY, CONFUSION,
+             REPORT)
 #: Endings of the files an audit writes per explained class in a case folder.
 MAP_EXTENSIONS = (".jpg", ".npy", ".rgba.png")
 #: The per-image timings a row carries, in milliseconds.

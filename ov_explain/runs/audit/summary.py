@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import cv2
 
 from ov_explain.core.images import read_bgr_at_least
-from ov_explain.core.storage import atomic_text_file, atomic_write_bytes, atomic_write_text
+from ov_explain.core.storage import TEMP_SUFFIX, atomic_text_file, atomic_write_bytes, atomic_write_text
 from ov_explain.render.grids import CELL, FORMER_GRID_SUFFIXES, GRID_SUFFIX, Tile, grid_jpeg
 from ov_explain.runs.audit.folder import (
     CONFUSION,
@@ -90,7 +90,7 @@ def write_summary(out: Path, errors: list[ErrorRow], run: dict[str, Any], grid_t
     """Write manifest.csv, errors.csv, summary.json, confusion.csv and (``grid_tiles`` not None) the case grids
     in one pass over the folder's manifest (see :class:`SummaryBuilder`, which an audit feeds as it appends)."""
     builder = SummaryBuilder(out, grid_tiles, also)
-    with builder.building():
+    with builder.building(resumable=False):
         builder.add_rows(read_row_columns(out))
     return builder.finish(errors, run)
 
@@ -110,6 +110,7 @@ class SummaryBuilder:
         self.out, self.grid_tiles, self.also = out, grid_tiles, also
         self._csv: CsvStream | None = None
         self._complete = False  # every column written (False: written again at the end)
+        self._built = False  # building() ended without an error
         self._start()
 
     def _start(self) -> None:
@@ -118,16 +119,19 @@ class SummaryBuilder:
                                key=lambda row: (-row["top1_probability"], row["key"], row["target_rank"]))
 
     @contextlib.contextmanager
-    def building(self, earlier: dict[str, Any] | None = None) -> Iterator["SummaryBuilder"]:
+    def building(self, earlier: dict[str, Any] | None = None, *, resumable: bool = True) -> Iterator["SummaryBuilder"]:
         """Rows are added inside; manifest.csv is in place once it ends without an error. ``earlier``: what
-        :meth:`record` returned when the rows given first were last all the rows (None: not known)."""
-        self._csv = CsvStream.resuming(self.out / MANIFEST_CSV, (earlier or {}).get(MANIFEST_CSV))
+        :meth:`record` returned when the rows given first were last all the rows (None: not known).
+        ``resumable``: a run's building, which leaves its partial CSV when it fails (not a rebuild's)."""
+        path = self.out / MANIFEST_CSV
+        self._csv = CsvStream.resuming(path, (earlier or {}).get(MANIFEST_CSV)) if resumable else CsvStream(path)
+        self._built = False
         try:
             yield self
         except BaseException:
             self._csv.abandon()
             raise
-        self._complete = self._csv.close()
+        self._complete, self._built = self._csv.close(), True
 
     def add_rows(self, rows: Iterable[dict[str, Any]]) -> None:
         """Rows as dicts of their columns: a resumed run's as read, an image's as the work made them (not
@@ -139,16 +143,18 @@ class SummaryBuilder:
         """Drop every row added (the recovery gives the kept ones again)."""
         assert self._csv is not None, "rows are forgotten inside building()"
         self._csv.abandon()
-        self._csv = CsvStream(self.out / MANIFEST_CSV)
+        self._csv = CsvStream(self.out / MANIFEST_CSV, resumable=self._csv.resumable)
         self._start()
         if self.also is not None:
             self.also.forget()
 
     def record(self) -> dict[str, Any] | None:
-        """What the next run needs to keep this manifest.csv (None when it is written again at the end)."""
-        if self._csv is None or not self._complete:
+        """What the next run needs to keep manifest.csv as far as it is written, any time (None: nothing, or it
+        is written again at the end)."""
+        if self._csv is None or (self._built and not self._complete):
             return None
-        return {MANIFEST_CSV: self._csv.record()}
+        written = self._csv.record()
+        return None if written is None else {MANIFEST_CSV: written}
 
     def add(self, row: dict[str, Any]) -> None:
         assert self._csv is not None, "rows are added inside building()"
@@ -183,35 +189,54 @@ class SummaryBuilder:
 
 
 class CsvStream:
-    """A CSV written a row at a time and put in place in one step (:meth:`close`), or removed (:meth:`abandon`).
-    Its columns are the first row's: the common case (every row has them) is one C-level pick per row.
-    Its temp file is made at the first row it writes (a run's recovery first removes the temp files a killed
-    run left). ``kept``: rows the file at ``path`` already holds, with ``columns``, as the first ones given
-    (:meth:`resuming`): they are passed over, and the file is copied and extended only if more rows come."""
+    """A CSV written a row at a time into a hidden partial file beside ``path`` (``.manifest.csv.partial``) and
+    put in place in one step (:meth:`close`), or removed (:meth:`abandon`). Its columns are the first row's:
+    the common case (every row has them) is one C-level pick per row. The partial file is made at the first
+    row written.
 
-    def __init__(self, path: Path, kept: int = 0, columns: list[str] | None = None) -> None:
-        self.path, self.kept = path, kept
-        self.rows = 0
+    ``resumable`` (a run's stream): a stop or a failure leaves the partial file, and :meth:`record` says how
+    much of it is whole, any time. The next run's stream (:meth:`resuming`), given those rows first, passes
+    over them and continues the file; likewise it keeps a finished file that holds them (copied and extended
+    only when more rows come)."""
+
+    def __init__(self, path: Path, *, resumable: bool = False) -> None:
+        self.path, self.resumable = path, resumable
+        # a run's partial file outlives it; another stream's is a temp file (a killed one's removed next run)
+        self.partial = path.with_name(f".{path.name}.partial" if resumable
+                                      else f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+        self.rows = self.kept = 0  # rows given; of them, rows the files already held (passed over)
+        self._kept_in: Path | None = None  # where those are: the finished file or the partial one
         self._file: Any = None
         self._writer: Any = None
+        self._closed = False
+        self._left: tuple[int, int] | None = None  # (bytes, rows) of the partial file when last made whole
         self.columns: list[str] | None = None
         self._seen: dict[str, None] = {}
         self._values: Callable[[dict[str, Any]], Any] = lambda row: ()  # the first row's columns, picked
-        if kept:
-            self._use_columns(list(columns or ()))
 
     @classmethod
     def resuming(cls, path: Path, earlier: Any) -> "CsvStream":
-        """A stream that keeps the file :meth:`record` described (``earlier``) if the file is still as it was
-        then (same length and modification time); otherwise a new one."""
+        """A run's stream that keeps what :meth:`record` described (``earlier``) if its file is still as it was
+        then: a finished file of the same length and modification time, or a partial file at least as long
+        (cut back to the rows it recorded). Otherwise a new one."""
+        stream = cls(path, resumable=True)
         try:
-            status = os.stat(path)
-            if earlier and (status.st_size, status.st_mtime_ns) == (earlier["bytes"], earlier["mtime_ns"]):
-                kept, columns = int(earlier["rows"]), [str(c) for c in earlier["columns"]]
-                return cls(path, kept if columns else 0, columns)
+            if earlier and "partial" in earlier:
+                part = earlier["partial"]
+                if stream.partial.stat().st_size >= part["bytes"] and part["rows"] > 0:
+                    os.truncate(stream.partial, part["bytes"])
+                    stream._keep(stream.partial, int(part["rows"]), part["columns"])
+            elif earlier and "finished" in earlier:
+                done, status = earlier["finished"], os.stat(path)
+                if (status.st_size, status.st_mtime_ns) == (done["bytes"], done["mtime_ns"]) and done["rows"] > 0:
+                    stream._keep(path, int(done["rows"]), done["columns"])
         except (OSError, KeyError, TypeError, ValueError):
             pass
-        return cls(path)
+        return stream
+
+    def _keep(self, where: Path, rows: int, columns: Any) -> None:
+        self._use_columns([str(c) for c in columns])
+        self.kept, self._kept_in = rows, where
 
     def _use_columns(self, columns: list[str]) -> None:
         self.columns = columns
@@ -219,12 +244,14 @@ class CsvStream:
         self._values = ColumnPick(tuple(columns))
 
     def _open(self) -> None:
-        self._file = atomic_text_file(self.path)
-        handle = self._file.__enter__()
-        if self.kept:  # the rows already written, copied as they are
-            with open(self.path, encoding="utf-8", newline="") as kept:
-                shutil.copyfileobj(kept, handle)
-        self._writer = csv.writer(handle, lineterminator="\n")
+        if self._kept_in == self.partial:  # continued where the last run's rows end
+            handle = open(self.partial, "a", encoding="utf-8", newline="")
+        else:
+            handle = open(self.partial, "w", encoding="utf-8", newline="")
+            if self._kept_in is not None:  # the finished file's rows, copied as they are
+                with open(self._kept_in, encoding="utf-8", newline="") as kept:
+                    shutil.copyfileobj(kept, handle)
+        self._file, self._writer = handle, csv.writer(handle, lineterminator="\n")
 
     def add(self, row: dict[str, Any]) -> None:
         self.rows += 1
@@ -243,31 +270,52 @@ class CsvStream:
 
     def close(self) -> bool:
         """Put the file in place; False when some row had columns the first one lacked, or fewer rows came than
-        the kept file holds (write it again)."""
-        if self.rows < self.kept:
+        the files held (write it again)."""
+        if self.rows < self.kept:  # the run has fewer rows than the files (the end writes it again)
+            self.abandon()
+            if self._kept_in == self.partial:
+                self.partial.unlink(missing_ok=True)
             return False
-        if self._file is None and not self.kept:
-            self._open()
-            self._writer.writerow([])
-        if self._file is not None:
-            self._file.__exit__(None, None, None)
+        if self._kept_in != self.path or self._file is not None:  # else the finished file holds every row
+            if self._file is None:
+                self._open()
+                if self.columns is None:
+                    self._writer.writerow([])
+            self._file.close()
+            os.replace(self.partial, self.path)
+        self._file, self._closed = None, True
         return self.columns is None or len(self._seen) == len(self.columns)
 
-    def record(self) -> dict[str, Any]:
-        """What :meth:`resuming` needs to keep the closed file."""
-        status = os.stat(self.path)
-        return {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.rows,
-                "columns": self.columns or []}
+    def record(self) -> dict[str, Any] | None:
+        """What :meth:`resuming` needs to keep the rows given so far (None: nothing to keep)."""
+        if self._closed:
+            status = os.stat(self.path)
+            return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.rows,
+                                 "columns": self.columns or []}}
+        if self._file is not None:
+            self._file.flush()
+            self._left = os.fstat(self._file.fileno()).st_size, self.rows
+        if self._left is not None:
+            return {"partial": {"bytes": self._left[0], "rows": self._left[1], "columns": self.columns}}
+        if self._kept_in == self.partial:
+            return {"partial": {"bytes": self.partial.stat().st_size, "rows": self.kept, "columns": self.columns}}
+        if self._kept_in == self.path:
+            status = os.stat(self.path)
+            return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.kept,
+                                 "columns": self.columns}}
+        return None
 
     def abandon(self) -> None:
-        """Remove the file being written (the run failed or stopped: it is rebuilt next time)."""
+        """Stop writing: a resumable stream leaves its partial file whole to the last row (:meth:`record`),
+        another removes it."""
         if self._file is None:
             return
-        error = RuntimeError("abandoned")
-        try:
-            self._file.__exit__(RuntimeError, error, None)
-        except RuntimeError:
-            pass
+        if self.resumable:
+            self.record()  # what is whole, before the file is closed
+        self._file.close()
+        self._file = None
+        if not self.resumable:
+            self.partial.unlink(missing_ok=True)
 
     @property
     def every_column(self) -> list[str]:

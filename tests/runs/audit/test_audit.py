@@ -262,12 +262,23 @@ def test_an_interrupted_run_records_what_it_finished_and_resumes_to_an_uninterru
     assert on_disk == {r["overlay_path"] for r in rows if r["overlay_path"]}, "every finished image recorded, " \
         "nothing unrecorded left"
 
+    # The stop recorded the rows file and (a classifier's audit, which streams it) the part of manifest.csv
+    # written: the resume checks none of those rows again and continues that CSV.
+    recorded, streamed = json.loads((out / ".ov-explain-checked.json").read_text()), "confusion" in copies.compared
+    assert recorded["lines"] == len(rows) and not (out / "manifest.csv").exists()
+    if streamed:
+        assert recorded["sink"]["manifest.csv"]["partial"]["rows"] == len(rows)
+    assert (out / ".manifest.csv.partial").is_file() == streamed and (recorded["sink"] is None) != streamed
+
     resumed = subprocess.run(command + ["--out", str(out), "--json"], check=True, capture_output=True, env=env,
                              text=True)
     assert json.loads(resumed.stdout)["resumed"] == saved
     assert files_under(out) == files_under(reference)
     strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMING_FIELDS} for r in rows]  # noqa: E731
     assert strip(rows_of(out / "manifest.jsonl")) == strip(rows_of(reference / "manifest.jsonl"))
+    csv_rows = lambda folder: [{k: v for k, v in r.items() if not k.endswith("_ms")}  # noqa: E731
+                               for r in csv.DictReader(open(folder / "manifest.csv", newline=""))]
+    assert csv_rows(out) == csv_rows(reference)
 
 
 @pytest.mark.parametrize("workers, images_at_once, per_image", [(None, 2, None), (6, 2, 3), (1, 1, 1)])

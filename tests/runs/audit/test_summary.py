@@ -111,11 +111,18 @@ def test_rows_fed_as_they_are_appended_give_the_files_of_one_pass_over_the_manif
     assert {name: (folder / name).read_bytes() for name in expected} == expected
 
 
-def _build(folder: Path, lines: list[str], earlier: dict | None) -> SummaryBuilder:
-    """A run's building: ``lines`` given as the recovery and the run would, the end written."""
+def _build(folder: Path, lines: list[str], earlier: dict | None, *, fail_after: int | None = None) -> SummaryBuilder:
+    """A run's building: ``lines`` given as the recovery and the run would, the end written (``fail_after``:
+    the run stops after that many lines instead)."""
     builder = SummaryBuilder(folder, None)
-    with builder.building(earlier):
-        builder.add_rows(json.loads(line) for line in lines)
+    try:
+        with builder.building(earlier):
+            for number, line in enumerate(lines):
+                if number == fail_after:
+                    raise KeyboardInterrupt
+                builder.add_rows([json.loads(line)])
+    except KeyboardInterrupt:
+        return builder
     builder.finish(read_errors(folder), RUN)
     return builder
 
@@ -128,26 +135,49 @@ def test_a_resume_keeps_the_earlier_manifest_csv_when_it_is_as_that_run_left_it(
     write_summary(folder, read_errors(folder), RUN, grid_tiles=None)
     whole = (folder / "manifest.csv").read_bytes()
     first = _build(folder, lines[:2], None).record()
-    assert first is not None and first["manifest.csv"]["rows"] == 2
+    assert first is not None and first["manifest.csv"]["finished"]["rows"] == 2
     before = (folder / "manifest.csv").stat()
     again = _build(folder, lines[:2], first).record()  # nothing new: the file is not touched
     assert again == first and (folder / "manifest.csv").stat().st_mtime_ns == before.st_mtime_ns
     grown = _build(folder, lines, first).record()  # two rows more: copied and extended
-    assert (folder / "manifest.csv").read_bytes() == whole and grown["manifest.csv"]["rows"] == 4
+    assert (folder / "manifest.csv").read_bytes() == whole and grown["manifest.csv"]["finished"]["rows"] == 4
     with open(folder / "manifest.csv", "a") as handle:  # the user's own edit
         handle.write("a line of mine\n")
     _build(folder, lines, grown)
     assert (folder / "manifest.csv").read_bytes() == whole  # not as recorded: written anew
-    stale = {"manifest.csv": {**_build(folder, lines[:2], None).record()["manifest.csv"], "rows": 3}}
+    recorded = _build(folder, lines[:2], None).record()["manifest.csv"]
+    stale = {"manifest.csv": {"finished": {**recorded["finished"], "rows": 3}}}
     assert _build(folder, lines[:2], stale).record() is None  # fewer rows given than recorded
     assert (folder / "manifest.csv").read_bytes() == whole  # from the rows file (all four rows)
+    assert not [p for p in folder.iterdir() if p.name.startswith(".manifest.csv")]
 
 
-def test_a_run_that_fails_while_building_leaves_no_csv_behind(folder):
-    builder = SummaryBuilder(folder, None)
-    with pytest.raises(KeyboardInterrupt):
-        with builder.building():
-            raise KeyboardInterrupt
+def test_a_stopped_runs_partial_csv_is_continued_by_the_next_run(folder):
+    """A run that stops leaves no manifest.csv, but its partial file whole to the rows it had: the next run,
+    given those rows first, continues it (cut back to what was recorded, whatever was written after)."""
+    lines = (folder / "manifest.jsonl").read_text().splitlines(keepends=True)
+    write_summary(folder, read_errors(folder), RUN, grid_tiles=None)
+    whole = (folder / "manifest.csv").read_bytes()
+    (folder / "manifest.csv").unlink()
+    stopped = _build(folder, lines, None, fail_after=3).record()
+    assert not (folder / "manifest.csv").exists() and stopped["manifest.csv"]["partial"]["rows"] == 3
+    partial = folder / ".manifest.csv.partial"
+    assert partial.stat().st_size == stopped["manifest.csv"]["partial"]["bytes"]
+    with open(partial, "a") as handle:  # what a killed run wrote after its last record
+        handle.write("half a ro")
+    resumed = _build(folder, lines, stopped)
+    assert (folder / "manifest.csv").read_bytes() == whole and not partial.exists()
+    assert resumed.record()["manifest.csv"]["finished"]["rows"] == 4
+    _build(folder, lines, None, fail_after=1)  # a partial file that no record describes: written anew
+    _build(folder, lines, None)
+    assert (folder / "manifest.csv").read_bytes() == whole and not partial.exists()
+
+
+def test_a_rebuild_that_fails_leaves_no_csv_behind(folder):
+    lines = (folder / "manifest.jsonl").read_text().splitlines(keepends=True)
+    (folder / "manifest.jsonl").write_text(lines[0] + "{}\n")  # a damaged second row
+    with pytest.raises(ValueError, match="line 2"):
+        write_summary(folder, read_errors(folder), RUN, grid_tiles=None)
     assert not (folder / "manifest.csv").exists()
     assert not [p for p in folder.iterdir() if p.name.startswith(".manifest.csv")]  # no temp file either
 
