@@ -15,8 +15,11 @@ Needs the distributed extra (Ray Data). Prints:
     order, with a progress bar, as in a run), its peak memory holding the dataset, the file names and the
     list handed to Ray Data, the summary and CSV built while appending, as an audit does, and the end of that
     run (summary.json, grids, report); then the same end rebuilt from the manifest in one pass (a run resuming
-    every image) in a process of its own, its time and peak memory — and from these, the cluster sizes at
-    which the engine and the appending would saturate.
+    every image) in a process of its own, its time and peak memory, three ways: after that run ended (its
+    record of the rows file matches: no row checked again, manifest.csv kept), as a run killed right after a
+    checkpoint leaves the folder (the partial manifest.csv continued), and with no record (every row checked,
+    manifest.csv written again) — and from these, the cluster sizes at which the engine and the appending
+    would saturate.
 """
 
 from __future__ import annotations

@@ -379,7 +379,7 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
     tally, unreadable = _RowTally(kind), []  # unreadable: the line a read stopped at (torn, not JSON)
     trusted = ledger.trusted_lines if ledger is not None else 0
     for number, row in enumerate(read_jsonl(rows_path, unreadable.append), 1):
-        if tally.add(row, checked=number <= trusted) and sink is not None:
+        if tally.add(row, trusted=number <= trusted) and sink is not None:
             sink.add_rows([row])
     complete = tally.complete()
     dropped: set[str] = set()  # the files named by the rows dropped (a damaged row's files are ours too)
@@ -388,8 +388,8 @@ def recover(out: Path, kind: FolderKind, selected: set[str], stems: set[str], si
             sink.forget()
 
         def kept() -> Iterator[dict[str, Any]]:
-            for row in read_jsonl(rows_path):
-                if tally.key_of(row) in complete:
+            for number, row in enumerate(read_jsonl(rows_path), 1):
+                if (row["key"] if number <= trusted else tally.key_of(row)) in complete:
                     if sink is not None:
                         sink.add_rows([row])
                     yield row
@@ -434,11 +434,11 @@ class _RowTally:
         parsed = self.parsed(row)
         return None if parsed is None else parsed.key
 
-    def add(self, row: Any, checked: bool = False) -> bool:
-        """Count the row; False for a damaged one. ``checked``: an earlier run checked it (only read its key
-        and row count)."""
+    def add(self, row: Any, trusted: bool = False) -> bool:
+        """Count the row; False for a damaged one. ``trusted``: as a run of this version left it (only its key
+        and row count are read)."""
         self.lines += 1
-        if checked:
+        if trusted:
             key, expected = row["key"], row["targets_total"]
         else:
             parsed = self.parsed(row)
@@ -536,8 +536,9 @@ class RowsLedger:
 
     def write(self, out: Path) -> None:
         """Record the rows file as it is, and what the sink has made of its rows (:meth:`RowSink.record`)."""
-        record = {"rows_file": self.kind.rows_file, "bytes": self.rows.bytes, "lines": self.rows.lines,
-                  "sha256": self.rows.sha256, "sink": self.sink.record() if self.sink is not None else None}
+        record = {"version": _version(), "rows_file": self.kind.rows_file, "bytes": self.rows.bytes,
+                  "lines": self.rows.lines, "sha256": self.rows.sha256,
+                  "sink": self.sink.record() if self.sink is not None else None}
         atomic_write_text(out / CHECKED_FILE, json.dumps(record) + "\n")
         self._written = time.monotonic()
 
@@ -561,13 +562,23 @@ def open_ledger(out: Path, kind: FolderKind, sink: RowSink | None = None) -> Row
 
 
 def _read_checked(path: Path, kind: FolderKind) -> dict[str, Any] | None:
-    """The record :meth:`RowsLedger.write` left, or None (none, unreadable, or not of this kind's rows)."""
+    """The record :meth:`RowsLedger.write` left, or None (none, unreadable, not of this kind's rows, or of
+    another version: its checks of a row may differ from this one's)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("version") != _version():
         return None
     fields = {"rows_file": str, "bytes": int, "lines": int, "sha256": str}
     if not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in fields.items()) \
             or record["rows_file"] != kind.rows_file or not isinstance(record.get("sink"), (dict, type(None))):
         return None
     return record
+
+
+def _version() -> str:
+    """This package's version (imported when asked: the package imports this module)."""
+    from ov_explain import __version__
+
+    return __version__

@@ -201,8 +201,32 @@ def test_a_resume_checks_only_the_rows_the_last_run_to_end_did_not_leave(tmp_pat
     stats = run_rows(samples(5), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set(), sink=sink)
     assert len(checked) >= 9 and sink.events[0] == ("start", None)  # every line checked: the damage found
     assert (stats.ran, stats.resumed) == (1, 4) and sorted(set(keys(out))) == [f"img{i}" for i in range(5)]
+    record = json.loads((out / CHECKED_FILE).read_text())
+    (out / CHECKED_FILE).write_text(json.dumps({**record, "version": "0.0.1"}))  # another version's record
+    checked.clear()
+    run_rows(samples(5), ThreadEngine(work_in(out), 1), out, kind, {"size": 6}, set())
+    assert checked == keys(out)  # its checks of a row may differ from this version's: every row checked
     run_rows(samples(1), ThreadEngine(work_in(out), 1), out, kind, {"size": 1}, set(), restart=True)
     assert json.loads((out / CHECKED_FILE).read_text())["lines"] == 2  # a restart's record: its rows only
+
+
+def test_a_repair_keeps_the_trusted_rows_it_counted(tmp_path):
+    """A torn line makes the recovery rewrite the rows file: the rows it trusted (and counted as done) are kept
+    as they are, not checked again in the rewrite (where a stricter check would drop a done image's rows)."""
+    out = tmp_path / "run"
+    run_rows(samples(3), ThreadEngine(work_in(out), 1), out, KIND, {"size": 3}, set())
+    whole = (out / "rows.jsonl").read_text()
+    with open(out / "rows.jsonl", "a") as handle:
+        handle.write('{"key": "img3", "targ')  # torn by a kill
+
+    def stricter(data: dict) -> Row:
+        if data["key"] == "img1":
+            raise ValueError("refused by a stricter check")
+        return Row.from_dict(data)
+
+    stats = run_rows(samples(3), ThreadEngine(work_in(out), 1), out, dataclasses.replace(KIND, parse_row=stricter),
+                     {"size": 3}, set())
+    assert (stats.ran, stats.resumed) == (0, 3) and (out / "rows.jsonl").read_text() == whole
 
 
 class Killed(BaseException):

@@ -209,7 +209,7 @@ class CsvStream:
         self._file: Any = None
         self._writer: Any = None
         self._closed = False
-        self._left: tuple[int, int] | None = None  # (bytes, rows) of the partial file when last made whole
+        self._whole: tuple[int, int] | None = None  # (bytes, rows) of the partial file when last flushed
         self.columns: list[str] | None = None
         self._seen: dict[str, None] = {}
         self._values: Callable[[dict[str, Any]], Any] = lambda row: ()  # the first row's columns, picked
@@ -224,14 +224,14 @@ class CsvStream:
             if earlier and "partial" in earlier:
                 part = earlier["partial"]
                 if stream.partial.stat().st_size >= part["bytes"] and part["rows"] > 0:
-                    os.truncate(stream.partial, part["bytes"])
                     stream._keep(stream.partial, int(part["rows"]), part["columns"])
+                    os.truncate(stream.partial, part["bytes"])  # what a killed run wrote after its record
             elif earlier and "finished" in earlier:
                 done, status = earlier["finished"], os.stat(path)
                 if (status.st_size, status.st_mtime_ns) == (done["bytes"], done["mtime_ns"]) and done["rows"] > 0:
                     stream._keep(path, int(done["rows"]), done["columns"])
         except (OSError, KeyError, TypeError, ValueError):
-            pass
+            return cls(path, resumable=True)
         return stream
 
     def _keep(self, where: Path, rows: int, columns: Any) -> None:
@@ -292,11 +292,13 @@ class CsvStream:
             status = os.stat(self.path)
             return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.rows,
                                  "columns": self.columns or []}}
+        if len(self._seen) != len(self.columns or ()):  # a row had more columns: the end writes it again
+            return None
         if self._file is not None:
             self._file.flush()
-            self._left = os.fstat(self._file.fileno()).st_size, self.rows
-        if self._left is not None:
-            return {"partial": {"bytes": self._left[0], "rows": self._left[1], "columns": self.columns}}
+            self._whole = os.fstat(self._file.fileno()).st_size, self.rows
+        if self._whole is not None:
+            return {"partial": {"bytes": self._whole[0], "rows": self._whole[1], "columns": self.columns}}
         if self._kept_in == self.partial:
             return {"partial": {"bytes": self.partial.stat().st_size, "rows": self.kept, "columns": self.columns}}
         if self._kept_in == self.path:

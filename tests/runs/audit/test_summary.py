@@ -173,6 +173,23 @@ def test_a_stopped_runs_partial_csv_is_continued_by_the_next_run(folder):
     assert (folder / "manifest.csv").read_bytes() == whole and not partial.exists()
 
 
+def test_a_partial_csv_is_not_continued_once_a_row_brought_more_columns(folder):
+    """A folder resumed from an earlier version: its first rows lack columns the new ones have, so manifest.csv
+    is written again at the end with every column. A run stopped after such a row records no partial CSV,
+    and one stopped before it is continued, both ending in the CSV of every column."""
+    rows = [json.loads(line) for line in (folder / "manifest.jsonl").read_text().splitlines()]
+    older = [{k: v for k, v in row.items() if k not in ("readout", "map_left")} for row in rows[:2]]
+    lines = [json.dumps(r) + "\n" for r in older + rows[2:]]
+    (folder / "manifest.jsonl").write_text("".join(lines))
+    write_csv(folder / "expected.csv", older + rows[2:])
+    assert _build(folder, lines, None, fail_after=3).record() is None  # the third row has more columns
+    stopped = _build(folder, lines, None, fail_after=2).record()
+    assert stopped["manifest.csv"]["partial"]["rows"] == 2
+    _build(folder, lines, stopped)
+    assert (folder / "manifest.csv").read_bytes() == (folder / "expected.csv").read_bytes()
+    assert not (folder / ".manifest.csv.partial").exists()
+
+
 def test_a_rebuild_that_fails_leaves_no_csv_behind(folder):
     lines = (folder / "manifest.jsonl").read_text().splitlines(keepends=True)
     (folder / "manifest.jsonl").write_text(lines[0] + "{}\n")  # a damaged second row
