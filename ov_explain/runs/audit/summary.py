@@ -103,8 +103,9 @@ class SummaryBuilder:
 
     manifest.csv is written as rows come and put in place when :meth:`building` ends without an error (the
     columns of the first row; an older folder whose rows differ is written again with every column). A resume
-    keeps the manifest.csv of the last run to end when it is as that run left it and the rows given first are
-    that run's (``earlier``, what :meth:`record` returned then): it is extended, not written again."""
+    continues what the last run wrote of it (its partial file, or the finished file, copied) when that is as
+    the run recorded it and the rows given first are that run's (``earlier``, what :meth:`record` returned
+    then), instead of writing those rows again."""
 
     def __init__(self, out: Path, grid_tiles: int | None, also: RowCollector | None = None):
         self.out, self.grid_tiles, self.also = out, grid_tiles, also
