@@ -88,14 +88,18 @@ def _interrupt_status(cause: BaseException) -> int:
 
 
 def _save_trace() -> str:
-    """Write the current exception's traceback to a file and return its path."""
+    """Write the current exception's traceback to a file; where it went, for the user's one line (or why it
+    could not be written: the temp folder is full or read-only)."""
     import tempfile
     import traceback
 
-    with tempfile.NamedTemporaryFile("w", prefix="ov-explain-error-", suffix=".log", delete=False,
-                                     encoding="utf-8") as handle:
-        traceback.print_exc(file=handle)
-    return handle.name
+    try:
+        with tempfile.NamedTemporaryFile("w", prefix="ov-explain-error-", suffix=".log", delete=False,
+                                         encoding="utf-8") as handle:
+            traceback.print_exc(file=handle)
+    except OSError as exc:
+        return f"no trace file: {one_line(exc)}"
+    return f"full trace in {handle.name}"
 
 
 def run_stoppable(bar: Any, work: Callable[[threading.Event], Any]) -> Any:
@@ -148,8 +152,8 @@ class _Commands(click.Group):
         except Exception as exc:  # a bug: one line for the user, the whole trace in a file
             trace = _save_trace()
             logger.debug("unexpected error", exc_info=True)
-            click.echo(f"error: unexpected {type(exc).__name__}: {one_line(exc)} (full trace in {trace}; "
-                       "-vv also prints it)", err=True)
+            click.echo(f"error: unexpected {type(exc).__name__}: {one_line(exc)} ({trace}; -vv also prints it)",
+                       err=True)
             sys.exit(EXIT_UNEXPECTED)
 
 

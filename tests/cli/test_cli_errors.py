@@ -228,6 +228,25 @@ def test_an_unexpected_error_is_one_line_and_a_trace_file(run, photos_dir, monke
     Path(verbose.output.split("full trace in ", 1)[1].split(";", 1)[0]).unlink()
 
 
+def test_an_unexpected_error_is_still_one_line_when_no_trace_file_can_be_written(run, photos_dir, monkeypatch):
+    import tempfile
+
+    from ov_explain.core import model
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    def no_room(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(model.Classifier, "predict_many", broken)
+    monkeypatch.setattr(tempfile, "NamedTemporaryFile", no_room)
+    result = run("predict", photos_dir / "coffee.jpg")
+    assert result.exit_code == 3 and "Traceback" not in result.output
+    assert result.output.strip() == ("error: unexpected ZeroDivisionError: a bug (no trace file: [Errno 28] No space "
+                                     "left on device; -vv also prints it)")
+
+
 def test_a_static_batch_vit_whose_tail_cannot_grow_falls_back_or_says_why(run, photos_dir, tmp_path):
     from support import save_model, tiny_vit
 
