@@ -488,6 +488,7 @@ class RowsDigest:
 
     def __init__(self) -> None:
         self._hash, self.bytes, self.lines = hashlib.sha256(), 0, 0
+        self.at_limit: tuple[int, int, str] | None = None
 
     def add(self, data: bytes) -> None:
         self._hash.update(data)
@@ -507,10 +508,15 @@ class RowsDigest:
         return self._hash.hexdigest()
 
     @classmethod
-    def of_file(cls, path: Path) -> "RowsDigest":
+    def of_file(cls, path: Path, limit: int | None = None) -> "RowsDigest":
+        """The whole file's digest, in one read; ``limit``: also note (bytes, lines, SHA-256) of its first
+        ``limit`` bytes, as :attr:`at_limit`."""
         digest = cls()
         if path.exists():
             with open(path, "rb") as handle:
+                if limit is not None:
+                    digest.add_from(handle, limit)
+                    digest.at_limit = (digest.bytes, digest.lines, digest.sha256)
                 digest.add_from(handle)
         return digest
 
@@ -550,12 +556,8 @@ def open_ledger(out: Path, kind: FolderKind, sink: RowSink | None = None) -> Row
     record = _read_checked(out / CHECKED_FILE, kind)
     if record is None or not rows_path.exists():
         return RowsLedger(kind, RowsDigest.of_file(rows_path), sink)
-    digest = RowsDigest()
-    with open(rows_path, "rb") as handle:
-        digest.add_from(handle, record["bytes"])
-        same = (digest.bytes, digest.lines, digest.sha256) == (record["bytes"], record["lines"], record["sha256"])
-        digest.add_from(handle)
-    if not same:
+    digest = RowsDigest.of_file(rows_path, record["bytes"])
+    if digest.at_limit != (record["bytes"], record["lines"], record["sha256"]):
         logger.info("%s: not as the last run left it; every row is checked", rows_path)
         return RowsLedger(kind, digest, sink)
     return RowsLedger(kind, digest, sink, record["lines"], record["sink"])
@@ -568,10 +570,9 @@ def _read_checked(path: Path, kind: FolderKind) -> dict[str, Any] | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    if not isinstance(record, dict) or record.get("version") != _version():
-        return None
     fields = {"rows_file": str, "bytes": int, "lines": int, "sha256": str}
-    if not isinstance(record, dict) or any(not isinstance(record.get(k), t) for k, t in fields.items()) \
+    if not isinstance(record, dict) or record.get("version") != _version() \
+            or any(not isinstance(record.get(k), t) for k, t in fields.items()) \
             or record["rows_file"] != kind.rows_file or not isinstance(record.get("sink"), (dict, type(None))):
         return None
     return record
