@@ -82,13 +82,19 @@ class FolderLock:
             self._handle = None
 
 
+def temp_path(path: Path) -> Path:
+    """Where ``path`` is written before it is put in place: hidden, this process's, and removed by
+    :func:`remove_temp_files` if a killed run left it."""
+    return path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data`` in one step: readers see the old file or the new one, never a part.
 
     Safe against the process being killed; not a guarantee against power loss (no fsync: audits
     write thousands of files and would pay for it on every one).
     """
-    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+    temp = temp_path(path)
     try:
         with open(temp, "wb") as handle:
             handle.write(data)
@@ -106,7 +112,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_text_file(path: Path) -> Iterator[TextIO]:
     """A text file written as it goes and put in place at the end in one step (as :func:`atomic_write_bytes`):
     for files too large to hold in memory first."""
-    temp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+    temp = temp_path(path)
     try:
         with open(temp, "w", encoding="utf-8", newline="") as handle:
             yield handle

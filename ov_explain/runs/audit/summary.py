@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
 import cv2
 
 from ov_explain.core.images import read_bgr_at_least
-from ov_explain.core.storage import TEMP_SUFFIX, atomic_text_file, atomic_write_bytes, atomic_write_text
+from ov_explain.core.storage import atomic_text_file, atomic_write_bytes, atomic_write_text, temp_path
 from ov_explain.render.grids import CELL, FORMER_GRID_SUFFIXES, GRID_SUFFIX, Tile, grid_jpeg
 from ov_explain.runs.audit.folder import (
     CONFUSION,
@@ -203,8 +203,7 @@ class CsvStream:
     def __init__(self, path: Path, *, resumable: bool = False) -> None:
         self.path, self.resumable = path, resumable
         # a run's partial file outlives it; another stream's is a temp file (a killed one's removed next run)
-        self.partial = path.with_name(f".{path.name}.partial" if resumable
-                                      else f".{path.name}.{os.getpid()}{TEMP_SUFFIX}")
+        self.partial = path.with_name(f".{path.name}.partial") if resumable else temp_path(path)
         self.rows = self.kept = 0  # rows given; of them, rows the files already held (passed over)
         self._kept_in: Path | None = None  # where those are: the finished file or the partial one
         self._file: Any = None
@@ -290,31 +289,35 @@ class CsvStream:
     def record(self) -> dict[str, Any] | None:
         """What :meth:`resuming` needs to keep the rows given so far (None: nothing to keep)."""
         if self._closed:
-            status = os.stat(self.path)
-            return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.rows,
-                                 "columns": self.columns or []}}
+            return self._finished(self.rows)
         if len(self._seen) != len(self.columns or ()):  # a row had more columns: the end writes it again
             return None
-        if self._file is not None:
-            self._file.flush()
-            self._whole = os.fstat(self._file.fileno()).st_size, self.rows
+        self._flush()
         if self._whole is not None:
             return {"partial": {"bytes": self._whole[0], "rows": self._whole[1], "columns": self.columns}}
         if self._kept_in == self.partial:
             return {"partial": {"bytes": self.partial.stat().st_size, "rows": self.kept, "columns": self.columns}}
         if self._kept_in == self.path:
-            status = os.stat(self.path)
-            return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": self.kept,
-                                 "columns": self.columns}}
+            return self._finished(self.kept)
         return None
+
+    def _finished(self, rows: int) -> dict[str, Any]:
+        status = os.stat(self.path)
+        return {"finished": {"bytes": status.st_size, "mtime_ns": status.st_mtime_ns, "rows": rows,
+                             "columns": self.columns or []}}
+
+    def _flush(self) -> None:
+        """Make what is written whole on disk, and note how much it is (bytes, rows)."""
+        if self._file is not None:
+            self._file.flush()
+            self._whole = os.fstat(self._file.fileno()).st_size, self.rows
 
     def abandon(self) -> None:
         """Stop writing: a resumable stream leaves its partial file whole to the last row (:meth:`record`),
         another removes it."""
         if self._file is None:
             return
-        if self.resumable:
-            self.record()  # what is whole, before the file is closed
+        self._flush()
         self._file.close()
         self._file = None
         if not self.resumable:
